@@ -1,0 +1,87 @@
+"""The on-disk feature cache: one schema, zarr and HDF5 back-ends.
+
+    >>> import sers.cache
+    >>> with sers.cache.open("en.zarr") as cache:
+    ...     x = cache.pooled(layer=6, split="train")    # (n, D)
+
+The format itself is documented in docs/cache.md and in :mod:`sers.cache.schema`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sers.cache.reader import CacheReader, UtteranceTable
+from sers.cache.schema import FORMAT, FORMAT_VERSION
+from sers.cache.writer import CacheWriter
+from sers.errors import SersError
+
+__all__ = ["open", "from_arrays", "import_npz", "CacheReader", "CacheWriter", "UtteranceTable",
+           "FORMAT", "FORMAT_VERSION"]
+
+
+def open(path) -> CacheReader:  # noqa: A001 - mirrors zarr.open / h5py.File
+    return CacheReader(path)
+
+
+def from_arrays(path, pooled, utterances: dict, frames: dict | None = None, *,
+                overwrite: bool = True, **attrs) -> Path:
+    """Write a complete cache from features computed anywhere.
+
+    ``pooled``: (L, N, D) array (the mean) or ``{"mean": ..., "std": ...}``.
+    ``utterances``: columns with N rows; ``id`` required, then label, split, speaker,
+    language, duration. ``frames``: ``{layer: [array (T_i, D) per utterance]}``.
+    ``attrs``: model_id, sample_rate, frame_rate, ... stored as root attributes.
+    """
+    pooled = {"mean": pooled} if not isinstance(pooled, dict) else dict(pooled)
+    pooled = {stat: np.asarray(values, dtype=np.float32) for stat, values in pooled.items()}
+    num_layers, n_rows, hidden_size = next(iter(pooled.values())).shape
+    for stat, values in pooled.items():
+        if values.shape != (num_layers, n_rows, hidden_size):
+            raise SersError(f"pooled {stat} has shape {values.shape}, expected {(num_layers, n_rows, hidden_size)}")
+    columns = dict(utterances)
+    frames = frames or {}
+    if frames:
+        lengths = {layer: [len(f) for f in per_utt] for layer, per_utt in frames.items()}
+        first = next(iter(lengths.values()))
+        if any(v != first for v in lengths.values()) or len(first) != n_rows:
+            raise SersError("frames must give one array per utterance, of equal length across layers")
+        columns["n_frames"] = first
+    else:
+        columns["n_frames"] = np.zeros(n_rows, "int64")
+    attrs.setdefault("model_id", "imported")
+    attrs.setdefault("pool_stats", list(pooled))
+    pool_stats = attrs.pop("pool_stats")
+    writer = CacheWriter.create(path, columns, num_layers=num_layers, hidden_size=hidden_size,
+                                pool_stats=pool_stats, frame_layers=sorted(frames), overwrite=overwrite,
+                                **attrs)
+    with writer:
+        for row in range(n_rows):
+            writer.add(row, {stat: values[:, row] for stat, values in pooled.items()},
+                       {layer: np.asarray(per_utt[row]) for layer, per_utt in frames.items()})
+        writer.finish()
+    return Path(path)
+
+
+def import_npz(npz_path, out_path, *, overwrite: bool = False, **attrs) -> Path:
+    """``sers cache import``: an .npz with ``pooled`` or ``pooled_mean`` (L, N, D) [+ ``pooled_std``]
+    and 1-D arrays ``id`` [label, split, speaker, language, duration] becomes a cache."""
+    with np.load(npz_path, allow_pickle=False) as data:
+        keys = set(data.files)
+        if "pooled" in keys:
+            pooled = {"mean": data["pooled"]}
+        elif "pooled_mean" in keys:
+            pooled = {"mean": data["pooled_mean"]}
+            if "pooled_std" in keys:
+                pooled["std"] = data["pooled_std"]
+        else:
+            raise SersError(f"{npz_path}: needs an array 'pooled' or 'pooled_mean' of shape (layers, "
+                            f"utterances, dim); found {sorted(keys)}")
+        if "id" not in keys:
+            raise SersError(f"{npz_path}: needs an array 'id' with one id per utterance; found {sorted(keys)}")
+        columns = {name: data[name].tolist() for name in
+                   ("id", "label", "split", "speaker", "language", "duration") if name in keys}
+    if Path(out_path).exists() and not overwrite:
+        raise SersError(f"{out_path} already exists; pass --overwrite to replace it")
+    return from_arrays(out_path, pooled, columns, overwrite=True, **attrs)

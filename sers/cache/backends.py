@@ -1,0 +1,155 @@
+"""Storage back-ends: the same array/attribute operations on zarr and HDF5.
+
+Both expose ``create``, ``array``, ``has``, ``attrs``/``set_attrs``, string
+columns and ``close``. Arrays returned by ``array`` support numpy slicing for
+reads and writes, and ``resize`` along the first axis.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from sers.cache.schema import backend_for
+
+
+def open_backend(path, mode: str):
+    """mode: 'r' read, 'a' read/write existing, 'w' create (replacing)."""
+    kind = backend_for(path)
+    return ZarrBackend(path, mode) if kind == "zarr" else HDF5Backend(path, mode)
+
+
+def remove_store(path) -> None:
+    path = Path(path)
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+class ZarrBackend:
+    kind = "zarr"
+
+    def __init__(self, path, mode: str):
+        import zarr
+
+        self.path = Path(path)
+        self._root = zarr.open_group(str(path), mode={"r": "r", "a": "r+", "w": "w"}[mode])
+
+    def create(self, name, shape, dtype, chunks, compress=True):
+        import zarr
+
+        dtype = str if np.dtype(dtype) == np.dtype(object) else dtype
+        kwargs = {} if compress else {"compressors": None}
+        if dtype is str:
+            kwargs = {}
+        return self._root.create_array(name, shape=shape, dtype=dtype, chunks=chunks,
+                                       fill_value=None if dtype is str else 0, **kwargs)
+
+    def array(self, name):
+        return self._root[name]
+
+    def has(self, name) -> bool:
+        return name in self._root
+
+    def read_strings(self, name) -> np.ndarray:
+        return np.asarray(self._root[name][:], dtype=object)
+
+    def write_strings(self, name, values, start: int = 0) -> None:
+        values = np.asarray([str(v) for v in values], dtype=str)
+        self._root[name][start:start + len(values)] = values
+
+    @property
+    def attrs(self) -> dict:
+        return dict(self._root.attrs)
+
+    def set_attrs(self, values: dict) -> None:
+        self._root.attrs.update(_jsonable(values))
+
+    def flush(self) -> None:
+        pass  # zarr writes each chunk atomically as it goes
+
+    def close(self) -> None:
+        pass
+
+
+class HDF5Backend:
+    kind = "hdf5"
+
+    def __init__(self, path, mode: str):
+        import h5py
+
+        self.path = Path(path)
+        self._file = h5py.File(str(path), {"r": "r", "a": "r+", "w": "w"}[mode])
+
+    def create(self, name, shape, dtype, chunks, compress=True):
+        import h5py
+
+        string = np.dtype(dtype) == np.dtype(object)
+        dtype = h5py.string_dtype("utf-8") if string else dtype
+        kwargs = {"compression": "gzip", "compression_opts": 1, "shuffle": True} if compress else {}
+        return self._file.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks,
+                                         maxshape=(None,) + tuple(shape[1:]), **kwargs)
+
+    def array(self, name):
+        return self._file[name]
+
+    def has(self, name) -> bool:
+        return name in self._file
+
+    def read_strings(self, name) -> np.ndarray:
+        dataset = self._file[name]
+        if len(dataset) == 0:
+            return np.empty(0, dtype=object)
+        return np.asarray(dataset.asstr()[:], dtype=object)
+
+    def write_strings(self, name, values, start: int = 0) -> None:
+        values = [str(v) for v in values]
+        self._file[name][start:start + len(values)] = np.asarray(values, dtype=object)
+
+    @property
+    def attrs(self) -> dict:
+        out = {}
+        for key, value in self._file.attrs.items():
+            if isinstance(value, bytes):
+                value = value.decode()
+            if value == "null":
+                value = None
+            elif isinstance(value, str) and value[:1] in "[{":
+                value = json.loads(value)  # HDF5 attributes hold no nested types: JSON text
+            elif isinstance(value, np.generic):
+                value = value.item()
+            out[key] = value
+        return out
+
+    def set_attrs(self, values: dict) -> None:
+        for key, value in _jsonable(values).items():
+            if isinstance(value, (dict, list)):
+                value = json.dumps(value)
+            elif value is None:
+                value = "null"
+            self._file.attrs[key] = value
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file.id.valid:
+            self._file.close()
+
+
+def _jsonable(values: dict) -> dict:
+    """Round-trip through JSON so that both back-ends store the same plain types."""
+    return json.loads(json.dumps(values, default=_json_default))
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in cache attributes")

@@ -1,0 +1,177 @@
+"""Reading a cache: metadata, the utterance table, pooled features, frames."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sers.cache import schema
+from sers.cache.backends import open_backend
+from sers.errors import SersError
+
+
+class UtteranceTable:
+    """Columns of equal length as numpy arrays, reachable as attributes (``table.label``)."""
+
+    def __init__(self, columns: dict[str, np.ndarray]):
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns["id"])
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["columns"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, name) -> np.ndarray:
+        return self.columns[name]
+
+    def mask(self, split=None, language=None, labelled=None) -> np.ndarray:
+        """Rows in ``split`` (a name or list), ``language``; ``labelled=True`` keeps labelled rows."""
+        keep = np.ones(len(self), bool)
+        for column, wanted in (("split", split), ("language", language)):
+            if wanted is not None:
+                wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+                keep &= np.isin(self.columns[column].astype(str), wanted)
+        if labelled is not None:
+            keep &= (self.columns["label"] != "") == labelled
+        return keep
+
+    def select(self, rows) -> "UtteranceTable":
+        return UtteranceTable({name: values[rows] for name, values in self.columns.items()})
+
+    def counts(self, *columns: str) -> dict[tuple, int]:
+        keys = list(zip(*(self.columns[c] for c in columns)))
+        values, counts = np.unique(np.asarray(keys, dtype=str).reshape(len(keys), -1), axis=0,
+                                   return_counts=True) if keys else ([], [])
+        return {tuple(str(x) for x in v): int(c) for v, c in zip(values, counts)}
+
+
+class CacheReader:
+    """A read-only view of one cache. Open with :func:`sers.cache.open`."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise SersError(f"{path}: no such cache")
+        try:
+            self._backend = open_backend(self.path, "r")
+        except SersError:
+            raise
+        except Exception as exc:  # a folder or file that zarr/h5py cannot open
+            raise SersError(f"{path}: not a readable cache ({exc})") from None
+        self.attrs = self._backend.attrs
+        if self.attrs.get("format") != schema.FORMAT:
+            raise SersError(f"{path}: not a sers cache (no '{schema.FORMAT}' format attribute)")
+        if int(self.attrs["format_version"]) > schema.FORMAT_VERSION:
+            raise SersError(f"{path}: cache format {self.attrs['format_version']} is newer than this "
+                            f"sers understands ({schema.FORMAT_VERSION}); upgrade sers")
+        columns = {}
+        for name, dtype in schema.UTTERANCE_COLUMNS.items():
+            key = f"utterances/{name}"
+            columns[name] = (self._backend.read_strings(key) if dtype == np.dtype(object)
+                             else np.asarray(self._backend.array(key)[:]))
+        self.all_utterances = UtteranceTable(columns)
+        # Store rows behind the public table: extracted and not failed.
+        self._store_rows = np.flatnonzero(columns["done"] & ~columns["failed"])
+        self.utterances = self.all_utterances.select(self._store_rows)
+        self._row_of_id = {uid: i for i, uid in enumerate(self.utterances.id)}
+
+    # -- metadata -----------------------------------------------------------------------
+
+    num_layers = property(lambda self: int(self.attrs["num_layers"]))
+    hidden_size = property(lambda self: int(self.attrs["hidden_size"]))
+    model_id = property(lambda self: self.attrs.get("model_id"))
+    complete = property(lambda self: bool(self.attrs.get("complete")))
+    pool_stats = property(lambda self: list(self.attrs.get("pool_stats", ["mean"])))
+    frame_layers = property(lambda self: [int(x) for x in self.attrs.get("frame_layers") or []])
+
+    @property
+    def errors(self) -> list[dict]:
+        columns = {name: self._backend.read_strings(f"errors/{name}") for name in schema.ERROR_COLUMNS}
+        return [dict(zip(schema.ERROR_COLUMNS, row)) for row in zip(*columns.values())]
+
+    def require_complete(self) -> "CacheReader":
+        if not self.complete:
+            done = int(self.all_utterances.done.sum())
+            raise SersError(f"{self.path}: extraction is not finished ({done} of "
+                            f"{len(self.all_utterances)} utterances); rerun the same `sers extract` to finish it")
+        return self
+
+    def check_compatible(self, other: "CacheReader") -> None:
+        """Refuse to compare caches of different models or shapes, naming the difference."""
+        for key in ("model_id", "model_revision", "num_layers", "hidden_size"):
+            mine, theirs = self.attrs.get(key), other.attrs.get(key)
+            if mine != theirs:
+                raise SersError(f"caches come from different models: {key} is {mine!r} in {self.path} "
+                                f"but {theirs!r} in {other.path}")
+
+    # -- features -----------------------------------------------------------------------
+
+    def rows(self, split=None, language=None) -> np.ndarray:
+        return np.flatnonzero(self.utterances.mask(split=split, language=language))
+
+    def pooled(self, layer: int, split=None, stat: str = "mean", rows=None) -> np.ndarray:
+        """(n, D) float32 pooled features of one layer, for ``rows`` or a ``split``."""
+        return self.pooled_layers([layer], split=split, stat=stat, rows=rows)[0]
+
+    def pooled_layers(self, layers, split=None, stat: str = "mean", rows=None) -> np.ndarray:
+        """(len(layers), n, D) float32; reads one layer at a time."""
+        if stat not in self.pool_stats:
+            raise SersError(f"{self.path}: pooled statistic {stat!r} is not stored "
+                            f"(stored: {', '.join(self.pool_stats)}); extract with --pool {stat}")
+        layers = [int(layer) for layer in layers]
+        bad = [layer for layer in layers if not 0 <= layer < self.num_layers]
+        if bad:
+            raise SersError(f"{self.path}: layers {bad} do not exist (layers 0-{self.num_layers - 1})")
+        rows = self.rows(split) if rows is None else np.asarray(rows, dtype=int)
+        store_rows = self._store_rows[rows]
+        array = self._backend.array(schema.pooled_name(stat))
+        out = np.empty((len(layers), len(store_rows), self.hidden_size), np.float32)
+        for i, layer in enumerate(layers):
+            if len(store_rows) and np.all(np.diff(store_rows) == 1):
+                out[i] = array[layer, store_rows[0]:store_rows[-1] + 1]
+            elif len(store_rows):
+                out[i] = np.asarray(array[layer])[store_rows]  # one sequential read of the layer
+        return out
+
+    def frames(self, utterance_id: str, layer: int) -> np.ndarray:
+        """(n_frames, D) float32 frame features of one utterance at one layer."""
+        if int(layer) not in self.frame_layers:
+            raise SersError(f"{self.path}: frames of layer {layer} are not stored "
+                            f"(stored: {self.frame_layers or 'none'})")
+        row = self._row_of_id.get(str(utterance_id))
+        if row is None:
+            raise SersError(f"{self.path}: no utterance with id {utterance_id!r}")
+        start = int(self.utterances.frame_offset[row])
+        stop = start + int(self.utterances.n_frames[row])
+        return np.asarray(self._backend.array(schema.frames_name(layer))[start:stop], dtype=np.float32)
+
+    def to_xarray(self, layers=None, stat: str = "mean"):
+        """An xarray Dataset of pooled features (loaded into memory) with the utterance table as coords."""
+        try:
+            import xarray as xr
+        except ImportError:
+            raise SersError("to_xarray needs xarray: pip install 'sers[xarray]'") from None
+        layers = list(range(self.num_layers)) if layers is None else list(layers)
+        coords = {name: ("utterance", values) for name, values in self.utterances.columns.items()
+                  if name not in ("done", "failed")}
+        coords["layer"] = layers
+        data = {f"pooled_{s}": (("layer", "utterance", "dim"), self.pooled_layers(layers, stat=s))
+                for s in ([stat] if stat else self.pool_stats)}
+        return xr.Dataset(data, coords=coords, attrs={k: str(v) for k, v in self.attrs.items()})
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"<sers cache {self.path}: {self.model_id}, {len(self.utterances)} utterances, "
+                f"{self.num_layers} layers x {self.hidden_size}>")

@@ -1,0 +1,77 @@
+"""The cache format, in one place: names, columns, attributes, chunking.
+
+A cache is a zarr store (``*.zarr``) or an HDF5 file (``*.h5``) with this layout
+(see docs/cache.md for the reader's view):
+
+    attrs                 FORMAT, FORMAT_VERSION, model and extraction metadata (ROOT_ATTRS)
+    utterances/<column>   one 1-D array per column, N rows (UTTERANCE_COLUMNS)
+    pooled/<stat>         (L, N, D) float32, chunked (1, rows, D): one layer is one sequential read
+    frames/layer_<l>      (total_frames, D) float16; utterance i is rows
+                          frame_offset[i] : frame_offset[i] + n_frames[i]
+    errors/<column>       id, path, reason of utterances that could not be extracted
+
+The format knows no stage and no model: it only describes arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from sers.errors import SersError  # the one leaf module of sers that cache may import
+
+FORMAT = "sers-cache"
+FORMAT_VERSION = 1
+
+STRING_COLUMNS = ("id", "path", "label", "split", "speaker", "language")
+UTTERANCE_COLUMNS: dict[str, np.dtype] = {
+    **{name: np.dtype(object) for name in STRING_COLUMNS},
+    "start": np.dtype("float64"),       # seconds into the file; NaN = from the beginning
+    "end": np.dtype("float64"),         # NaN = to the end
+    "duration": np.dtype("float64"),    # seconds of audio the model saw
+    "n_samples": np.dtype("int64"),     # at the model's sample rate
+    "n_frames": np.dtype("int64"),      # stored frames (after --frame-stride)
+    "frame_offset": np.dtype("int64"),  # first row in frames/layer_<l>
+    "done": np.dtype("bool"),           # written and flushed: what resume trusts
+    "failed": np.dtype("bool"),         # could not be extracted; reason in errors/
+}
+ERROR_COLUMNS = ("id", "path", "reason")
+
+POOL_STATS = ("mean", "std")
+
+# Root attributes every cache carries; extraction adds more (model config, settings).
+ROOT_ATTRS = (
+    "format", "format_version", "sers_version", "created", "complete",
+    "model_id", "model_revision", "model_family", "sample_rate", "frame_rate",
+    "num_layers", "hidden_size", "pool_stats", "frame_layers", "frame_stride",
+    "frame_dtype", "dtype", "settings", "manifest_digest", "n_utterances",
+)
+
+POOLED_DTYPE = np.dtype("float32")
+DEFAULT_FRAME_DTYPE = np.dtype("float16")
+
+
+def frames_name(layer: int) -> str:
+    return f"frames/layer_{layer}"
+
+
+def pooled_name(stat: str) -> str:
+    return f"pooled/{stat}"
+
+
+def pooled_chunk_rows(hidden_size: int) -> int:
+    """Utterances per pooled chunk: about 4 MB of float32 per chunk."""
+    return int(np.clip(2**20 // max(hidden_size, 1), 256, 65536))
+
+
+def frame_chunk_rows(hidden_size: int) -> int:
+    """Frames per frame chunk: about 2 MB of float16 per chunk."""
+    return int(np.clip(2**20 // max(hidden_size, 1), 512, 65536))
+
+
+def backend_for(path) -> str:
+    """'zarr' for *.zarr, 'hdf5' for *.h5/*.hdf5; anything else is ambiguous."""
+    name = str(path).rstrip("/")
+    if name.endswith(".zarr"):
+        return "zarr"
+    if name.endswith((".h5", ".hdf5")):
+        return "hdf5"
+    raise SersError(f"{path}: a cache path must end in .zarr (zarr store) or .h5 (HDF5 file)")

@@ -1,0 +1,244 @@
+"""Writing a cache: create it from a plan, add utterances in row order, finish.
+
+The writer never lets an unfinished cache look finished:
+
+* every row has a ``done`` flag, set only after that row's features are on disk;
+* the root attribute ``complete`` becomes true only in :meth:`CacheWriter.finish`,
+  after every row is done (failed rows count as done; their reason is in ``errors/``);
+* pooled rows are buffered and written a whole chunk at a time, then their ``done``
+  flags; frames are written as they come (zarr replaces each chunk file atomically).
+
+Reopening an unfinished cache with :meth:`CacheWriter.resume` gives back the rows
+still to do; writing them yields the same arrays as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+import numpy as np
+
+from sers.cache import schema
+from sers.cache.backends import open_backend, remove_store
+from sers.errors import SersError
+
+
+class CacheWriter:
+    def __init__(self, backend):
+        self._backend = backend
+        attrs = backend.attrs
+        self.path = backend.path
+        self.num_layers = int(attrs["num_layers"])
+        self.hidden_size = int(attrs["hidden_size"])
+        self.pool_stats = list(attrs["pool_stats"])
+        self.frame_layers = list(attrs.get("frame_layers") or [])
+        self.n_rows = int(attrs["n_utterances"])
+        self._frame_offset = backend.array("utterances/frame_offset")[:]
+        self._n_frames = backend.array("utterances/n_frames")[:]
+        self._done = backend.array("utterances/done")[:]
+        self._chunk_rows = schema.pooled_chunk_rows(self.hidden_size)
+        self._buffer: dict[int, tuple[dict, bool]] = {}
+        # Rows still to write per pooled chunk: a chunk is written once all of them are buffered.
+        chunks, counts = np.unique(self.pending_rows() // self._chunk_rows, return_counts=True)
+        self._pending_per_chunk = dict(zip(chunks.tolist(), counts.tolist()))
+        self._buffered_per_chunk: dict[int, int] = {}
+
+    # -- creating and reopening -------------------------------------------------------
+
+    @classmethod
+    def create(cls, path, utterances: dict, *, num_layers: int, hidden_size: int,
+               pool_stats=("mean",), frame_layers=(), frame_dtype="float16",
+               overwrite: bool = False, **attrs) -> "CacheWriter":
+        """Lay out an empty cache for the utterances (columns in row order).
+
+        ``utterances`` needs ``id``; ``n_frames`` (stored frames per utterance)
+        when ``frame_layers`` is not empty; other columns default to empty/NaN/0.
+        """
+        path = Path(path)
+        if path.exists():
+            if not overwrite:
+                raise SersError(f"{path} already exists; pass --overwrite to replace it")
+            remove_store(path)
+        columns = _complete_columns(utterances)
+        n_rows = len(columns["id"])
+        unknown = set(pool_stats) - set(schema.POOL_STATS)
+        if unknown or not pool_stats:
+            raise SersError(f"pool statistics must be among {schema.POOL_STATS}, got {list(pool_stats)}")
+        bad_layers = [layer for layer in frame_layers if not 0 <= layer < num_layers]
+        if bad_layers:
+            raise SersError(f"frame layers {bad_layers} do not exist: the model has layers 0-{num_layers - 1}")
+        columns["frame_offset"] = np.concatenate([[0], np.cumsum(columns["n_frames"])[:-1]]).astype("int64") \
+            if n_rows else np.zeros(0, "int64")
+        total_frames = int(columns["n_frames"].sum())
+
+        backend = open_backend(path, "w")
+        for name, dtype in schema.UTTERANCE_COLUMNS.items():
+            backend.create(f"utterances/{name}", (n_rows,), dtype, chunks=(max(n_rows, 1),))
+            if name in schema.STRING_COLUMNS:
+                backend.write_strings(f"utterances/{name}", columns[name])
+            elif n_rows:
+                backend.array(f"utterances/{name}")[:] = columns[name]
+        for name in schema.ERROR_COLUMNS:
+            backend.create(f"errors/{name}", (0,), object, chunks=(1024,))
+        chunk_rows = schema.pooled_chunk_rows(hidden_size)
+        for stat in pool_stats:
+            backend.create(schema.pooled_name(stat), (num_layers, n_rows, hidden_size),
+                           schema.POOLED_DTYPE, chunks=(1, max(1, min(chunk_rows, n_rows)), hidden_size))
+        frame_rows = schema.frame_chunk_rows(hidden_size)
+        for layer in frame_layers:
+            backend.create(schema.frames_name(layer), (total_frames, hidden_size), np.dtype(frame_dtype),
+                           chunks=(max(1, min(frame_rows, total_frames)), hidden_size))
+        backend.set_attrs({
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            **attrs,
+            "format": schema.FORMAT, "format_version": schema.FORMAT_VERSION,
+            "sers_version": _sers_version(), "complete": False,
+            "num_layers": int(num_layers), "hidden_size": int(hidden_size),
+            "pool_stats": list(pool_stats), "frame_layers": [int(x) for x in frame_layers],
+            "frame_dtype": str(np.dtype(frame_dtype)), "n_utterances": n_rows,
+        })
+        backend.flush()
+        return cls(backend)
+
+    @classmethod
+    def resume(cls, path) -> "CacheWriter":
+        backend = open_backend(path, "a")
+        if backend.attrs.get("format") != schema.FORMAT:
+            backend.close()
+            raise SersError(f"{path} is not a sers cache")
+        return cls(backend)
+
+    @property
+    def attrs(self) -> dict:
+        return self._backend.attrs
+
+    def pending_rows(self) -> np.ndarray:
+        """Rows not yet on disk, in increasing order."""
+        return np.flatnonzero(~self._done)
+
+    def frame_span(self, row: int) -> tuple[int, int]:
+        start = int(self._frame_offset[row])
+        return start, start + int(self._n_frames[row])
+
+    # -- adding rows --------------------------------------------------------------------
+
+    def add(self, row: int, pooled: dict[str, np.ndarray], frames: dict[int, np.ndarray] | None = None):
+        """Store one utterance: ``pooled[stat]`` is (L, D); ``frames[layer]`` is (n_frames, D)."""
+        for stat in self.pool_stats:
+            if pooled[stat].shape != (self.num_layers, self.hidden_size):
+                raise ValueError(f"row {row}: pooled {stat} has shape {pooled[stat].shape}, "
+                                 f"expected {(self.num_layers, self.hidden_size)}")
+        start, stop = self.frame_span(row)
+        for layer in self.frame_layers:
+            values = frames[layer]
+            if values.shape != (stop - start, self.hidden_size):
+                raise ValueError(f"row {row}: frames of layer {layer} have shape {values.shape}, "
+                                 f"expected {(stop - start, self.hidden_size)}")
+            if stop > start:
+                self._backend.array(schema.frames_name(layer))[start:stop] = values
+        self._buffer_row(row, pooled, failed=False)
+
+    def add_failure(self, row: int, utterance_id: str, path: str, reason: str) -> None:
+        """The utterance could not be extracted: zero features, ``failed``, and an errors/ row."""
+        self.record_error(utterance_id, path, reason)
+        zeros = np.zeros((self.num_layers, self.hidden_size), schema.POOLED_DTYPE)
+        self._buffer_row(row, {stat: zeros for stat in self.pool_stats}, failed=True)
+
+    def record_error(self, utterance_id: str, path: str, reason: str) -> None:
+        n = self._backend.array("errors/id").shape[0]
+        for name, value in zip(schema.ERROR_COLUMNS, (utterance_id, path, reason)):
+            self._backend.array(f"errors/{name}").resize((n + 1,))
+            self._backend.write_strings(f"errors/{name}", [value], start=n)
+
+    def flush(self) -> None:
+        """Write every buffered row and mark it done."""
+        rows = sorted(self._buffer)
+        if not rows:
+            return
+        # Contiguous runs keep each write a slice, which both back-ends do fastest.
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for run in np.split(np.asarray(rows), breaks):
+            first, last = int(run[0]), int(run[-1]) + 1
+            for stat in self.pool_stats:
+                block = np.stack([self._buffer[r][0][stat] for r in run], axis=1)
+                self._backend.array(schema.pooled_name(stat))[:, first:last] = block
+        failed = [r for r in rows if self._buffer[r][1]]
+        if failed:
+            failed_column = self._backend.array("utterances/failed")
+            flags = failed_column[:]
+            flags[failed] = True
+            failed_column[:] = flags
+        self._backend.flush()
+        self._done[rows] = True
+        self._backend.array("utterances/done")[:] = self._done  # last: what resume trusts
+        self._backend.flush()
+        for chunk, count in self._buffered_per_chunk.items():
+            self._pending_per_chunk[chunk] -= count
+        self._buffer.clear()
+        self._buffered_per_chunk.clear()
+
+    def _buffer_row(self, row: int, pooled: dict, failed: bool) -> None:
+        if self._done[row] or row in self._buffer:
+            raise ValueError(f"row {row} is already written")
+        self._buffer[row] = (pooled, failed)
+        chunk = row // self._chunk_rows
+        self._buffered_per_chunk[chunk] = self._buffered_per_chunk.get(chunk, 0) + 1
+        if self._buffered_per_chunk[chunk] == self._pending_per_chunk.get(chunk):
+            self.flush()
+
+    # -- finishing ----------------------------------------------------------------------
+
+    def finish(self, **summary) -> None:
+        """Flush, check that every row is done, and mark the cache complete."""
+        self.flush()
+        missing = self.pending_rows()
+        if len(missing):
+            raise SersError(f"{self.path}: {len(missing)} utterances are not extracted yet; "
+                            "rerun the same command to finish")
+        self._backend.set_attrs({**summary, "complete": True})
+        self._backend.flush()
+
+    def set_attrs(self, **values) -> None:
+        self._backend.set_attrs(values)
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _complete_columns(utterances: dict) -> dict:
+    if "id" not in utterances:
+        raise SersError("utterances need an 'id' column")
+    ids = [str(x) for x in utterances["id"]]
+    n = len(ids)
+    if len(set(ids)) != n:
+        duplicates = sorted({x for x in ids if ids.count(x) > 1})[:5]
+        raise SersError(f"utterance ids must be unique; repeated: {', '.join(duplicates)}")
+    columns = {}
+    for name, dtype in schema.UTTERANCE_COLUMNS.items():
+        values = utterances.get(name)
+        if name == "id":
+            columns[name] = np.asarray(ids, dtype=object)
+        elif dtype == np.dtype(object):
+            columns[name] = np.asarray(["" if v is None else str(v) for v in values] if values is not None
+                                       else [""] * n, dtype=object)
+        elif values is None:
+            columns[name] = np.full(n, np.nan if dtype.kind == "f" else 0, dtype=dtype)
+        else:
+            columns[name] = np.asarray(values, dtype=dtype)
+        if len(columns[name]) != n:
+            raise SersError(f"utterance column {name!r} has {len(columns[name])} rows, 'id' has {n}")
+    columns["done"][:] = False
+    columns["failed"][:] = False
+    return columns
+
+
+def _sers_version() -> str:
+    from sers import __version__
+
+    return __version__
