@@ -18,7 +18,17 @@ from sers.cache.writer import CacheWriter
 from sers.errors import SersError
 
 __all__ = ["open", "from_arrays", "import_npz", "CacheReader", "CacheWriter", "UtteranceTable",
-           "FORMAT", "FORMAT_VERSION"]
+           "FORMAT", "FORMAT_VERSION", "size_on_disk", "merge"]
+
+from sers.cache.merge import merge  # noqa: E402  (merge uses the reader and writer above)
+
+
+def size_on_disk(path) -> int:
+    """Bytes a cache takes: the file, or every file of the store folder."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def open(path) -> CacheReader:  # noqa: A001 - mirrors zarr.open / h5py.File

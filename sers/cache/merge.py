@@ -1,0 +1,98 @@
+"""`sers cache merge`: join per-shard caches of one extraction into one cache.
+
+Shards belong together when every setting but the shard index matches, each is
+complete, and together they are shards 0..N-1 of the same N. Rows are concatenated
+shard after shard; each utterance keeps its features bit for bit.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sers.cache import schema
+from sers.cache.reader import CacheReader
+from sers.cache.writer import CacheWriter
+from sers.errors import SersError
+
+# Attributes that must agree between shards (the rest, such as timings, may differ).
+_MUST_MATCH = ("model_id", "model_revision", "num_layers", "hidden_size", "pool_stats",
+               "frame_layers", "frame_stride", "frame_dtype", "manifest_digest", "sample_rate")
+
+
+def merge(out, shard_paths, *, overwrite: bool = False) -> Path:
+    shards = [CacheReader(p) for p in shard_paths]
+    try:
+        _check_shards(shards)
+        first = shards[0]
+        columns = {name: np.concatenate([s.all_utterances[name][s._store_rows] for s in shards])
+                   for name in schema.UTTERANCE_COLUMNS if name not in ("done", "failed", "frame_offset")}
+        settings = dict(first.attrs.get("settings") or {})
+        settings["shard"] = None
+        keep = {k: v for k, v in first.attrs.items() if k not in (
+            "num_layers", "hidden_size", "pool_stats", "frame_layers", "frame_dtype", "complete",
+            "n_utterances", "format", "format_version", "sers_version", "created", "settings")}
+        writer = CacheWriter.create(out, columns, num_layers=first.num_layers, hidden_size=first.hidden_size,
+                                    pool_stats=first.pool_stats, frame_layers=first.frame_layers,
+                                    frame_dtype=first.attrs.get("frame_dtype", "float16"),
+                                    overwrite=overwrite, settings=settings,
+                                    merged_from=[str(s.path) for s in shards], **keep)
+        with writer:
+            _copy_rows(writer, shards)
+            for shard in shards:
+                for error in shard.errors:
+                    writer.record_error(error["id"], error["path"], error["reason"])
+            writer.finish(n_failed=sum(len(s.errors) for s in shards),
+                          audio_hours=float(columns["duration"].sum()) / 3600)
+    finally:
+        for shard in shards:
+            shard.close()
+    return Path(out)
+
+
+def _check_shards(shards: list[CacheReader]) -> None:
+    if not shards:
+        raise SersError("cache merge needs at least one shard")
+    for shard in shards:
+        shard.require_complete()
+    first = shards[0]
+    for shard in shards[1:]:
+        for key in _MUST_MATCH:
+            if first.attrs.get(key) != shard.attrs.get(key):
+                raise SersError(f"{shard.path} does not belong with {first.path}: {key} is "
+                                f"{shard.attrs.get(key)!r} there and {first.attrs.get(key)!r} here")
+    labels = [(shard.attrs.get("settings") or {}).get("shard") for shard in shards]
+    if all(label is None for label in labels):
+        return  # caches extracted separately (e.g. per corpus part): ids must still be unique
+    if any(label is None for label in labels):
+        raise SersError("mixing sharded and unsharded caches; merge the shards of one extraction")
+    counts = {int(label.split("/")[1]) for label in labels}
+    indices = sorted(int(label.split("/")[0]) for label in labels)
+    if len(counts) != 1:
+        raise SersError(f"shards come from different --shard totals: {sorted(counts)}")
+    total = counts.pop()
+    missing = sorted(set(range(total)) - set(indices))
+    repeated = sorted({i for i in indices if indices.count(i) > 1})
+    if repeated:
+        raise SersError(f"shard(s) {repeated} given more than once")
+    if missing:
+        raise SersError(f"shard(s) {missing} of {total} are missing; pass all {total} shards")
+
+
+def _copy_rows(writer: CacheWriter, shards: list[CacheReader]) -> None:
+    row = 0
+    for shard in shards:
+        n = len(shard.utterances)
+        if n == 0:
+            continue
+        block = 4096  # utterances per copy step: bounded memory, contiguous reads
+        for lo in range(0, n, block):
+            rows = np.arange(lo, min(lo + block, n))
+            pooled = {stat: shard.pooled_layers(range(shard.num_layers), stat=stat, rows=rows)
+                      for stat in shard.pool_stats}
+            frames = {layer: [shard.frames(uid, layer) for uid in shard.utterances.id[rows]]
+                      for layer in shard.frame_layers}
+            for i in range(len(rows)):
+                writer.add(row, {stat: values[:, i] for stat, values in pooled.items()},
+                           {layer: per_utt[i] for layer, per_utt in frames.items()})
+                row += 1

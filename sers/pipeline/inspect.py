@@ -1,0 +1,82 @@
+"""`sers inspect`: what is in a cache, as text a person reads in a terminal."""
+from __future__ import annotations
+
+import numpy as np
+
+import sers.cache
+from sers.cache import size_on_disk
+from sers.tables import format_bytes, format_table
+
+
+def describe_cache(path) -> str:
+    with sers.cache.open(path) as cache:
+        attrs, table = cache.attrs, cache.utterances
+        status = "complete" if cache.complete else (
+            f"NOT FINISHED: {int(cache.all_utterances.done.sum())} of {len(cache.all_utterances)} "
+            "utterances extracted; rerun the same `sers extract` to finish")
+        frames = cache.frame_layers
+        lines = [
+            f"cache       {cache.path} ({_backend_name(cache.path)}, {format_bytes(size_on_disk(cache.path))})",
+            f"status      {status}",
+            f"model       {attrs.get('model_id')} (revision {attrs.get('model_revision') or '-'}, "
+            f"family {attrs.get('model_family') or '-'})",
+            f"layers      {cache.num_layers} hidden states (0 = embedding output) x {cache.hidden_size} dims",
+            f"pooled      {', '.join(cache.pool_stats)} over frames, padding excluded",
+            f"frames      " + (f"layers {_ranges(frames)}, stride {attrs.get('frame_stride', 1)}, "
+                               f"{attrs.get('frame_dtype')}, {int(table.n_frames.sum())} frames"
+                               if frames else "none stored"),
+            f"audio       {len(table)} utterances, {float(np.nansum(table.duration)) / 3600:.3f} h, "
+            f"sample rate {attrs.get('sample_rate')} Hz, frame rate {attrs.get('frame_rate')} /s",
+            f"errors      {len(cache.errors)}",
+            "",
+            _count_table(table),
+        ]
+        errors = cache.errors
+        if errors:
+            lines += ["", "errors (first 10):"] + [f"  {e['id']}: {e['reason']}" for e in errors[:10]]
+        return "\n".join(lines)
+
+
+def describe_utterance(path, utterance_id: str, layer: int) -> str:
+    with sers.cache.open(path) as cache:
+        frames = cache.frames(utterance_id, layer)
+        row = int(np.flatnonzero(cache.utterances.id == utterance_id)[0])
+        pooled = cache.pooled(layer, rows=[row])[0]
+        info = {name: cache.utterances[name][row] for name in ("label", "split", "speaker", "language")}
+        norms = np.linalg.norm(frames, axis=1) if len(frames) else np.zeros(1)
+        return "\n".join([
+            f"utterance   {utterance_id} ({', '.join(f'{k} {v or chr(45)}' for k, v in info.items())}), "
+            f"{cache.utterances.duration[row]:.2f} s",
+            f"frames      layer {layer}: shape {frames.shape}",
+            f"values      mean {frames.mean():.4f}  std {frames.std():.4f}  min {frames.min():.4f}  "
+            f"max {frames.max():.4f}",
+            f"frame norm  mean {norms.mean():.4f}  min {norms.min():.4f}  max {norms.max():.4f}",
+            f"pooled      mean-pooled norm {np.linalg.norm(pooled):.4f}",
+        ])
+
+
+def _count_table(table) -> str:
+    """Counts by split x language (rows) and label (columns)."""
+    if len(table) == 0:
+        return "no utterances"
+    labels = sorted(set(table.label.astype(str))) or [""]
+    keys = sorted(set(zip(table.split.astype(str), table.language.astype(str))))
+    counts = table.counts("split", "language", "label")
+    header = ["split", "language"] + [label or "(none)" for label in labels] + ["total"]
+    rows = []
+    for split, language in keys:
+        cells = [counts.get((split, language, label), 0) for label in labels]
+        rows.append([split or "-", language or "-"] + cells + [sum(cells)])
+    return format_table(header, rows)
+
+
+def _ranges(layers) -> str:
+    layers = sorted(layers)
+    if layers == list(range(layers[0], layers[-1] + 1)) and len(layers) > 2:
+        return f"{layers[0]}-{layers[-1]}"
+    return ",".join(map(str, layers))
+
+
+def _backend_name(path) -> str:
+    return "zarr" if str(path).rstrip("/").endswith(".zarr") else "HDF5"
+
