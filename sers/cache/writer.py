@@ -36,7 +36,8 @@ class CacheWriter:
         self._frame_offset = backend.array("utterances/frame_offset")[:]
         self._n_frames = backend.array("utterances/n_frames")[:]
         self._done = backend.array("utterances/done")[:]
-        self._chunk_rows = schema.pooled_chunk_rows(self.hidden_size)
+        # Rows per pooled chunk, as laid out on disk (a chunk is written once it is whole).
+        self._chunk_rows = int(backend.array(schema.pooled_name(self.pool_stats[0])).chunks[1])
         self._buffer: dict[int, tuple[dict, bool]] = {}
         # Rows still to write per pooled chunk: a chunk is written once all of them are buffered.
         chunks, counts = np.unique(self.pending_rows() // self._chunk_rows, return_counts=True)
@@ -48,11 +49,14 @@ class CacheWriter:
     @classmethod
     def create(cls, path, utterances: dict, *, num_layers: int, hidden_size: int,
                pool_stats=("mean",), frame_layers=(), frame_dtype="float16",
-               overwrite: bool = False, **attrs) -> "CacheWriter":
+               pooled_chunk_rows: int | None = None, overwrite: bool = False,
+               **attrs) -> "CacheWriter":
         """Lay out an empty cache for the utterances (columns in row order).
 
         ``utterances`` needs ``id``; ``n_frames`` (stored frames per utterance)
         when ``frame_layers`` is not empty; other columns default to empty/NaN/0.
+        ``pooled_chunk_rows``: utterances per pooled chunk (default about 4 MB); rows
+        become ``done`` a whole chunk at a time, so it is also the resume granularity.
         """
         path = Path(path)
         if path.exists():
@@ -80,7 +84,7 @@ class CacheWriter:
                 backend.array(f"utterances/{name}")[:] = columns[name]
         for name in schema.ERROR_COLUMNS:
             backend.create(f"errors/{name}", (0,), object, chunks=(1024,))
-        chunk_rows = schema.pooled_chunk_rows(hidden_size)
+        chunk_rows = pooled_chunk_rows or schema.pooled_chunk_rows(hidden_size)
         for stat in pool_stats:
             backend.create(schema.pooled_name(stat), (num_layers, n_rows, hidden_size),
                            schema.POOLED_DTYPE, chunks=(1, max(1, min(chunk_rows, n_rows)), hidden_size))

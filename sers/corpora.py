@@ -1,0 +1,179 @@
+"""Readers for corpus layouts researchers already have on disk.
+
+MSP-Podcast (English) and BIIC-Podcast (Taiwanese Mandarin) share one layout:
+
+    ROOT/Labels/labels_consensus.csv   FileName, EmoClass, EmoAct, EmoVal, EmoDom,
+                                       SpkrID, Gender, Split_Set
+    ROOT/Audios/<FileName>
+
+EmoClass codes are N neutral, H happy, A angry, S sad, U surprise, C contempt, D disgust,
+F fear, O other, X no agreement. The default label map keeps the shared 4-class set
+N/H/A/S (the classes both corpora have enough of) and drops the rest, counting what it
+dropped so that the user sees it. An empty EmoClass is kept as an unlabelled utterance
+(label ""), which is what an unlabelled target corpus looks like.
+
+Listed audio that is missing on disk is not an error here: extraction records it in the
+cache's errors table, so one lost file does not stop a corpus.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from sers.errors import SersError
+from sers.manifest import Utterance, read_manifest
+
+EMOTION_CLASSES = {"N": "neutral", "H": "happy", "A": "angry", "S": "sad", "U": "surprise",
+                   "C": "contempt", "D": "disgust", "F": "fear", "O": "other", "X": "no agreement"}
+DEFAULT_LABEL_MAP = {code: (code if code in "NHAS" else None) for code in EMOTION_CLASSES}
+SPLIT_NAMES = {"train": "train", "development": "dev", "dev": "dev", "validation": "dev"}
+REQUIRED_COLUMNS = ("FileName", "EmoClass", "Split_Set")
+FORMATS = {"msp-podcast": "en", "biic-podcast": "zh"}  # layout name -> default language
+
+
+@dataclass
+class CorpusSummary:
+    """What a reader kept and dropped, for the one line the caller prints."""
+
+    kept: Counter = field(default_factory=Counter)       # label -> utterances ("" = unlabelled)
+    dropped: Counter = field(default_factory=Counter)    # class outside the label map -> utterances
+    other_splits: int = 0                                 # rows skipped by the ``splits`` filter
+
+    def dropped_line(self) -> str:
+        """e.g. 'dropped 123 utterances with classes outside the label map: C 40, U 50, X 33'."""
+        if not self.dropped:
+            return ""
+        counts = ", ".join(f"{code} {n}" for code, n in sorted(self.dropped.items()))
+        return f"dropped {sum(self.dropped.values())} utterances with classes outside the label map: {counts}"
+
+
+def load_label_map(source) -> dict:
+    """A label map from a dict or a JSON file: {code: label, or null to drop the class}."""
+    if isinstance(source, dict):
+        mapping, where = source, "label map"
+    else:
+        where = str(source)
+        try:
+            mapping = json.loads(Path(source).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SersError(f"label map not found: {source}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SersError(f"{source}: not a JSON label map ({exc})") from None
+    if not isinstance(mapping, dict):
+        raise SersError(f"{where}: expected a JSON object like {{\"N\": \"N\", \"C\": null}}")
+    for code, label in mapping.items():
+        if label is not None and not isinstance(label, str):
+            raise SersError(f"{where}: label for {code!r} must be a string or null, got {label!r}")
+    return {str(code): label for code, label in mapping.items()}
+
+
+def read_msp_podcast(root, label_map=DEFAULT_LABEL_MAP, language: str | None = None,
+                     splits=None, default_language: str = "en") -> tuple[list[Utterance], CorpusSummary]:
+    """Utterances of an MSP-Podcast-layout corpus, labels mapped, plus what was dropped.
+
+    ``label_map``: dict or JSON file path, EmoClass code -> label (None or absent: drop).
+    ``splits``: keep only these splits (train, dev, test1, ...); None keeps all.
+    ``language``: recorded for every utterance (default ``default_language``).
+    """
+    root = Path(root).expanduser().absolute()
+    labels_file = root / "Labels" / "labels_consensus.csv"
+    if not labels_file.is_file():
+        raise SersError(f"{labels_file}: labels file not found (is {root} an MSP-Podcast-layout corpus root?)")
+    wanted_splits = None if splits is None else {_split_name(s) for s in splits}
+    language = language or default_language
+
+    utterances, line_of_file, other_splits = [], {}, 0
+    for line, row in _label_rows(labels_file):
+        file_name = row["FileName"]
+        if not file_name:
+            raise SersError(f"{labels_file} line {line}: empty FileName")
+        if file_name in line_of_file:
+            raise SersError(f"{labels_file}: FileName {file_name!r} listed twice, on lines "
+                            f"{line_of_file[file_name]} and {line}")
+        line_of_file[file_name] = line
+        split = _split_name(row.get("Split_Set", ""))
+        if wanted_splits is not None and split not in wanted_splits:
+            other_splits += 1
+            continue
+        utterances.append(Utterance(Path(file_name).stem, str(root / "Audios" / file_name),
+                                    label=row.get("EmoClass", ""), split=split,
+                                    speaker=row.get("SpkrID", ""), language=language))
+    utterances, summary = map_labels(utterances, label_map)
+    summary.other_splits = other_splits
+    return utterances, summary
+
+
+def map_labels(utterances: list[Utterance], label_map) -> tuple[list[Utterance], CorpusSummary]:
+    """Relabel through ``label_map``; drop (and count) labels it maps to None or lacks.
+
+    Unlabelled utterances (label "") are kept as they are.
+    """
+    mapping = load_label_map(label_map)
+    kept, summary = [], CorpusSummary()
+    for utterance in utterances:
+        label = mapping.get(utterance.label) if utterance.label else ""
+        if label is None:
+            summary.dropped[utterance.label] += 1
+            continue
+        summary.kept[label] += 1
+        kept.append(replace(utterance, label=label))
+    return kept, summary
+
+
+def read_corpus(source, format: str = "manifest", *, audio_root=None, language: str | None = None,
+                label_map=None, splits=None, log=None) -> list[Utterance]:
+    """Read a manifest file or a corpus root, by ``format``: manifest, msp-podcast, biic-podcast.
+
+    biic-podcast is the MSP-Podcast reader with Chinese ("zh") as the default language.
+    ``label_map`` (podcast layouts; default N/H/A/S) and ``splits`` select utterances;
+    the line about dropped classes goes to ``log`` (e.g. ``click.echo``) when given.
+    """
+    if format == "manifest":
+        utterances = read_manifest(source, audio_root=audio_root, language=language)
+        if splits is not None:
+            wanted = set(splits)
+            utterances = [u for u in utterances if u.split in wanted]
+        summary = CorpusSummary(kept=Counter(u.label for u in utterances))
+        if label_map is not None:
+            utterances, summary = map_labels(utterances, label_map)
+    elif format in FORMATS:
+        if audio_root is not None:
+            raise SersError(f"--audio-root does not apply to {format}: audio is read from {source}/Audios")
+        utterances, summary = read_msp_podcast(source, DEFAULT_LABEL_MAP if label_map is None else label_map,
+                                               language=language, splits=splits,
+                                               default_language=FORMATS[format])
+    else:
+        raise SersError(f"unknown corpus format {format!r}; choose one of: manifest, {', '.join(FORMATS)}")
+    if log is not None and summary.dropped:
+        log(summary.dropped_line())
+    if not utterances:
+        raise SersError(f"{source}: no utterances left to extract (after the label map and split filter)")
+    return utterances
+
+
+def _split_name(value: str) -> str:
+    """Train -> train, Development -> dev, Test1 -> test1; anything else lower-cased."""
+    name = value.strip().lower()
+    return SPLIT_NAMES.get(name, name)
+
+
+def _label_rows(labels_file: Path):
+    """Yield (line number, {column: stripped value}) for every non-blank row."""
+    try:
+        text = labels_file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SersError(f"{labels_file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    reader = csv.reader(io.StringIO(text))
+    header = [name.strip() for name in next(reader, [])]
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    if missing:
+        found = ", ".join(name for name in header if name) or "none"
+        raise SersError(f"{labels_file}: missing column(s) {', '.join(missing)} (columns found: {found})")
+    for row in reader:
+        if any(cell.strip() for cell in row):
+            yield reader.line_num, {name: cell.strip() for name, cell in zip(header, row)}

@@ -1,0 +1,206 @@
+"""Manifests: which audio to extract, with labels, splits, speakers and languages.
+
+A manifest is a CSV, TSV or JSONL file with one utterance per row:
+
+    path (required), id, label, split, speaker, language (or corpus), start, end
+
+``id`` defaults to the file name without extension; ``start``/``end`` (seconds) cut a
+segment out of a longer file. Relative paths resolve against ``audio_root`` or, without
+one, against the manifest's own folder, so a corpus folder can be moved as a whole.
+Every problem is reported as one :class:`~sers.errors.SersError` line naming the file and
+the 1-based line number, because a typo on line 40 213 must be findable.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from sers.errors import SersError
+
+TEXT_FIELDS = ("label", "split", "speaker", "language")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One unit of extraction: a whole audio file, or the [start, end) seconds of one."""
+
+    id: str
+    path: str                   # absolute once read from a manifest
+    label: str = ""             # "" = unlabelled
+    split: str = ""
+    speaker: str = ""
+    language: str = ""
+    start: float | None = None  # seconds; None = from the beginning
+    end: float | None = None    # seconds; None = to the end of the file
+
+
+def read_manifest(path, audio_root=None, language: str | None = None) -> list[Utterance]:
+    """Read a CSV/TSV/JSONL manifest into utterances with absolute paths.
+
+    ``language`` fills rows whose language (or corpus) column is empty or absent.
+    Raises SersError for a missing file, a missing ``path`` column, an empty path,
+    bad start/end, an unreadable JSON line, a duplicate id, or no rows at all.
+    """
+    manifest = Path(path)
+    if manifest.is_dir():
+        raise SersError(f"{manifest}: is a folder, not a manifest file "
+                        "(for a corpus root use --format msp-podcast or biic-podcast)")
+    if not manifest.is_file():
+        raise SersError(f"manifest not found: {manifest}")
+    base = Path(audio_root).expanduser().absolute() if audio_root else manifest.absolute().parent
+    try:
+        text = manifest.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SersError(f"{manifest}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+    rows = list(_json_rows(manifest, text) if _is_jsonl(manifest, text) else _table_rows(manifest, text))
+    if not rows:
+        raise SersError(f"{manifest}: no utterances (the manifest has no data rows)")
+
+    parsed = [_parse_row(manifest, line, fields, base, language) for line, fields in rows]
+    return _assign_ids(manifest, parsed)
+
+
+def manifest_digest(utterances) -> str:
+    """sha256 over the sorted rows, so that a cache can be tied to the manifest that made it.
+
+    Row order does not matter; any change to an id, path, segment, label, split, speaker
+    or language does.
+    """
+    rows = sorted(json.dumps([u.id, u.path, u.start, u.end, u.label, u.split, u.speaker, u.language],
+                             ensure_ascii=False) for u in utterances)
+    return hashlib.sha256("\n".join(rows).encode("utf-8")).hexdigest()
+
+
+# --- reading rows -------------------------------------------------------------------
+
+def _is_jsonl(manifest: Path, text: str) -> bool:
+    suffix = manifest.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return True
+    if suffix in (".csv", ".tsv"):
+        return False
+    return text.lstrip().startswith("{")
+
+
+def _json_rows(manifest: Path, text: str):
+    """Yield (line number, {field: str}) for each non-blank JSON line."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SersError(f"{manifest} line {number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise SersError(f"{manifest} line {number}: expected a JSON object, got {type(record).__name__}")
+        fields = {str(key).strip().lower(): "" if value is None else str(value).strip()
+                  for key, value in record.items()}
+        if "path" not in fields:
+            found = ", ".join(sorted(fields)) or "none"
+            raise SersError(f"{manifest} line {number}: no 'path' field (fields found: {found})")
+        yield number, fields
+
+
+def _table_rows(manifest: Path, text: str):
+    """Yield (line number, {column: str}) for each non-blank CSV/TSV row."""
+    reader = csv.reader(io.StringIO(text), delimiter=_delimiter(manifest, text))
+    header = next(reader, None)
+    if header is None:
+        return
+    columns = [name.strip().lower() for name in header]
+    if "path" not in columns:
+        found = ", ".join(name for name in columns if name) or "none"
+        raise SersError(f"{manifest}: no 'path' column (columns found: {found})")
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(columns):
+            raise SersError(f"{manifest} line {reader.line_num}: {len(row)} values but the header "
+                            f"has {len(columns)} columns")
+        yield reader.line_num, {name: cell.strip() for name, cell in zip(columns, row)}
+
+
+def _delimiter(manifest: Path, text: str) -> str:
+    suffix = manifest.suffix.lower()
+    if suffix == ".tsv":
+        return "\t"
+    if suffix == ".csv":
+        return ","
+    try:
+        return csv.Sniffer().sniff(text[:8192], delimiters=",\t;").delimiter
+    except csv.Error:  # a single column has no delimiter to find
+        return ","
+
+
+# --- turning rows into utterances ------------------------------------------------------
+
+class _Row(NamedTuple):
+    line: int
+    given_id: str       # "" when the manifest has no id for this row
+    stem: str           # file name without extension: the default id
+    path: str
+    start: float | None
+    end: float | None
+    text: dict          # label, split, speaker, language
+
+
+def _parse_row(manifest: Path, line: int, fields: dict, base: Path, language: str | None) -> _Row:
+    where = f"{manifest} line {line}"
+    raw_path = fields.get("path", "")
+    if not raw_path:
+        raise SersError(f"{where}: empty path")
+    audio = Path(raw_path).expanduser()
+    audio = Path(os.path.abspath(audio if audio.is_absolute() else base / audio))
+
+    start = _seconds(where, "start", fields.get("start", ""))
+    end = _seconds(where, "end", fields.get("end", ""))
+    if start is not None and start < 0:
+        raise SersError(f"{where}: bad start/end: start ({start:g}) must not be negative")
+    if end is not None and end <= (start or 0.0):
+        raise SersError(f"{where}: bad start/end: end ({end:g}) must be greater than start ({start or 0.0:g})")
+
+    values = {name: fields.get(name, "") for name in TEXT_FIELDS}
+    values["language"] = values["language"] or fields.get("corpus", "") or (language or "")
+    return _Row(line, fields.get("id", ""), Path(raw_path).stem, str(audio), start, end, values)
+
+
+def _seconds(where: str, name: str, value: str) -> float | None:
+    if value == "":
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise SersError(f"{where}: bad start/end: {name} {value!r} is not a number of seconds") from None
+    if not math.isfinite(seconds):
+        raise SersError(f"{where}: bad start/end: {name} {value!r} is not a finite number of seconds")
+    return seconds
+
+
+def _assign_ids(manifest: Path, rows: list[_Row]) -> list[Utterance]:
+    """Give rows without an id their file stem; segments sharing a stem get their times too."""
+    stem_count: dict[str, int] = {}
+    for row in rows:
+        if not row.given_id:
+            stem_count[row.stem] = stem_count.get(row.stem, 0) + 1
+
+    utterances, line_of_id = [], {}
+    for row in rows:
+        utt_id = row.given_id or row.stem
+        is_segment = row.start is not None or row.end is not None
+        if not row.given_id and stem_count[row.stem] > 1 and is_segment:
+            utt_id = f"{row.stem}_{row.start or 0.0:.3f}-" + ("end" if row.end is None else f"{row.end:.3f}")
+        if utt_id in line_of_id:
+            raise SersError(f"{manifest}: duplicate id {utt_id!r} on lines {line_of_id[utt_id]} and {row.line} "
+                            "(give each row a unique 'id' column)")
+        line_of_id[utt_id] = row.line
+        utterances.append(Utterance(utt_id, row.path, start=row.start, end=row.end, **row.text))
+    return utterances

@@ -1,0 +1,347 @@
+"""Stage 1, `sers extract`: run a pretrained speech model once, store every layer.
+
+    summary = extract("en.csv", "microsoft/wavlm-large", "en.zarr", device="cuda", dtype="bfloat16")
+
+Plan (read audio headers, sort by length, lay out the cache) → batches of at most
+``batch_seconds`` of padded audio → hidden states of every layer → pooled statistics
+(padding excluded) and frames → cache rows, flushed and marked done as they go.
+Rerunning the same call resumes; a finished cache is marked ``complete``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+
+import sers.cache
+from sers.audio import audio_info, load_audio, num_samples_after_resampling
+from sers.cache import size_on_disk
+from sers.cache.backends import remove_store
+from sers.errors import SersError
+from sers.tables import format_bytes
+from sers.manifest import Utterance, manifest_digest
+from sers.upstream import load_upstream
+
+# Settings that change the stored numbers: resuming with any of them different is refused.
+RESULT_SETTINGS = ("model", "revision", "dtype", "pool_stats", "frame_layers", "frame_stride",
+                   "manifest_digest", "shard")
+
+
+@dataclass
+class ExtractSummary:
+    path: Path
+    n_utterances: int
+    n_failed: int
+    audio_hours: float
+    seconds: float
+    cache_bytes: int
+    already_complete: bool = False
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.seconds / max(self.audio_hours * 3600, 1e-9)
+
+    def line(self) -> str:
+        if self.already_complete:
+            return f"{self.path} is already complete ({self.n_utterances} utterances); nothing to do"
+        return (f"extracted {self.n_utterances} utterances ({self.n_failed} failed), "
+                f"{self.audio_hours:.3f} h of audio in {self.seconds:.1f} s, real-time factor "
+                f"{self.real_time_factor:.4f}, cache {format_bytes(self.cache_bytes)} -> {self.path}")
+
+
+@dataclass
+class _Planned:
+    utterance: Utterance
+    n_samples: int      # at the model's rate
+    n_frames: int       # model frames covering the audio
+    cost_seconds: float  # padded seconds it occupies in a batch
+
+
+def extract(utterances: list[Utterance], model: str, out, *, revision: str | None = None,
+            device: str = "cpu", dtype: str = "float32", batch_seconds: float = 200.0,
+            frame_layers="all", frame_stride: int = 1, pool_stats=("mean",), shard=None,
+            workers: int = 2, strict: bool = False, overwrite: bool = False,
+            progress: bool = True, log=print, pooled_chunk_rows: int | None = None) -> ExtractSummary:
+    """Extract ``utterances`` with ``model`` into the cache ``out`` (see module doc).
+
+    ``pooled_chunk_rows`` sets how many utterances are flushed (and marked done) at a
+    time; the default, about 4 MB of pooled features, suits real models.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    shard = resolve_shard(shard)
+    digest = manifest_digest(utterances)
+    if shard is not None:
+        utterances = utterances[shard[0]::shard[1]]
+    if frame_stride < 1:
+        raise SersError(f"--frame-stride must be >= 1, got {frame_stride}")
+
+    transformers.logging.disable_progress_bar()  # our own bar is the one that matters
+    upstream = load_upstream(model, revision=revision, device=device, dtype=dtype)
+    layers = _resolve_frame_layers(frame_layers, upstream.num_layers)
+    settings = {"model": model, "revision": revision, "dtype": dtype, "pool_stats": list(pool_stats),
+                "frame_layers": layers, "frame_stride": frame_stride, "manifest_digest": digest,
+                "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
+                "batch_seconds": batch_seconds, "device": device}
+
+    writer = _open_existing(out, settings, overwrite, log)
+    if writer is None:
+        planned, plan_errors = _plan(utterances, upstream, strict)
+        planned.sort(key=lambda p: (p.n_samples, p.utterance.id))
+        stored_frames = [math.ceil(p.n_frames / frame_stride) if layers else 0 for p in planned]
+        _check_disk(out, upstream, len(planned), sum(stored_frames), len(pool_stats), len(layers), log)
+        columns = _columns(planned, stored_frames, upstream.sample_rate)
+        writer = sers.cache.CacheWriter.create(
+            out, columns, num_layers=upstream.num_layers, hidden_size=upstream.hidden_size,
+            pool_stats=pool_stats, frame_layers=layers, overwrite=overwrite,
+            pooled_chunk_rows=pooled_chunk_rows,
+            model_id=upstream.model_id, model_revision=upstream.revision, model_family=upstream.family,
+            sample_rate=upstream.sample_rate, frame_rate=upstream.frame_rate, frame_stride=frame_stride,
+            dtype=dtype, settings=settings, manifest_digest=digest, model=upstream.describe())
+        for utt, reason in plan_errors:
+            writer.record_error(utt.id, str(utt.path), reason)
+    elif writer == "complete":
+        with sers.cache.open(out) as cache:
+            return ExtractSummary(out, len(cache.utterances), len(cache.errors), 0.0, 0.0,
+                                  size_on_disk(out), already_complete=True)
+
+    with writer:
+        _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progress)
+        with sers.cache.open(out) as cache:
+            table = cache.all_utterances
+            n_failed = len(cache.errors)
+            hours = float(table.duration[~table.failed].sum()) / 3600
+        seconds = time.perf_counter() - started
+        writer.finish(n_failed=n_failed, audio_hours=hours, extract_seconds=seconds)
+    return ExtractSummary(out, len(table) - int(table.failed.sum()), n_failed, hours, seconds, size_on_disk(out))
+
+
+def resolve_shard(shard) -> tuple[int, int] | None:
+    """'i/N' or (i, N) → (i, N); None → RANK/WORLD_SIZE from the launcher, if set."""
+    if shard is None:
+        if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+            shard = (int(os.environ.get("RANK", 0)), int(os.environ["WORLD_SIZE"]))
+        else:
+            return None
+    if isinstance(shard, str):
+        try:
+            index, count = (int(x) for x in shard.split("/"))
+        except ValueError:
+            raise SersError(f"--shard {shard!r}: expected I/N, e.g. 0/4") from None
+        shard = (index, count)
+    index, count = shard
+    if not 0 <= index < count:
+        raise SersError(f"--shard {index}/{count}: I must be in 0..{count - 1}")
+    return index, count
+
+
+def _resolve_frame_layers(frame_layers, num_layers: int) -> list[int]:
+    if frame_layers in ("all", None):
+        return list(range(num_layers))
+    if frame_layers in ("none", (), []):
+        return []
+    layers = sorted({int(x) for x in frame_layers})
+    bad = [x for x in layers if not 0 <= x < num_layers]
+    if bad:
+        raise SersError(f"--frame-layers {bad}: the model has layers 0-{num_layers - 1}")
+    return layers
+
+
+def _open_existing(out: Path, settings: dict, overwrite: bool, log):
+    """None: start fresh. 'complete': nothing to do. A CacheWriter: resume it."""
+    if not out.exists():
+        return None
+    if overwrite:
+        remove_store(out)
+        return None
+    try:
+        writer = sers.cache.CacheWriter.resume(out)
+    except SersError:
+        raise SersError(f"{out} exists and is not a sers cache; choose another --out or pass --overwrite")
+    stored = writer.attrs.get("settings", {})
+    for key in RESULT_SETTINGS:
+        if stored.get(key) != settings[key]:
+            writer.close()
+            hint = "the manifest changed" if key == "manifest_digest" else \
+                f"it was made with {key}={stored.get(key)!r}, this run asks for {settings[key]!r}"
+            raise SersError(f"{out} was extracted with different settings: {hint}; "
+                            "pass --overwrite to start again or choose another --out")
+    if writer.attrs.get("complete"):
+        writer.close()
+        return "complete"
+    log(f"resuming {out}: {len(writer.pending_rows())} of {writer.n_rows} utterances left")
+    return writer
+
+
+def _plan(utterances, upstream, strict: bool):
+    """Read every header (no decoding): lengths decide the batches and the frame layout."""
+    planned, errors = [], []
+    for utt in utterances:
+        try:
+            native_samples, native_rate, _ = audio_info(utt.path, utt.start, utt.end)
+            n_samples = num_samples_after_resampling(native_samples, native_rate, upstream.sample_rate)
+            if n_samples < upstream.min_samples:
+                raise SersError(f"{utt.path}: audio too short ({n_samples} samples at "
+                                f"{upstream.sample_rate} Hz; the model needs at least {upstream.min_samples})")
+        except SersError as exc:
+            if strict:
+                raise SersError(f"utterance {utt.id}: {exc} (--strict stops at the first failure)") from None
+            errors.append((utt, str(exc)))
+            continue
+        planned.append(_Planned(utt, n_samples, upstream.n_frames(n_samples),
+                                upstream.processed_seconds(n_samples)))
+    return planned, errors
+
+
+def _columns(planned: list[_Planned], stored_frames: list[int], sample_rate: int) -> dict:
+    def column(name):
+        return [getattr(p.utterance, name) for p in planned]
+
+    return {
+        "id": column("id"), "path": [str(p) for p in column("path")], "label": column("label"),
+        "split": column("split"), "speaker": column("speaker"), "language": column("language"),
+        "start": [np.nan if v is None else v for v in column("start")],
+        "end": [np.nan if v is None else v for v in column("end")],
+        "duration": [p.n_samples / sample_rate for p in planned],
+        "n_samples": [p.n_samples for p in planned], "n_frames": stored_frames,
+    }
+
+
+def _check_disk(out: Path, upstream, n_rows, total_frames, n_stats, n_frame_layers, log) -> None:
+    pooled = upstream.num_layers * n_rows * upstream.hidden_size * 4 * n_stats
+    frames = total_frames * upstream.hidden_size * 2 * n_frame_layers
+    log(f"estimated cache size: {format_bytes(pooled + frames)} before compression "
+        f"(pooled {format_bytes(pooled)}, frames {format_bytes(frames)} for {n_frame_layers} layers)")
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(parent).free
+    if pooled + frames > free:
+        raise SersError(f"the cache needs about {format_bytes(pooled + frames)} but {parent} has "
+                        f"{format_bytes(free)} free; store fewer frames (--frame-layers 0,6,12, "
+                        "--frame-stride 2) or choose another --out")
+
+
+def _batches(cost_seconds, batch_seconds: float) -> list[list[int]]:
+    """Rows in order, cut whenever the padded batch would exceed batch_seconds.
+
+    Batches are formed over all rows, not only the pending ones, so that a resumed run
+    feeds the model exactly the batches an uninterrupted run would (bitwise-equal results).
+    """
+    batches, current, longest = [], [], 0.0
+    for row, cost in enumerate(cost_seconds):
+        if current and max(longest, cost) * (len(current) + 1) > batch_seconds:
+            batches.append(current)
+            current, longest = [], 0.0
+        current.append(row)
+        longest = max(longest, cost)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _load_batch(paths, starts, ends, n_samples, sample_rate):
+    """Runs in a worker process: decode, resample, and fit each waveform to its planned length."""
+    out = []
+    for path, start, end, expected in zip(paths, starts, ends, n_samples):
+        try:
+            wave = load_audio(path, sample_rate, None if np.isnan(start) else start,
+                              None if np.isnan(end) else end)
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is recorded, not fatal
+            out.append(str(exc) if isinstance(exc, SersError) else f"{path}: cannot decode ({exc})")
+            continue
+        if abs(len(wave) - expected) > max(16, 0.01 * expected):
+            out.append(f"{path}: decoded {len(wave)} samples but the header announced {expected}")
+            continue
+        # Compressed formats may decode a few samples off their header: fit to the planned layout.
+        out.append(np.pad(wave[:expected], (0, max(0, expected - len(wave)))))
+    return out
+
+
+def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progress) -> None:
+    from tqdm.auto import tqdm
+
+    with sers.cache.open(writer.path) as cache:
+        table = cache.all_utterances
+    durations = table.duration
+    costs = [upstream.processed_seconds(int(n)) for n in table.n_samples]
+    pending = set(writer.pending_rows().tolist())
+    todo = [b for b in _batches(costs, batch_seconds) if pending.intersection(b)]
+    total_seconds = float(sum(durations[r] for r in pending))
+    bar = tqdm(total=round(total_seconds, 2), unit="s audio", disable=not progress, dynamic_ncols=True)
+    started = time.perf_counter()
+    pool = ProcessPoolExecutor(workers) if workers > 0 else None
+    try:
+        def submit(batch):
+            args = (table.path[batch], table.start[batch], table.end[batch], table.n_samples[batch],
+                    upstream.sample_rate)
+            return pool.submit(_load_batch, *args) if pool else _load_batch(*args)
+
+        # Decode a few batches ahead in worker processes while the model runs.
+        prefetch = 2 * max(workers, 1)
+        ahead = deque(submit(b) for b in todo[:prefetch])
+        for i, batch in enumerate(todo):
+            loaded = ahead.popleft()
+            waves = loaded.result() if pool else loaded
+            if i + prefetch < len(todo):
+                ahead.append(submit(todo[i + prefetch]))
+            _extract_batch(writer, upstream, batch, waves, pending, table, frame_stride, strict)
+            bar.update(sum(durations[r] for r in batch if r in pending))
+            bar.set_postfix_str(f"{bar.n / 3600 / (time.perf_counter() - started):.4f} audio-h/s")
+    finally:
+        bar.close()
+        writer.flush()  # whatever finished is kept, even on Ctrl-C
+        if pool:
+            pool.shutdown(cancel_futures=True)
+
+
+def _extract_batch(writer, upstream, batch, waves, pending, table, frame_stride, strict) -> None:
+    good = [(row, wave) for row, wave in zip(batch, waves) if not isinstance(wave, str)]
+    for row, wave in zip(batch, waves):
+        if isinstance(wave, str) and row in pending:
+            if strict:
+                raise SersError(f"utterance {table.id[row]}: {wave} (--strict stops at the first failure)")
+            writer.add_failure(row, table.id[row], table.path[row], wave)
+    if not good:
+        return
+    hidden = upstream.hidden_states([wave for _, wave in good])
+    for (row, _), states in zip(good, hidden):
+        if row not in pending:
+            continue
+        pooled, frames = pool_hidden_states(states, writer.pool_stats, writer.frame_layers, frame_stride)
+        writer.add(row, pooled, frames)
+
+
+def pool_hidden_states(states: torch.Tensor, pool_stats, frame_layers, frame_stride: int):
+    """(L, T, D) hidden states of one utterance (no padding) → pooled (L, D) per stat, frames per layer."""
+    states64 = states.double()
+    pooled = {}
+    if "mean" in pool_stats:
+        pooled["mean"] = states64.mean(dim=1).float().numpy()
+    if "std" in pool_stats:
+        pooled["std"] = states64.std(dim=1, unbiased=False).float().numpy()
+    frames = {}
+    for layer in frame_layers:
+        frames[layer] = stride_mean(states[layer], frame_stride).numpy()
+    return pooled, frames
+
+
+def stride_mean(frames: torch.Tensor, stride: int) -> torch.Tensor:
+    """Mean over consecutive groups of ``stride`` frames; the last group may be shorter."""
+    if stride == 1:
+        return frames.float()
+    n, dim = frames.shape
+    groups = math.ceil(n / stride)
+    padded = torch.zeros(groups * stride, dim, dtype=torch.float64)
+    padded[:n] = frames.double()
+    counts = torch.full((groups,), float(stride), dtype=torch.float64)
+    counts[-1] = n - (groups - 1) * stride
+    return (padded.view(groups, stride, dim).sum(1) / counts[:, None]).float()

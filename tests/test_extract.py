@@ -1,0 +1,245 @@
+"""`sers extract` end to end on tiny models built from configs and generated audio."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import transformers
+from click.testing import CliRunner
+
+import sers.cache
+from sers.cli import main
+from sers.errors import SersError
+from sers.manifest import read_manifest
+from sers.pipeline.extract import extract, resolve_shard, stride_mean
+from tiny_models import tiny_model  # noqa: F401  (pytest fixture)
+
+LENGTHS = [0.61, 1.0, 1.37, 0.5, 2.2, 0.83, 1.9, 0.72]
+
+
+def _corpus(folder: Path, lengths=LENGTHS, extra_rows=()) -> Path:
+    """WAV files of noisy tones, one per length, and a manifest naming them."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["path,label,split,speaker,language"]
+    for i, seconds in enumerate(lengths):
+        t = np.arange(int(16000 * seconds)) / 16000
+        wave = 0.3 * np.sin(2 * np.pi * (150 + 40 * i) * t) + 0.05 * rng.normal(size=t.size)
+        sf.write(folder / f"u{i}.wav", wave.astype(np.float32), 16000)
+        rows.append(f"u{i}.wav,{'NHAS'[i % 4]},{'train' if i < 6 else 'dev'},s{i % 3},en")
+    rows += list(extra_rows)
+    (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return folder / "manifest.csv"
+
+
+def _run(args):
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    return result
+
+
+def test_pooled_and_frames_equal_a_hand_computation(tmp_path, tiny_model):
+    model_dir = tiny_model("wavlm")
+    manifest = _corpus(tmp_path / "audio")
+    out = tmp_path / "c.zarr"
+    result = _run(["extract", "--model", str(model_dir), "--manifest", str(manifest), "--out", str(out),
+                   "--pool", "mean,std", "--frame-layers", "0,2", "--frame-stride", "2", "--batch-seconds", "4",
+                   "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "estimated cache size" in result.output
+    assert "extracted 8 utterances (0 failed)" in result.output and "real-time factor" in result.output
+
+    model = transformers.AutoModel.from_pretrained(model_dir).eval()
+    cache = sers.cache.open(out).require_complete()
+    assert cache.num_layers == 3 and cache.hidden_size == 32 and cache.frame_layers == [0, 2]
+    for i, uid in enumerate(["u1", "u4", "u3"]):
+        wave, _ = sf.read(tmp_path / "audio" / f"{uid}.wav", dtype="float32")
+        with torch.inference_mode():
+            states = model(torch.from_numpy(wave)[None], output_hidden_states=True).hidden_states
+        states = torch.stack(states)[:, 0]  # (L, T, D), single unpadded input
+        row = list(cache.utterances.id).index(uid)
+        np.testing.assert_allclose(cache.pooled_layers(range(3), rows=[row])[:, 0], states.mean(1), atol=1e-4)
+        np.testing.assert_allclose(cache.pooled_layers(range(3), stat="std", rows=[row])[:, 0],
+                                   states.std(1, unbiased=False), atol=1e-4)
+        frames = cache.frames(uid, 2)
+        assert frames.shape == ((states.shape[1] + 1) // 2, 32)
+        np.testing.assert_allclose(frames, stride_mean(states[2], 2), atol=2e-3)  # float16 storage
+    assert set(cache.utterances.split) == {"train", "dev"}
+
+
+def test_stride_mean_keeps_a_short_last_group():
+    frames = torch.arange(10, dtype=torch.float32).reshape(5, 2)
+    np.testing.assert_allclose(stride_mean(frames, 2), [[1, 2], [5, 6], [8, 9]])
+
+
+def test_zarr_and_hdf5_give_equal_arrays(tmp_path, tiny_model):
+    model_dir = tiny_model("wav2vec2")
+    manifest = _corpus(tmp_path / "audio")
+    utterances = read_manifest(manifest)
+    for suffix in (".zarr", ".h5"):
+        extract(utterances, str(model_dir), tmp_path / f"c{suffix}", frame_layers=[1], workers=0, progress=False,
+                log=lambda *_: None)
+    a, b = sers.cache.open(tmp_path / "c.zarr"), sers.cache.open(tmp_path / "c.h5")
+    np.testing.assert_array_equal(a.pooled_layers(range(3)), b.pooled_layers(range(3)))
+    np.testing.assert_array_equal(a.utterances.id, b.utterances.id)
+    np.testing.assert_array_equal(a.frames("u5", 1), b.frames("u5", 1))
+
+
+def test_bad_audio_lands_in_errors_and_strict_stops(tmp_path, tiny_model):
+    model_dir = tiny_model("hubert")
+    folder = tmp_path / "audio"
+    manifest = _corpus(folder, lengths=[1.0, 1.2], extra_rows=[
+        "corrupt.wav,N,train,s0,en", "missing.wav,H,train,s0,en", "short.wav,A,train,s0,en"])
+    (folder / "corrupt.wav").write_bytes(b"RIFF not really a wave file" * 20)
+    sf.write(folder / "short.wav", np.zeros(200, np.float32), 16000)
+    out = tmp_path / "c.zarr"
+    result = _run(["extract", "--model", str(model_dir), "--manifest", str(manifest), "--out", str(out),
+                   "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "extracted 2 utterances (3 failed)" in result.output
+    cache = sers.cache.open(out)
+    assert cache.complete and sorted(cache.utterances.id) == ["u0", "u1"]
+    reasons = {e["id"]: e["reason"] for e in cache.errors}
+    assert set(reasons) == {"corrupt", "missing", "short"}
+    assert "too short" in reasons["short"] and "200 samples" in reasons["short"]
+    assert "missing.wav" in reasons["missing"]
+
+    result = _run(["extract", "--model", str(model_dir), "--manifest", str(manifest), "--out",
+                   str(tmp_path / "s.zarr"), "--workers", "0", "--quiet", "--strict"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: utterance ") and "--strict" in result.output
+
+
+def test_rerun_is_a_no_op_and_different_settings_are_refused(tmp_path, tiny_model):
+    model_dir = tiny_model("wavlm")
+    manifest = _corpus(tmp_path / "audio", lengths=[1.0, 1.5])
+    args = ["extract", "--model", str(model_dir), "--manifest", str(manifest), "--out",
+            str(tmp_path / "c.zarr"), "--workers", "0", "--quiet"]
+    assert _run(args).exit_code == 0
+    again = _run(args)
+    assert again.exit_code == 0 and "already complete" in again.output
+    changed = _run(args + ["--frame-stride", "2"])
+    assert changed.exit_code == 1
+    assert "frame_stride=1, this run asks for 2" in changed.output and "--overwrite" in changed.output
+    assert _run(args + ["--frame-stride", "2", "--overwrite"]).exit_code == 0
+    assert sers.cache.open(tmp_path / "c.zarr").attrs["frame_stride"] == 2
+
+
+_KILL_AFTER_TWO_BATCHES = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+import sers.pipeline.extract as ex
+from sers.manifest import read_manifest
+real = ex._extract_batch
+calls = []
+def dying(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+ex._extract_batch = dying
+ex.extract(read_manifest({manifest!r}), {model!r}, {out!r}, batch_seconds=2.5, frame_layers=[1],
+           workers=1, progress=False, pooled_chunk_rows=2)
+"""
+
+
+def test_resume_after_a_killed_process_equals_an_uninterrupted_run(tmp_path, tiny_model):
+    model_dir = str(tiny_model("wav2vec2-layer"))
+    manifest = str(_corpus(tmp_path / "audio"))
+    killed = tmp_path / "killed.zarr"
+    script = _KILL_AFTER_TWO_BATCHES.format(tests=str(Path(__file__).parent), manifest=manifest,
+                                            model=model_dir, out=str(killed))
+    assert subprocess.run([sys.executable, "-c", script]).returncode == -9
+    partial = sers.cache.open(killed)
+    assert not partial.complete and 0 < len(partial.utterances) < 8
+    with pytest.raises(SersError, match="not finished"):
+        partial.require_complete()
+
+    log = []
+    extract(read_manifest(manifest), model_dir, killed, batch_seconds=2.5, frame_layers=[1], workers=0,
+            progress=False, log=log.append, pooled_chunk_rows=2)
+    assert any(line.startswith("resuming") for line in log)
+    extract(read_manifest(manifest), model_dir, tmp_path / "whole.zarr", batch_seconds=2.5, frame_layers=[1],
+            workers=0, progress=False, log=log.append, pooled_chunk_rows=2)
+    resumed, whole = sers.cache.open(killed), sers.cache.open(tmp_path / "whole.zarr")
+    assert resumed.complete
+    np.testing.assert_array_equal(resumed.utterances.id, whole.utterances.id)
+    np.testing.assert_array_equal(resumed.pooled_layers(range(3)), whole.pooled_layers(range(3)))
+    for uid in whole.utterances.id:
+        np.testing.assert_array_equal(resumed.frames(uid, 1), whole.frames(uid, 1))
+
+
+def test_two_shards_merged_equal_a_single_run(tmp_path, tiny_model, monkeypatch):
+    model_dir = str(tiny_model("wavlm"))
+    manifest = _corpus(tmp_path / "audio")
+    base = ["extract", "--model", model_dir, "--manifest", str(manifest), "--workers", "0", "--quiet",
+            "--frame-layers", "2"]
+    assert _run(base + ["--out", str(tmp_path / "whole.zarr")]).exit_code == 0
+    assert _run(base + ["--out", str(tmp_path / "s0.zarr"), "--shard", "0/2"]).exit_code == 0
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")  # as torchrun / SLURM launchers set it
+    assert _run(base + ["--out", str(tmp_path / "s1.h5")]).exit_code == 0
+    monkeypatch.delenv("WORLD_SIZE")
+    merged_out = tmp_path / "merged.zarr"
+    result = _run(["cache", "merge", str(merged_out), str(tmp_path / "s0.zarr"), str(tmp_path / "s1.h5")])
+    assert result.exit_code == 0 and "merged 2 shards: 8 utterances" in result.output
+    whole, merged = sers.cache.open(tmp_path / "whole.zarr"), sers.cache.open(merged_out)
+    order = [list(merged.utterances.id).index(uid) for uid in whole.utterances.id]
+    # The shards batch different utterances together; masked batching is exact to float tolerance.
+    np.testing.assert_allclose(merged.pooled_layers(range(3))[:, order], whole.pooled_layers(range(3)), atol=1e-5)
+    for uid in whole.utterances.id:
+        np.testing.assert_allclose(merged.frames(uid, 2), whole.frames(uid, 2), atol=2e-3)
+    incomplete = _run(["cache", "merge", str(tmp_path / "m2.zarr"), str(tmp_path / "s0.zarr")])
+    assert incomplete.exit_code == 1 and "shard(s) [1] of 2 are missing" in incomplete.output
+
+
+def test_whisper_keeps_only_frames_covering_audio(tmp_path, tiny_model):
+    model_dir = str(tiny_model("whisper"))
+    manifest = _corpus(tmp_path / "audio", lengths=[1.0, 3.3])
+    out = tmp_path / "w.zarr"
+    assert _run(["extract", "--model", model_dir, "--manifest", str(manifest), "--out", str(out),
+                 "--workers", "0", "--quiet", "--frame-layers", "all"]).exit_code == 0
+    cache = sers.cache.open(out)
+    frames = dict(zip(cache.utterances.id, cache.utterances.n_frames))
+    assert frames == {"u0": 50, "u1": 165}
+    assert cache.attrs["model_family"] == "whisper" and cache.frames("u1", 2).shape == (165, 32)
+
+
+def test_msp_podcast_layout_through_the_cli(tmp_path, tiny_model):
+    root = tmp_path / "MSP-Podcast"
+    (root / "Audios").mkdir(parents=True)
+    (root / "Labels").mkdir()
+    lines = ["FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"]
+    for i, (emotion, split) in enumerate([("N", "Train"), ("H", "Train"), ("C", "Train"), ("S", "Development")]):
+        sf.write(root / "Audios" / f"MSP-PODCAST_0001_{i:04d}.wav", 0.1 * np.ones(16000, np.float32), 16000)
+        lines.append(f"MSP-PODCAST_0001_{i:04d}.wav,{emotion},3,4,4,{i},Female,{split}")
+    (root / "Labels" / "labels_consensus.csv").write_text("\n".join(lines) + "\n")
+    result = _run(["extract", "--model", str(tiny_model("wavlm")), "--format", "msp-podcast", "--manifest",
+                   str(root), "--out", str(tmp_path / "msp.h5"), "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "dropped 1 utterances" in result.output
+    cache = sers.cache.open(tmp_path / "msp.h5")
+    assert sorted(cache.utterances.label) == ["H", "N", "S"] and set(cache.utterances.language) == {"en"}
+
+
+def test_not_enough_disk_is_refused_before_any_work(tmp_path, tiny_model, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
+    manifest = _corpus(tmp_path / "audio", lengths=[1.0])
+    result = _run(["extract", "--model", str(tiny_model("wavlm")), "--manifest", str(manifest), "--out",
+                   str(tmp_path / "c.zarr"), "--workers", "0", "--quiet"])
+    assert result.exit_code == 1 and "has 1.0 kB free" in result.output and "--frame-layers" in result.output
+    assert not (tmp_path / "c.zarr").exists()
+
+
+def test_shard_argument_checks():
+    assert resolve_shard("1/4") == (1, 4)
+    with pytest.raises(SersError, match="expected I/N"):
+        resolve_shard("one of four")
+    with pytest.raises(SersError, match="I must be in 0..3"):
+        resolve_shard("4/4")
