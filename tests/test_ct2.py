@@ -377,3 +377,48 @@ def test_real_tiny_en_transcribes_clear_speech(tiny_en, tmp_path):
         from transformers import WhisperTokenizer
 
         assert WhisperTokenizer.from_pretrained(str(path)).decode(ids, skip_special_tokens=True) == text
+
+
+# --- sers extract reads CTranslate2 folders directly ---
+
+def _extract_pooled_by_hand(model, extractor, audio, n_frames):
+    features = extractor(audio, sampling_rate=16000, return_tensors="pt").input_features
+    with torch.no_grad():
+        states = model.model.encoder(features, output_hidden_states=True).hidden_states
+    return torch.stack([h[0, :n_frames].mean(0) for h in states]).numpy()
+
+
+def _extract_through_sers(tmp_path, model_dir, seconds=2.0):
+    import soundfile as sf
+
+    import sers.cache
+    from sers.cli import main
+
+    t = np.arange(int(16000 * seconds)) / 16000
+    audio = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    sf.write(tmp_path / "tone.wav", audio, 16000, subtype="FLOAT")
+    (tmp_path / "m.csv").write_text("path,label\ntone.wav,N\n")
+    result = CliRunner().invoke(main, ["extract", "--model", str(model_dir), "--manifest", str(tmp_path / "m.csv"),
+                                       "--out", str(tmp_path / "c.zarr"), "--workers", "0", "--quiet",
+                                       "--frame-layers", "none"])
+    assert result.exit_code == 0, result.output
+    return audio, sers.cache.open(tmp_path / "c.zarr")
+
+
+def test_sers_extract_reads_a_ctranslate2_folder(tmp_path, reference):
+    folder, _ = write_ct2_folder(tmp_path / "ct2", reference, "float16")
+    audio, cache = _extract_through_sers(tmp_path, folder)
+    model, extractor, info = ct2.load_whisper(folder)
+    expected = _extract_pooled_by_hand(model, extractor, audio, 100)
+    np.testing.assert_allclose(cache.pooled_layers(range(3))[:, 0], expected, atol=1e-4)
+    source = cache.attrs["model"]["source"]
+    assert source["source_format"] == "ctranslate2" and source["model_bin_sha256"] == info["model_bin_sha256"]
+    assert cache.attrs["model_family"] == "whisper"
+
+
+def test_sers_extract_with_real_tiny_en_equals_a_hand_computation(tiny_en, tmp_path):
+    path, model, extractor, _ = tiny_en
+    audio, cache = _extract_through_sers(tmp_path, path)
+    expected = _extract_pooled_by_hand(model, extractor, audio, 100)
+    assert cache.num_layers == 5 and cache.hidden_size == 384
+    np.testing.assert_allclose(cache.pooled_layers(range(5))[:, 0], expected, atol=1e-4, rtol=1e-4)

@@ -304,6 +304,7 @@ def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progres
 
 
 def _extract_batch(writer, upstream, batch, waves, pending, table, frame_stride, strict) -> None:
+    waves = [_checked(upstream, wave) for wave in waves]
     good = [(row, wave) for row, wave in zip(batch, waves) if not isinstance(wave, str)]
     for row, wave in zip(batch, waves):
         if isinstance(wave, str) and row in pending:
@@ -318,6 +319,16 @@ def _extract_batch(writer, upstream, batch, waves, pending, table, frame_stride,
             continue
         pooled, frames = pool_hidden_states(states, writer.pool_stats, writer.frame_layers, frame_stride)
         writer.add(row, pooled, frames)
+
+
+def _checked(upstream, wave):
+    """The waveform, or the reason the model cannot take it (one bad file must not sink a batch)."""
+    if isinstance(wave, str):
+        return wave
+    try:
+        return upstream.check_audio(wave)
+    except SersError as exc:
+        return str(exc)
 
 
 def pool_hidden_states(states: torch.Tensor, pool_stats, frame_layers, frame_stride: int):

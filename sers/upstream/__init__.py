@@ -1,0 +1,126 @@
+"""Pretrained speech encoders from Hugging Face: every hidden state of each utterance.
+
+``load_upstream(model_id_or_path)`` returns an :class:`Upstream` whose
+``hidden_states(waveforms)`` gives, per waveform, a float32 CPU tensor of shape
+``(num_layers, n_frames, hidden_size)``: layer 0 is the embedding output (the input to
+the first transformer layer), layer ``num_layers - 1`` the encoder output
+(``last_hidden_state``, which includes the encoder's final LayerNorm where it has one:
+pre-LN "stable layer norm" models and Whisper). Frames that only cover padding are
+removed, so pooling over the returned frames pools over real audio only.
+
+Two kinds of encoder:
+
+* wav2vec2, HuBERT, WavLM, data2vec-audio, UniSpeech-SAT: raw waveform, conv front-end,
+  50 frames/s; batching is exact (:mod:`sers.upstream.conv` says how).
+* Whisper, encoder only: log-mel input in 30 s windows, 50 frames/s
+  (:mod:`sers.upstream.whisper`).
+
+Wrappers compute and never write files.
+"""
+
+from __future__ import annotations
+
+import torch
+import transformers
+
+from sers.errors import SersError
+from sers.upstream.base import DTYPES, Upstream
+from sers.upstream.conv import ConvFrontEndUpstream
+from sers.upstream.whisper import WhisperUpstream
+
+CONV_FAMILIES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "unispeech-sat")
+FAMILIES = CONV_FAMILIES + ("whisper",)
+
+__all__ = ["load_upstream", "Upstream", "FAMILIES", "DTYPES"]
+
+
+def load_upstream(
+    model_id_or_path,
+    revision: str | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+) -> Upstream:
+    """Load a speech encoder by hub id or local folder through the transformers Auto classes.
+
+    The weights are loaded in float32; dtype float16/bfloat16 runs them under
+    ``torch.autocast``. float16 needs a CUDA device (CPU float16 kernels are missing or
+    slow), so on CPU it is refused with a SersError: use bfloat16 there.
+    """
+    if dtype not in DTYPES:
+        raise SersError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise SersError(f"unknown device {str(device)!r}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SersError(f"device {device} asked for, but torch sees no CUDA GPU")
+    if dtype == "float16" and device.type == "cpu":
+        raise SersError("dtype float16 needs a CUDA device; on CPU use bfloat16 or float32")
+
+    name = str(model_id_or_path)
+    from sers import ct2
+
+    if ct2.is_ctranslate2_model(name):
+        # faster-whisper / WhisperX folders: read model.bin with numpy, run transformers' Whisper.
+        model, feature_extractor, source = ct2.load_whisper(name)
+        upstream = WhisperUpstream(model=model.model, feature_extractor=feature_extractor,
+                                   feature_extractor_source=source.get("feature_extractor_source",
+                                                                       "CTranslate2 folder"),
+                                   model_id=name, revision=revision, device=device, dtype=dtype)
+        upstream.source = {k: v for k, v in source.items() if k != "architecture"}
+        return upstream
+
+    hub = dict(revision=revision, trust_remote_code=trust_remote_code)
+    try:
+        config = transformers.AutoConfig.from_pretrained(name, **hub)
+    except (OSError, ValueError) as err:
+        raise SersError(f"cannot load model config for {name}: {_first_line(err)}") from None
+    family = config.model_type
+    if family not in FAMILIES:
+        raise SersError(
+            f"model {name} is a {family!r} model; sers extracts from {', '.join(FAMILIES)}"
+        )
+    try:
+        feature_extractor = transformers.AutoFeatureExtractor.from_pretrained(name, **hub)
+        feature_extractor_source = "preprocessor_config.json"
+    except OSError:
+        # Some fine-tuned checkpoints ship without one; the family's defaults are standard.
+        feature_extractor = _default_feature_extractor(config)
+        feature_extractor_source = "defaults for the family (model has no preprocessor_config.json)"
+    try:
+        # float32 whatever the checkpoint stores (transformers 5 defaults to dtype="auto").
+        model = transformers.AutoModel.from_pretrained(name, dtype=torch.float32, **hub)
+    except (OSError, ValueError) as err:
+        raise SersError(f"cannot load model weights for {name}: {_first_line(err)}") from None
+
+    upstream_class = WhisperUpstream if family == "whisper" else ConvFrontEndUpstream
+    return upstream_class(
+        model=model,
+        feature_extractor=feature_extractor,
+        feature_extractor_source=feature_extractor_source,
+        model_id=name,
+        revision=revision,
+        device=device,
+        dtype=dtype,
+    )
+
+
+def _default_feature_extractor(config):
+    if config.model_type == "whisper":
+        return transformers.WhisperFeatureExtractor(feature_size=config.num_mel_bins)
+    # The fairseq recipes normalise the waveform for layer-norm (large) models and not for
+    # group-norm (base) ones; data2vec-audio has no feat_extract_norm and is layer-norm.
+    layer_norm = getattr(config, "feat_extract_norm", "layer") == "layer"
+    return transformers.Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=16000,
+        padding_value=0.0,
+        do_normalize=layer_norm,
+        return_attention_mask=layer_norm,
+    )
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
