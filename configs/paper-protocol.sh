@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The protocol of Upadhyay, Busso & Lee (Interspeech 2024), end to end, for one model and
+# one direction. Four classes (N/H/A/S), MSP-Podcast <-> BIIC-Podcast.
+#
+#   MODEL=microsoft/wavlm-large SOURCE=msp TARGET=biic bash configs/paper-protocol.sh
+#
+# Set MSP_ROOT and BIIC_ROOT to the corpus roots (Labels/labels_consensus.csv + Audios/).
+# Extraction (GPU) is skipped when the caches are complete already; rerunning resumes.
+set -euo pipefail
+MODEL=${MODEL:-microsoft/wavlm-large}
+SOURCE=${SOURCE:-msp}
+TARGET=${TARGET:-biic}
+MSP_ROOT=${MSP_ROOT:?set MSP_ROOT to the MSP-Podcast root}
+BIIC_ROOT=${BIIC_ROOT:?set BIIC_ROOT to the BIIC-Podcast root}
+DEVICE=${DEVICE:-cuda}
+DTYPE=${DTYPE:-bfloat16}
+SEEDS=${SEEDS:-0-4}
+WORK=${WORK:-work/$(basename "$MODEL")}
+mkdir -p "$WORK"
+
+# MSP-Podcast's Split_Set Test1 is read as split "test1"; other corpora's test split as "test".
+if [ "$TARGET" = msp ]; then TARGET_TEST=${TARGET_TEST:-test1}; else TARGET_TEST=${TARGET_TEST:-test}; fi
+
+root_of() { if [ "$1" = msp ]; then echo "$MSP_ROOT"; else echo "$BIIC_ROOT"; fi; }
+format_of() { if [ "$1" = msp ]; then echo msp-podcast; else echo biic-podcast; fi; }
+
+for corpus in "$SOURCE" "$TARGET"; do
+    sers extract --model "$MODEL" --format "$(format_of "$corpus")" --manifest "$(root_of "$corpus")" \
+        --out "$WORK/$corpus.zarr" --device "$DEVICE" --dtype "$DTYPE" --frame-layers none
+done
+
+OUT="$WORK/$SOURCE-to-$TARGET"
+# Label-free similarity on the unlabelled target training split; the target test split is never read here.
+sers similarity "$WORK/$SOURCE.zarr" "$WORK/$TARGET.zarr" -o "$OUT/similarity" \
+    --source-split train --target-split train --max-utterances 20000
+sers anchor "$OUT/similarity/similarity.json" --measure coral --strategy topk --k 3 --exclude 0 -o "$OUT/anchors-topk.json"
+sers anchor "$OUT/similarity/similarity.json" --measure coral --strategy group --group-size 3 --groups 2 \
+    --exclude 0 -o "$OUT/anchors-groups.json"
+
+COMMON=(--source "$WORK/$SOURCE.zarr" --target "$WORK/$TARGET.zarr" --seeds "$SEEDS" --epochs 50
+        --patience 8 --normalize global --source-dev dev --target-train train --target-test "$TARGET_TEST" --jobs 4)
+sers train "${COMMON[@]}" --method last,wsum,coral,dann -o "$OUT/runs-baselines"
+sers train "${COMMON[@]}" --method lam --anchors "$OUT/anchors-topk.json" -o "$OUT/runs-lam"
+sers train "${COMMON[@]}" --method lam-gl --anchors "$OUT/anchors-groups.json" -o "$OUT/runs-lam-gl"
+for runs in baselines lam lam-gl; do
+    sers report "$OUT/runs-$runs" --similarity "$OUT/similarity" -o "$OUT/report-$runs.html"
+done
