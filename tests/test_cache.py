@@ -215,3 +215,35 @@ def test_to_xarray(tmp_path):
     assert dataset["pooled_mean"].shape == (2, 7, 5)
     assert list(dataset["label"].values) == utterances["label"]
     np.testing.assert_allclose(dataset["pooled_mean"].sel(layer=2).values, pooled["mean"][2], rtol=1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".h5"])
+def test_segments_are_stored_with_their_rows_and_dropped_when_unfinished(tmp_path, suffix):
+    pooled, utterances, _ = _arrays(n=4, dim=5)
+    path = tmp_path / f"c{suffix}"
+    writer = CacheWriter.create(path, dict(utterances, n_frames=[0] * 4), num_layers=3, hidden_size=5,
+                                segment_layers=[0, 1, 2], segment_attrs={"alignments": "tg/"}, pooled_chunk_rows=2)
+
+    def segs(row, n):
+        columns = {"start_frame": list(range(n)), "end_frame": list(range(1, n + 1)), "start": [0.0] * n,
+                   "end": [0.02] * n, "phone": ["AA1"] * n, "vowel": ["a"] * n}
+        return columns, np.full((3, n, 5), row, np.float32)
+
+    writer.add(0, {"mean": pooled["mean"][:, 0]}, segments=segs(0, 2))
+    writer.add(1, {"mean": pooled["mean"][:, 1]}, segments=segs(1, 3))  # chunk of rows 0-1 flushed
+    writer.add(2, {"mean": pooled["mean"][:, 2]}, segments=segs(2, 1))  # buffered, never flushed
+    writer.close()
+    writer = CacheWriter.resume(path)  # as after a crash
+    cache = sers.cache.open(path)
+    assert cache.has_segments and cache.segment_layers == [0, 1, 2]
+    assert list(cache.segments.id) == ["u0", "u0", "u1", "u1", "u1"]
+    writer.add(2, {"mean": pooled["mean"][:, 2]}, segments=segs(2, 1))
+    writer.add_failure(3, "u3", "u3.wav", "bad")
+    writer.finish()
+    writer.close()
+    cache = sers.cache.open(path)
+    table = cache.segments
+    assert list(table.id) == ["u0", "u0", "u1", "u1", "u1", "u2"] and set(table.vowel) == {"a"}
+    assert list(table.utterance) == [0, 0, 1, 1, 1, 2] and list(table.label) == ["N", "N", "H", "H", "H", "A"]
+    np.testing.assert_array_equal(cache.segment_pooled(1)[:, 0], [0, 0, 1, 1, 1, 2])
+    np.testing.assert_array_equal(cache.segment_pooled(2, rows=[5]), np.full((1, 5), 2, np.float32))

@@ -68,6 +68,16 @@ class ZarrBackend:
     def set_attrs(self, values: dict) -> None:
         self._root.attrs.update(_jsonable(values))
 
+    def group_attrs(self, name) -> dict:
+        return dict(self._root[name].attrs)
+
+    def set_group_attrs(self, name, values: dict) -> None:
+        self._root[name].attrs.update(_jsonable(values))
+
+    def delete(self, name) -> None:
+        if name in self._root:
+            del self._root[name]
+
     def flush(self) -> None:
         pass  # zarr writes each chunk atomically as it goes
 
@@ -91,7 +101,7 @@ class HDF5Backend:
         dtype = h5py.string_dtype("utf-8") if string else dtype
         kwargs = {"compression": "gzip", "compression_opts": 1, "shuffle": True} if compress else {}
         return self._file.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks,
-                                         maxshape=(None,) + tuple(shape[1:]), **kwargs)
+                                         maxshape=tuple(None for _ in shape), **kwargs)
 
     def array(self, name):
         return self._file[name]
@@ -111,8 +121,11 @@ class HDF5Backend:
 
     @property
     def attrs(self) -> dict:
+        return self.group_attrs("/")
+
+    def group_attrs(self, name) -> dict:
         out = {}
-        for key, value in self._file.attrs.items():
+        for key, value in self._file[name].attrs.items():
             if isinstance(value, bytes):
                 value = value.decode()
             if value == "null":
@@ -125,12 +138,19 @@ class HDF5Backend:
         return out
 
     def set_attrs(self, values: dict) -> None:
+        self.set_group_attrs("/", values)
+
+    def set_group_attrs(self, name, values: dict) -> None:
         for key, value in _jsonable(values).items():
             if isinstance(value, (dict, list)):
                 value = json.dumps(value)
             elif value is None:
                 value = "null"
-            self._file.attrs[key] = value
+            self._file[name].attrs[key] = value
+
+    def delete(self, name) -> None:
+        if name in self._file:
+            del self._file[name]
 
     def flush(self) -> None:
         self._file.flush()

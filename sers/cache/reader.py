@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from sers.cache import schema
+from sers.cache import segments as segment_store
 from sers.cache.backends import open_backend
 from sers.errors import SersError
 
@@ -136,6 +137,49 @@ class CacheReader:
             elif len(store_rows):
                 out[i] = np.asarray(array[layer])[store_rows]  # one sequential read of the layer
         return out
+
+    # -- aligned segments (vowels) -------------------------------------------------------
+
+    @property
+    def has_segments(self) -> bool:
+        return segment_store.exists(self._backend)
+
+    @property
+    def segment_layers(self) -> list[int]:
+        return segment_store.layers(self._backend) if self.has_segments else []
+
+    @property
+    def segments(self) -> UtteranceTable:
+        """One row per aligned segment of a good utterance: utterance (row in ``utterances``),
+        start_frame, end_frame, start, end, phone, vowel, and the utterance's id, label,
+        split, speaker and language."""
+        if not self.has_segments:
+            raise SersError(f"{self.path}: this cache has no vowel segments; extract with --alignments "
+                            "or add them with `sers segments`")
+        if not hasattr(self, "_segments"):
+            columns = segment_store.read_columns(self._backend)
+            public_row = np.full(len(self.all_utterances), -1)
+            public_row[self._store_rows] = np.arange(len(self._store_rows))
+            keep = public_row[columns["utterance"]] >= 0
+            self._segment_store_index = np.flatnonzero(keep)
+            columns = {name: values[keep] for name, values in columns.items()}
+            columns["utterance"] = public_row[columns["utterance"]]
+            for name in ("id", "label", "split", "speaker", "language"):
+                columns[name] = self.utterances[name][columns["utterance"]]
+            self._segments = UtteranceTable(columns)
+        return self._segments
+
+    def segment_pooled(self, layer: int, rows=None) -> np.ndarray:
+        """(S, D) float32 mean features of the segments (all, or ``rows`` of ``segments``) at a layer."""
+        self.segments  # noqa: B018 - builds the index of good segments
+        if int(layer) not in self.segment_layers:
+            raise SersError(f"{self.path}: segment features of layer {layer} are not stored "
+                            f"(stored: {self.segment_layers})")
+        index = self._segment_store_index if rows is None else self._segment_store_index[np.asarray(rows, int)]
+        array = self._backend.array(f"{segment_store.GROUP}/pooled")
+        position = self.segment_layers.index(int(layer))
+        return np.asarray(array[position])[index].astype(np.float32) if len(index) else \
+            np.empty((0, self.hidden_size), np.float32)
 
     def frames(self, utterance_id: str, layer: int) -> np.ndarray:
         """(n_frames, D) float32 frame features of one utterance at one layer."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from sers.cache import schema
+from sers.cache import segments as segment_store
 from sers.cache.backends import open_backend, remove_store
 from sers.errors import SersError
 
@@ -38,7 +39,10 @@ class CacheWriter:
         self._done = backend.array("utterances/done")[:]
         # Rows per pooled chunk, as laid out on disk (a chunk is written once it is whole).
         self._chunk_rows = int(backend.array(schema.pooled_name(self.pool_stats[0])).chunks[1])
-        self._buffer: dict[int, tuple[dict, bool]] = {}
+        self._buffer: dict[int, tuple[dict, bool, tuple | None]] = {}
+        self.segment_layers = segment_store.layers(backend) if segment_store.exists(backend) else None
+        if self.segment_layers is not None:
+            segment_store.drop_unfinished(backend, self._done)
         # Rows still to write per pooled chunk: a chunk is written once all of them are buffered.
         chunks, counts = np.unique(self.pending_rows() // self._chunk_rows, return_counts=True)
         self._pending_per_chunk = dict(zip(chunks.tolist(), counts.tolist()))
@@ -49,14 +53,15 @@ class CacheWriter:
     @classmethod
     def create(cls, path, utterances: dict, *, num_layers: int, hidden_size: int,
                pool_stats=("mean",), frame_layers=(), frame_dtype="float16",
-               pooled_chunk_rows: int | None = None, overwrite: bool = False,
-               **attrs) -> "CacheWriter":
+               pooled_chunk_rows: int | None = None, segment_layers=None, segment_attrs=None,
+               overwrite: bool = False, **attrs) -> "CacheWriter":
         """Lay out an empty cache for the utterances (columns in row order).
 
         ``utterances`` needs ``id``; ``n_frames`` (stored frames per utterance)
         when ``frame_layers`` is not empty; other columns default to empty/NaN/0.
         ``pooled_chunk_rows``: utterances per pooled chunk (default about 4 MB); rows
         become ``done`` a whole chunk at a time, so it is also the resume granularity.
+        ``segment_layers``: layers whose aligned-segment features ``add`` will receive.
         """
         path = Path(path)
         if path.exists():
@@ -92,6 +97,8 @@ class CacheWriter:
         for layer in frame_layers:
             backend.create(schema.frames_name(layer), (total_frames, hidden_size), np.dtype(frame_dtype),
                            chunks=(max(1, min(frame_rows, total_frames)), hidden_size))
+        if segment_layers is not None:
+            segment_store.create(backend, list(segment_layers), hidden_size, **(segment_attrs or {}))
         backend.set_attrs({
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             **attrs,
@@ -126,8 +133,10 @@ class CacheWriter:
 
     # -- adding rows --------------------------------------------------------------------
 
-    def add(self, row: int, pooled: dict[str, np.ndarray], frames: dict[int, np.ndarray] | None = None):
-        """Store one utterance: ``pooled[stat]`` is (L, D); ``frames[layer]`` is (n_frames, D)."""
+    def add(self, row: int, pooled: dict[str, np.ndarray], frames: dict[int, np.ndarray] | None = None,
+            segments: tuple[dict, np.ndarray] | None = None):
+        """Store one utterance: ``pooled[stat]`` is (L, D); ``frames[layer]`` is (n_frames, D);
+        ``segments`` is (columns of its s segments, pooled (len(segment_layers), s, D))."""
         for stat in self.pool_stats:
             if pooled[stat].shape != (self.num_layers, self.hidden_size):
                 raise ValueError(f"row {row}: pooled {stat} has shape {pooled[stat].shape}, "
@@ -140,7 +149,7 @@ class CacheWriter:
                                  f"expected {(stop - start, self.hidden_size)}")
             if stop > start:
                 self._backend.array(schema.frames_name(layer))[start:stop] = values
-        self._buffer_row(row, pooled, failed=False)
+        self._buffer_row(row, pooled, failed=False, segments=segments)
 
     def add_failure(self, row: int, utterance_id: str, path: str, reason: str) -> None:
         """The utterance could not be extracted: zero features, ``failed``, and an errors/ row."""
@@ -166,6 +175,7 @@ class CacheWriter:
             for stat in self.pool_stats:
                 block = np.stack([self._buffer[r][0][stat] for r in run], axis=1)
                 self._backend.array(schema.pooled_name(stat))[:, first:last] = block
+        self._append_segments(rows)
         failed = [r for r in rows if self._buffer[r][1]]
         if failed:
             failed_column = self._backend.array("utterances/failed")
@@ -181,10 +191,25 @@ class CacheWriter:
         self._buffer.clear()
         self._buffered_per_chunk.clear()
 
-    def _buffer_row(self, row: int, pooled: dict, failed: bool) -> None:
+    def _append_segments(self, rows: list[int]) -> None:
+        with_segments = [r for r in rows if self._buffer[r][2] is not None and len(self._buffer[r][2][1][0])]
+        if self.segment_layers is None or not with_segments:
+            return
+        columns = {name: [] for name in segment_store.COLUMNS}
+        for row in with_segments:
+            row_columns, row_pooled = self._buffer[row][2]
+            n = row_pooled.shape[1]
+            columns["utterance"] += [row] * n
+            for name in segment_store.COLUMNS:
+                if name != "utterance":
+                    columns[name] += list(row_columns[name])
+        pooled = np.concatenate([self._buffer[r][2][1] for r in with_segments], axis=1)
+        segment_store.append(self._backend, columns, pooled)
+
+    def _buffer_row(self, row: int, pooled: dict, failed: bool, segments=None) -> None:
         if self._done[row] or row in self._buffer:
             raise ValueError(f"row {row} is already written")
-        self._buffer[row] = (pooled, failed)
+        self._buffer[row] = (pooled, failed, segments)
         chunk = row // self._chunk_rows
         self._buffered_per_chunk[chunk] = self._buffered_per_chunk.get(chunk, 0) + 1
         if self._buffered_per_chunk[chunk] == self._pending_per_chunk.get(chunk):
