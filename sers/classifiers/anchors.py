@@ -1,0 +1,60 @@
+"""Anchor layers for `lam` and `lam-gl`: reading anchors.json and shaping it for a method.
+
+anchors.json (written by `sers anchor`) holds ``"layers"`` (top-k single layers, or for the
+group strategy the union of the groups) and, for the group strategy, ``"groups"``; the
+measure, scores and similarity file that chose them ride along and are ignored here.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from sers.errors import SersError
+
+
+def load_anchors(anchors) -> dict:
+    """``anchors.json`` path, a parsed dict, layer numbers or groups -> {"layers", "groups", "file"}."""
+    if anchors is None:
+        return {"layers": None, "groups": None, "file": None}
+    found = {"file": None}
+    if isinstance(anchors, (str, os.PathLike)):
+        path = Path(anchors)
+        try:
+            anchors = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SersError(f"{path}: no such anchors file (write one with `sers anchor`)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SersError(f"{path}: not an anchors.json ({exc})") from None
+        found["file"] = str(path)
+    if isinstance(anchors, dict):
+        layers, groups = anchors.get("layers"), anchors.get("groups")
+        if not layers and not groups:
+            raise SersError(f"{found['file'] or 'anchors'}: needs a 'layers' list or a 'groups' list of lists")
+    elif all(isinstance(a, (list, tuple)) for a in anchors):
+        layers, groups = None, anchors
+    else:
+        layers, groups = anchors, None
+    try:
+        found["groups"] = [[int(x) for x in g] for g in groups] if groups else None
+        found["layers"] = sorted({int(x) for x in layers} if layers else {x for g in found["groups"] for x in g})
+    except (TypeError, ValueError):
+        raise SersError(f"{found['file'] or 'anchors'}: layers must be integers, groups lists of integers") from None
+    return found
+
+
+def anchors_for(method: str, anchors: dict):
+    """lam reads single layers (a group file's layers, flattened); lam-gl reads groups (a layer
+    list becomes its runs of consecutive layers: [3, 4, 5, 9] -> [[3, 4, 5], [9]])."""
+    if method not in ("lam", "lam-gl"):
+        return None
+    if anchors["layers"] is None:
+        raise SersError(f"method {method} needs --anchors: an anchors.json from `sers anchor`, or layers like 3,5,7")
+    if method == "lam":
+        return anchors["layers"]
+    if anchors["groups"]:
+        return anchors["groups"]
+    groups = [[anchors["layers"][0]]]
+    for layer in anchors["layers"][1:]:
+        (groups[-1].append(layer) if layer == groups[-1][-1] + 1 else groups.append([layer]))
+    return groups

@@ -1,0 +1,346 @@
+"""LayerAnchoringClassifier: a scikit-learn style estimator over pooled layer features.
+
+    >>> clf = LayerAnchoringClassifier(method="lam", anchors=[3, 5, 7], lambda_=1.0)
+    >>> clf.fit(X_source, y_source, X_target, X_dev=X_dev, y_dev=y_dev)
+    >>> clf.score(X_test, y_test)          # UAR
+
+``X_*`` are dicts ``{layer: (n, D) array}`` or ``(n, L, D)`` arrays (see
+:mod:`sers.classifiers.data`). ``X_target`` is *unlabelled* target-language data:
+the estimator has no argument through which target labels could reach training,
+except ``X_dev``/``y_dev`` with ``dev_domain="target"``, which the caller must ask for.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from torch.nn import functional as F
+
+from sers.classifiers import data
+from sers.classifiers.data import InputError
+from sers.classifiers.heads import ALIGNING_METHODS, METHODS, LayerHead, method_branches
+from sers.classifiers.losses import coral_loss
+from sers.classifiers.metrics import uar
+
+WEIGHTS_FORMAT = "sers-layer-anchoring-classifier/1"
+
+
+class LayerAnchoringClassifier(BaseEstimator):
+    """Emotion classifier over pooled hidden states, optionally aligned to a target language.
+
+    Parameters
+    ----------
+    method : "last" | "wsum" | "coral" | "dann" | "lam" | "lam-gl"
+        See :mod:`sers.classifiers.heads` for what each one reads and aligns.
+    anchors : layer numbers for ``lam`` (e.g. ``[3, 5, 7]``); groups for ``lam-gl``
+        (e.g. ``[[3, 4, 5], [8, 9, 10]]``). Ignored by the other methods.
+    lambda_ : weight of the alignment term (CORAL sum, or the DANN gradient-reversal strength).
+    hidden, dropout : width of the branch projections and MLP; dropout in the MLP.
+    epochs, batch_size, lr, weight_decay : Adam training; an epoch is one pass over the source.
+    patience : stop after this many epochs without a better dev UAR (needs ``X_dev``); 0 = never stop early.
+    normalize : "none", "global" (one mean/std over source and target training rows) or
+        "per-language" (source rows standardised by source statistics, target rows by target statistics).
+    group_weights : "mean" or "learned": how the layers of a ``lam-gl`` group are combined.
+    seed : same seed, same data -> identical results on CPU.
+    device : "cpu" or a torch device such as "cuda".
+    """
+
+    def __init__(self, method="lam", anchors=None, lambda_=1.0, hidden=256, dropout=0.2, epochs=30,
+                 batch_size=128, lr=1e-3, weight_decay=0.0, patience=5, normalize="global",
+                 group_weights="mean", seed=0, device="cpu", verbose=False):
+        self.method = method
+        self.anchors = anchors
+        self.lambda_ = lambda_
+        self.hidden = hidden
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.normalize = normalize
+        self.group_weights = group_weights
+        self.seed = seed
+        self.device = device
+        self.verbose = verbose
+
+    # -- which layers -----------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        if self.method not in METHODS:
+            raise InputError(f"method {self.method!r} is unknown; choose from {', '.join(METHODS)}")
+        if self.method == "lam":
+            if not self.anchors or not all(isinstance(a, (int, np.integer)) for a in self.anchors):
+                raise InputError("method 'lam' needs anchors as layer numbers, e.g. anchors=[3, 5, 7] "
+                                 "(from `sers anchor` or your own choice)")
+        if self.method == "lam-gl":
+            if not self.anchors or not all(isinstance(g, (list, tuple)) and g for g in self.anchors):
+                raise InputError("method 'lam-gl' needs anchors as groups of layers, "
+                                 "e.g. anchors=[[3, 4, 5], [8, 9, 10]]")
+        checks = [(self.hidden >= 1, "hidden must be >= 1"), (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
+                  (self.epochs >= 1, "epochs must be >= 1"), (self.batch_size >= 2, "batch_size must be >= 2"),
+                  (self.lr > 0, "lr must be > 0"), (self.lambda_ >= 0, "lambda_ must be >= 0"),
+                  ((self.patience or 0) >= 0, "patience must be >= 0"),
+                  (self.normalize in data.NORMALIZE, f"normalize must be one of {', '.join(data.NORMALIZE)}"),
+                  (self.group_weights in ("mean", "learned"), "group_weights must be 'mean' or 'learned'")]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message)
+
+    def required_layers(self, num_layers: int) -> list[int]:
+        """The layers this configuration reads from a model with ``num_layers`` hidden states."""
+        self._check_params()
+        branches, _ = method_branches(self.method, self.anchors, range(num_layers))
+        layers = sorted({layer for branch in branches for layer in branch})
+        if layers[0] < 0 or layers[-1] >= num_layers:
+            raise InputError(f"anchors {self.anchors} are outside layers 0-{num_layers - 1}")
+        return layers
+
+    def _uses_target(self) -> bool:
+        return self.method in ALIGNING_METHODS and self.lambda_ > 0
+
+    # -- fitting ----------------------------------------------------------------------
+
+    def fit(self, X_source, y_source, X_target=None, X_dev=None, y_dev=None, dev_domain="source"):
+        """Train on labelled source rows and unlabelled target rows; select the epoch on the dev UAR.
+
+        ``X_dev``/``y_dev`` (optional) choose the best epoch and early stopping; they are source
+        rows unless ``dev_domain="target"``. Without them the last epoch is kept.
+        """
+        self._check_params()
+        source = data.as_layer_dict(X_source, "X_source")
+        branches, aligned = method_branches(self.method, self.anchors, source)
+        self.layers_ = sorted({layer for branch in branches for layer in branch})
+        missing = sorted(set(self.layers_) - set(source))
+        if missing:
+            raise InputError(f"X_source has layers {sorted(source)} but {self.method} needs {missing}; "
+                             f"pass them (required_layers() lists what to read)")
+        y = np.asarray(y_source).astype(str)
+        if len(y) != data.n_rows(source):
+            raise InputError(f"y_source has {len(y)} labels for {data.n_rows(source)} rows of X_source")
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise InputError(f"y_source has a single class {self.classes_.tolist()}; need at least two")
+        target = self._checked_other(X_target, "X_target", source) if X_target is not None else None
+        if target is None and (self._uses_target() or self.normalize == "per-language"):
+            raise InputError(f"method {self.method!r} with lambda_={self.lambda_} and normalize="
+                             f"{self.normalize!r} needs unlabelled target rows: pass X_target")
+        if (X_dev is None) != (y_dev is None):
+            raise InputError("pass both X_dev and y_dev, or neither")
+        dev = None
+        if X_dev is not None:
+            dev = self._checked_other(X_dev, "X_dev", source)
+            y_dev = np.asarray(y_dev).astype(str)
+            unknown = sorted(set(y_dev) - set(self.classes_))
+            if len(y_dev) != data.n_rows(dev) or unknown:
+                raise InputError(f"y_dev must give one of the source classes {self.classes_.tolist()} "
+                                 f"for each of the {data.n_rows(dev)} rows of X_dev (unknown: {unknown[:5]})")
+        if dev_domain not in ("source", "target"):
+            raise InputError("dev_domain must be 'source' or 'target'")
+
+        self._fit_stats(source, target)
+        self.input_dim_ = source[self.layers_[0]].shape[1]
+        # The CPU kernels used here are deterministic already; asking torch for deterministic
+        # algorithms matters on GPUs (and costs a second-long import, so only there).
+        on_gpu = torch.device(self.device).type != "cpu"
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
+            try:
+                if on_gpu:
+                    torch.use_deterministic_algorithms(True, warn_only=True)
+                torch.manual_seed(self.seed)
+                self._build(branches)
+                self._train(source, y, target, aligned, dev, y_dev, dev_domain)
+            finally:
+                if on_gpu:
+                    torch.use_deterministic_algorithms(deterministic)
+        return self
+
+    def _checked_other(self, X, name, source):
+        other = data.as_layer_dict(X, name)
+        missing = sorted(set(self.layers_) - set(other))
+        if missing:
+            raise InputError(f"{name} lacks layers {missing} that X_source provides")
+        width = source[self.layers_[0]].shape[1]
+        if other[self.layers_[0]].shape[1] != width:
+            raise InputError(f"{name} has dimension {other[self.layers_[0]].shape[1]}, X_source has {width}")
+        return other
+
+    def _fit_stats(self, source, target) -> None:
+        if self.normalize == "none":
+            stats = data.identity_stats(len(self.layers_), source[self.layers_[0]].shape[1])
+            self.stats_ = {"source": stats, "target": stats}
+        elif self.normalize == "global":
+            sides = [source] + ([target] if target is not None else [])
+            stats = data.layer_stats(sides, self.layers_, "X_source/X_target")
+            self.stats_ = {"source": stats, "target": stats}
+        else:
+            self.stats_ = {"source": data.layer_stats([source], self.layers_, "X_source"),
+                           "target": data.layer_stats([target], self.layers_, "X_target")}
+
+    def _build(self, branches) -> None:
+        self.branches_ = branches
+        learned = self.method == "wsum" or self.group_weights == "learned"
+        self.module_ = LayerHead(self.layers_, branches, self.input_dim_, len(self.classes_), self.hidden,
+                                 self.dropout, learned_weights=learned,
+                                 domain_classifier=(self.method == "dann")).to(self.device)
+
+    def _tensor(self, layers_data, rows, domain) -> torch.Tensor:
+        return torch.from_numpy(data.gather(layers_data, self.layers_, rows, self.stats_[domain])).to(self.device)
+
+    def _train(self, source, y, target, aligned, dev, y_dev, dev_domain) -> None:
+        model = self.module_
+        label_index = np.searchsorted(self.classes_, y)
+        counts = np.bincount(label_index, minlength=len(self.classes_))
+        # Inverse-frequency class weights, normalised so a balanced corpus gets weight 1.
+        class_weights = torch.tensor(len(y) / (len(counts) * counts), dtype=torch.float32, device=self.device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        shuffle = torch.Generator().manual_seed(self.seed)
+        n_batches = max(1, len(y) // self.batch_size)  # equal batches of >= batch_size rows
+        target_rows = _Cycle(data.n_rows(target), shuffle) if self._uses_target() else None
+        best_uar, best_state, since_best = -1.0, None, 0
+        self.history_ = []
+        for epoch in range(1, self.epochs + 1):
+            started = time.perf_counter()
+            model.train()
+            sums = np.zeros(3)
+            order = torch.randperm(len(y), generator=shuffle).numpy()
+            for step, rows in enumerate(np.array_split(order, n_batches)):
+                logits_embeddings = model.embed(self._tensor(source, rows, "source"))
+                targets = torch.from_numpy(label_index[rows]).to(self.device)
+                ce = F.cross_entropy(model.classify(logits_embeddings), targets, weight=class_weights)
+                align = torch.zeros((), device=self.device)
+                if target_rows is not None:
+                    target_embeddings = model.embed(self._tensor(target, target_rows.take(len(rows)), "target"))
+                    if self.method == "dann":
+                        progress = ((epoch - 1) * n_batches + step) / (self.epochs * n_batches)
+                        model.domain[0].alpha = self.lambda_ * (2 / (1 + math.exp(-10 * progress)) - 1)
+                        align = _domain_loss(model, logits_embeddings, target_embeddings)
+                    else:
+                        align = sum(coral_loss(logits_embeddings[b], target_embeddings[b]) for b in aligned)
+                loss = ce + (align if self.method == "dann" else self.lambda_ * align)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                sums += [ce.item(), align.item(), loss.item()]
+            record = dict(zip(("epoch", "loss_ce", "loss_align", "loss_total"), [epoch, *(sums / n_batches)]))
+            if dev is not None:
+                record["dev_uar"] = uar(y_dev, self.predict(dev, domain=dev_domain), self.classes_)
+            record["seconds"] = time.perf_counter() - started
+            self.history_.append(record)
+            if self.verbose:
+                print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+            if dev is None:
+                continue
+            if record["dev_uar"] > best_uar:
+                best_uar, since_best = record["dev_uar"], 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                since_best += 1
+                if self.patience and since_best >= self.patience:
+                    break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        self.best_epoch_ = (max(self.history_, key=lambda r: (r["dev_uar"], -r["epoch"]))["epoch"]
+                            if dev is not None else self.history_[-1]["epoch"])
+        self.best_dev_uar_ = best_uar if dev is not None else None
+        self.selection_ = None if dev is None else f"{dev_domain}-dev"
+
+    # -- predicting -------------------------------------------------------------------
+
+    def predict_proba(self, X, domain="target", batch_size=4096) -> np.ndarray:
+        """(n, n_classes) class probabilities; ``domain`` picks the per-language statistics."""
+        if not hasattr(self, "module_"):
+            raise InputError("this LayerAnchoringClassifier is not fitted yet; call fit() or load()")
+        if domain not in self.stats_:
+            raise InputError(f"domain must be one of {', '.join(self.stats_)}, not {domain!r}")
+        layers_data = data.as_layer_dict(X, "X")
+        missing = sorted(set(self.layers_) - set(layers_data))
+        if missing:
+            raise InputError(f"X lacks layers {missing}; this model reads layers {self.layers_}")
+        if layers_data[self.layers_[0]].shape[1] != self.input_dim_:
+            raise InputError(f"X has dimension {layers_data[self.layers_[0]].shape[1]}; "
+                             f"the model was trained on {self.input_dim_}")
+        self.module_.eval()
+        out = []
+        with torch.no_grad():
+            for start in range(0, data.n_rows(layers_data), batch_size):
+                rows = np.arange(start, min(start + batch_size, data.n_rows(layers_data)))
+                out.append(torch.softmax(self.module_(self._tensor(layers_data, rows, domain)), dim=1).cpu().numpy())
+        return np.concatenate(out)
+
+    def predict(self, X, domain="target") -> np.ndarray:
+        return self.classes_[self.predict_proba(X, domain=domain).argmax(axis=1)]
+
+    def score(self, X, y, domain="target") -> float:
+        """UAR (unweighted average recall) of ``predict(X)`` against ``y``."""
+        return uar(np.asarray(y).astype(str), self.predict(X, domain=domain), self.classes_)
+
+    def layer_weights(self) -> list[dict[int, float]]:
+        """Per branch, the weight of each of its layers (wsum and learned lam-gl groups)."""
+        return [{layer: float(w) for layer, w in zip(branch, self.module_.layer_weights(b).detach().cpu())}
+                for b, branch in enumerate(self.branches_)]
+
+    # -- saving -----------------------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write one safetensors file: weights, normalisation statistics and the configuration."""
+        from safetensors.torch import save_file
+
+        tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
+        for domain, (mean, std) in self.stats_.items():
+            tensors[f"stats.{domain}.mean"] = torch.tensor(mean)
+            tensors[f"stats.{domain}.std"] = torch.tensor(std)
+        spec = {"params": self.get_params(), "classes": self.classes_.tolist(), "layers": self.layers_,
+                "branches": self.branches_, "input_dim": self.input_dim_}
+        # One metadata key: safetensors writes several in a random order, and the same model
+        # should give the same bytes.
+        save_file(tensors, str(path), metadata={"sers": json.dumps({"format": WEIGHTS_FORMAT, **spec})})
+
+    @classmethod
+    def load(cls, path, device="cpu") -> "LayerAnchoringClassifier":
+        """Read a file written by :meth:`save` (plain tensors and JSON; nothing is unpickled)."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            spec = json.loads((handle.metadata() or {}).get("sers", "{}"))
+            if spec.get("format") != WEIGHTS_FORMAT:
+                raise InputError(f"{path}: not a sers classifier weights file")
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        model = cls(**{**spec["params"], "device": device})
+        model.classes_ = np.asarray(spec["classes"])
+        model.layers_, model.input_dim_ = spec["layers"], spec["input_dim"]
+        model.stats_ = {domain: (tensors[f"stats.{domain}.mean"].numpy(), tensors[f"stats.{domain}.std"].numpy())
+                        for domain in ("source", "target")}
+        model._build([list(branch) for branch in spec["branches"]])
+        model.module_.load_state_dict({k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")})
+        return model
+
+
+def _domain_loss(model, source_embeddings, target_embeddings) -> torch.Tensor:
+    """Binary cross-entropy of the domain classifier (source = 0, target = 1) behind gradient reversal."""
+    logits = torch.cat([model.domain_logits(source_embeddings), model.domain_logits(target_embeddings)])
+    labels = torch.cat([torch.zeros(len(source_embeddings[0])), torch.ones(len(target_embeddings[0]))])
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.device))
+
+
+class _Cycle:
+    """An endless shuffled stream of row indices (the unlabelled target side of each batch)."""
+
+    def __init__(self, n: int, generator: torch.Generator):
+        self.n, self.generator, self.order, self.position = n, generator, np.empty(0, np.int64), 0
+
+    def take(self, count: int) -> np.ndarray:
+        parts = []
+        while count > 0:
+            if self.position >= len(self.order):
+                self.order, self.position = torch.randperm(self.n, generator=self.generator).numpy(), 0
+            part = self.order[self.position:self.position + count]
+            self.position += len(part)
+            count -= len(part)
+            parts.append(part)
+        return np.concatenate(parts)

@@ -1,0 +1,90 @@
+"""One head family for every method: per-branch projections, a shared MLP, optional domain classifier.
+
+A *branch* is one layer or a group of layers. Its layers are combined (mean, or a
+learned softmax-weighted sum), projected to ``hidden`` and passed through a ReLU;
+the classifier reads the mean of the branch embeddings. The methods differ only in
+their branches and in which branch embeddings the alignment loss sees:
+
+    last     [[L-1]]                                   no alignment
+    wsum     [[0, 1, ..., L-1]] learned layer weights  no alignment (SUPERB weighted sum)
+    coral    [[L-1]]                                   CORAL on that branch (Deep CORAL)
+    dann     [[L-1]]                                   domain classifier behind gradient reversal
+    lam      [[a1], [a2], ..., [L-1]]                  CORAL on each anchor branch
+    lam-gl   [[g1...], [g2...], ..., [L-1]]            CORAL on each group branch
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sers.classifiers.losses import GradientReversal
+
+METHODS = ("last", "wsum", "coral", "dann", "lam", "lam-gl")
+ALIGNING_METHODS = ("coral", "dann", "lam", "lam-gl")
+
+
+def method_branches(method: str, anchors, available_layers) -> tuple[list[list[int]], list[int]]:
+    """(branches as lists of layer numbers, indices of the branches the alignment loss sees).
+
+    The highest available layer is "the last layer". ``anchors`` are layer numbers
+    for ``lam`` and groups (lists of layer numbers) for ``lam-gl``.
+    """
+    layers = sorted(int(layer) for layer in available_layers)
+    last = layers[-1]
+    if method in ("last", "coral", "dann"):
+        return [[last]], ([0] if method != "last" else [])
+    if method == "wsum":
+        return [layers], []
+    if method == "lam":
+        branches = [[int(a)] for a in anchors]
+    elif method == "lam-gl":
+        branches = [[int(layer) for layer in group] for group in anchors]
+    else:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    aligned = list(range(len(branches)))
+    if [last] not in branches:
+        branches.append([last])  # the last layer is read by the classifier but not aligned
+    return branches, aligned
+
+
+class LayerHead(nn.Module):
+    """Input (batch, slots, D) where slot i holds layer ``layers[i]``; output logits and branch embeddings."""
+
+    def __init__(self, layers: list[int], branches: list[list[int]], input_dim: int, num_classes: int,
+                 hidden: int = 256, dropout: float = 0.2, learned_weights: bool = False,
+                 domain_classifier: bool = False):
+        super().__init__()
+        slot_of = {layer: i for i, layer in enumerate(layers)}
+        self.branch_slots = [[slot_of[layer] for layer in branch] for branch in branches]
+        # One weight vector per multi-layer branch; zeros -> uniform softmax, i.e. start as the mean.
+        self.layer_logits = nn.ParameterList(
+            [nn.Parameter(torch.zeros(len(slots)), requires_grad=learned_weights) for slots in self.branch_slots])
+        self.projections = nn.ModuleList([nn.Linear(input_dim, hidden) for _ in branches])
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(),
+                                        nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+        self.domain = (nn.Sequential(GradientReversal(0.0), nn.Linear(hidden, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, 1)) if domain_classifier else None)
+
+    def layer_weights(self, branch: int) -> torch.Tensor:
+        """Softmax weights of a branch's layers (they sum to one)."""
+        return torch.softmax(self.layer_logits[branch], dim=0)
+
+    def embed(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """One (batch, hidden) embedding per branch."""
+        embeddings = []
+        for b, slots in enumerate(self.branch_slots):
+            if len(slots) == 1:
+                combined = x[:, slots[0]]
+            else:
+                combined = torch.einsum("bsd,s->bd", x[:, slots], self.layer_weights(b))
+            embeddings.append(torch.relu(self.projections[b](combined)))
+        return embeddings
+
+    def classify(self, embeddings: list[torch.Tensor]) -> torch.Tensor:
+        return self.classifier(torch.stack(embeddings).mean(dim=0))
+
+    def domain_logits(self, embeddings: list[torch.Tensor]) -> torch.Tensor:
+        return self.domain(torch.stack(embeddings).mean(dim=0)).squeeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.embed(x))

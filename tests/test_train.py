@@ -1,0 +1,215 @@
+"""sers.pipeline.train / evaluate and the `sers train|evaluate|predict` commands, on planted caches."""
+import csv
+import importlib.util
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import sers.cache
+from sers.classifiers.planted import planted_corpora
+from sers.cli import main
+from sers.errors import SersError
+from sers.pipeline.evaluate import evaluate, predict
+from sers.classifiers.anchors import anchors_for, load_anchors
+from sers.pipeline.train import train
+
+FAST = dict(hidden=32, epochs=6, batch_size=32, progress=False, plots=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def write_cache(path, X, labels, splits, language, **attrs):
+    n = len(labels)
+    attrs = {"model_id": "planted", "sample_rate": 16000, "frame_rate": 50, **attrs}
+    return sers.cache.from_arrays(path, np.ascontiguousarray(X.transpose(1, 0, 2)),
+                                  {"id": [f"{language}-{i:04d}" for i in range(n)], "label": list(labels),
+                                   "split": list(splits), "language": [language] * n}, **attrs)
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    """Source en (train/dev), target zh (train/dev/test), and zh again with garbage labels."""
+    folder = tmp_path_factory.mktemp("caches")
+    d = planted_corpora(n_source=300, n_target=360, seed=3)
+    target_splits = ["train"] * 150 + ["dev"] * 60 + ["test"] * 150
+    garbage = np.random.default_rng(9).choice(["A", "H", "N", "S", "zzz", ""], size=360)
+    source_splits = ["train"] * 200 + ["dev"] * 100
+    return {"source": write_cache(folder / "en.zarr", d["X_source"], d["y_source"], source_splits, "en"),
+            "target": write_cache(folder / "zh.zarr", d["X_target"], d["y_target"], target_splits, "zh"),
+            "garbage": write_cache(folder / "zh-garbage.h5", d["X_target"], garbage, target_splits, "zh"),
+            "other_model": write_cache(folder / "other.zarr", d["X_target"][:, :5], d["y_target"], target_splits, "zh"),
+            "folder": folder}
+
+
+@pytest.fixture(scope="module")
+def runs(caches, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    table = train(caches["source"], caches["target"], methods=["last", "lam"], anchors=[2, 3], seeds=[0, 1],
+                  out_dir=out, **{**FAST, "plots": True})
+    return out, table
+
+
+def test_run_folders_hold_config_metrics_predictions_curves_and_weights(runs):
+    out, table = runs
+    assert [row["method"] for row in table] == ["last", "lam"]
+    run = out / "lam" / "seed1"
+    assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.json", "predictions.csv", "curves.csv",
+                                               "curves.png", "model.safetensors"}
+    config = json.loads((run / "config.json").read_text())
+    assert config["selection"] == "source-dev" and config["target_labels_used_for_selection"] is False
+    assert config["layers"] == [2, 3, 5] and config["estimator"]["seed"] == 1
+    assert config["data"]["source"]["dev"] == {"split": "dev", "n": 100, "labels_read": "model selection",
+                                               "label_counts": config["data"]["source"]["dev"]["label_counts"]}
+    assert config["data"]["target"]["train"]["n"] == 150 and "label_counts" not in config["data"]["target"]["test"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    for part in ("source_dev", "target_test"):
+        assert set(metrics[part]) >= {"uar", "macro_f1", "accuracy", "per_class_recall", "confusion"}
+    assert metrics["target_test"]["n"] == 150 and np.sum(metrics["target_test"]["confusion"]) == 150
+    rows = list(csv.DictReader(open(run / "predictions.csv")))
+    assert len(rows) == 100 + 150 and {r["side"] for r in rows} == {"source", "target"}
+    assert list(rows[0]) == ["side", "split", "id", "predicted", "p_A", "p_H", "p_N", "p_S"]
+    curves = list(csv.DictReader(open(run / "curves.csv")))
+    assert [int(r["epoch"]) for r in curves] == list(range(1, len(curves) + 1)) and "dev_uar" in curves[0]
+    # safetensors: an 8-byte header length, then JSON; nothing to unpickle
+    raw = (run / "model.safetensors").read_bytes()
+    header = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
+    assert json.loads(header["__metadata__"]["sers"])["format"].startswith("sers-layer-anchoring-classifier")
+    results = list(csv.DictReader(open(out / "results.csv")))
+    lam_uars = [json.loads((out / f"lam/seed{s}/metrics.json").read_text())["target_test"]["uar"] for s in (0, 1)]
+    assert float(results[1]["target_uar_mean"]) == pytest.approx(np.mean(lam_uars))
+    assert float(results[1]["target_uar_std"]) == pytest.approx(np.std(lam_uars, ddof=1))
+    assert "| lam |" in (out / "results.md").read_text()
+    assert float(results[1]["target_uar_mean"]) > float(results[0]["target_uar_mean"]) + 0.2
+
+
+def test_garbage_target_labels_change_nothing_but_the_target_scores(caches, runs, tmp_path):
+    out, _ = runs
+    train(caches["source"], caches["garbage"], methods=["last", "lam"], anchors=[2, 3], seeds=[0, 1],
+          out_dir=tmp_path, **FAST)
+    for method in ("last", "lam"):
+        for seed in (0, 1):
+            clean, dirty = out / method / f"seed{seed}", tmp_path / method / f"seed{seed}"
+            assert (clean / "predictions.csv").read_bytes() == (dirty / "predictions.csv").read_bytes()
+            assert (clean / "model.safetensors").read_bytes() == (dirty / "model.safetensors").read_bytes()
+            clean_m, dirty_m = (json.loads((f / "metrics.json").read_text()) for f in (clean, dirty))
+            assert json.dumps(clean_m["source_dev"]) == json.dumps(dirty_m["source_dev"])
+            assert clean_m["best_epoch"] == dirty_m["best_epoch"]
+
+
+def test_same_command_same_metrics(caches, runs, tmp_path):
+    out, _ = runs
+    train(caches["source"], caches["target"], methods=["lam"], anchors=[2, 3], seeds=[1], out_dir=tmp_path, **FAST)
+    assert (tmp_path / "lam/seed1/metrics.json").read_bytes() == (out / "lam/seed1/metrics.json").read_bytes()
+
+
+def test_target_dev_selection_is_marked_everywhere(caches, tmp_path):
+    table = train(caches["source"], caches["target"], methods=["coral"], seeds=[0], out_dir=tmp_path,
+                  target_dev="dev", **FAST)
+    assert table[0]["selection"] == "target-dev"
+    config = json.loads((tmp_path / "coral/seed0/config.json").read_text())
+    metrics = json.loads((tmp_path / "coral/seed0/metrics.json").read_text())
+    assert config["target_labels_used_for_selection"] is True and config["data"]["target"]["dev"]["n"] == 60
+    assert metrics["selection"] == "target-dev" and metrics["target_dev"]["n"] == 60
+    assert "target-selected" in (tmp_path / "results.md").read_text()
+
+
+def test_evaluate_and_predict_reproduce_the_training_outputs(caches, runs, tmp_path):
+    out, _ = runs
+    run = out / "lam" / "seed0"
+    result = evaluate(run, caches["target"], split="test", out_dir=tmp_path / "eval")
+    trained = json.loads((run / "metrics.json").read_text())["target_test"]
+    assert result["metrics"] == trained
+    path = predict(run, caches["target"], tmp_path / "p.csv", split="test")
+    trained_rows = [r for r in csv.DictReader(open(run / "predictions.csv")) if r["side"] == "target"]
+    new_rows = list(csv.DictReader(open(path)))
+    assert [(r["id"], r["predicted"], r["p_A"]) for r in new_rows] == \
+           [(r["id"], r["predicted"], r["p_A"]) for r in trained_rows]
+    evaluated = list(csv.DictReader(open(tmp_path / "eval" / "predictions.csv")))
+    assert evaluated[0]["label"] != "" and len(evaluated) == 150
+
+
+def test_a_cache_of_another_model_is_refused(caches, runs):
+    out, _ = runs
+    with pytest.raises(SersError, match=r"5 layers x 32.*6 layers x 32.*num_layers differs"):
+        evaluate(out / "last" / "seed0", caches["other_model"])
+    with pytest.raises(SersError, match="caches come from different models"):
+        train(caches["source"], caches["other_model"], methods=["last"], seeds=[0], out_dir=caches["folder"] / "x")
+
+
+def test_missing_splits_and_anchors_are_one_line_errors(caches, tmp_path):
+    with pytest.raises(SersError, match=r"no utterances in split 'valid'.*splits: dev, test, train.*--target-test"):
+        train(caches["source"], caches["target"], methods=["last"], target_test="valid", out_dir=tmp_path)
+    d = planted_corpora(n_source=20, n_target=0)
+    no_dev = write_cache(tmp_path / "no-dev.zarr", d["X_source"], d["y_source"], ["train"] * 10 + ["test"] * 10, "en")
+    with pytest.raises(SersError, match=r"no 'dev' or 'validation' split to select the model on "
+                                        r"\(splits: test, train\).*--source-dev"):
+        train(no_dev, caches["target"], methods=["last"], out_dir=tmp_path)
+    with pytest.raises(SersError, match="method lam needs --anchors"):
+        train(caches["source"], caches["target"], methods=["lam"], out_dir=tmp_path)
+
+
+def test_anchors_json_of_both_strategies(tmp_path):
+    topk = tmp_path / "topk.json"
+    topk.write_text(json.dumps({"measure": "coral", "strategy": "topk", "layers": [7, 3, 4, 5], "scores": {}}))
+    group = tmp_path / "group.json"
+    group.write_text(json.dumps({"measure": "coral", "strategy": "group", "layers": [3, 4, 5, 8, 9, 10],
+                                 "groups": [[8, 9, 10], [3, 4, 5]], "similarity_file": "sim.json"}))
+    assert anchors_for("lam", load_anchors(topk)) == [3, 4, 5, 7]
+    assert anchors_for("lam-gl", load_anchors(topk)) == [[3, 4, 5], [7]]
+    assert anchors_for("lam-gl", load_anchors(group)) == [[8, 9, 10], [3, 4, 5]]
+    assert anchors_for("lam", load_anchors(group)) == [3, 4, 5, 8, 9, 10]
+    assert anchors_for("last", load_anchors(group)) is None
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(SersError, match="needs a 'layers' list"):
+        load_anchors(tmp_path / "bad.json")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("distributed") is not None, reason="dask is installed here")
+def test_dask_backend_without_dask_says_how_to_install(caches, tmp_path):
+    with pytest.raises(SersError, match=r"pip install 'sers\[dask\]'"):
+        train(caches["source"], caches["target"], methods=["last"], seeds=[0, 1], out_dir=tmp_path, jobs=2,
+              backend="dask", **FAST)
+
+
+def test_cli_train_evaluate_predict(caches, tmp_path):
+    runner = CliRunner()
+    anchors = tmp_path / "anchors.json"
+    anchors.write_text(json.dumps({"strategy": "group", "layers": [2, 3], "groups": [[2, 3]]}))
+    result = runner.invoke(main, ["train", "--source", str(caches["source"]), "--target", str(caches["target"]),
+                                  "--method", "wsum,lam-gl", "--anchors", str(anchors), "--seeds", "0",
+                                  "--epochs", "3", "--hidden", "16", "--normalize", "per-language",
+                                  "--quiet", "--no-plots",
+                                  "-o", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert "lam-gl" in result.output and "source dev UAR" in result.output
+    config = json.loads((tmp_path / "runs/lam-gl/seed0/config.json").read_text())
+    assert config["anchors"] == [[2, 3]] and config["command"].startswith("sers train")
+    result = runner.invoke(main, ["evaluate", str(tmp_path / "runs/lam-gl/seed0"), str(caches["target"]),
+                                  "--split", "test", "--stats", "cache", "-o", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    assert "UAR" in result.output and (tmp_path / "ev/metrics.json").is_file()
+    result = runner.invoke(main, ["predict", str(tmp_path / "runs/wsum/seed0"), str(caches["target"]),
+                                  "-o", str(tmp_path / "all.csv")])
+    assert result.exit_code == 0, result.output
+    assert len(list(csv.DictReader(open(tmp_path / "all.csv")))) == 360
+    result = runner.invoke(main, ["train", "--source", str(caches["source"]), "--target", str(caches["target"]),
+                                  "--method", "lam", "-o", str(tmp_path / "x")])
+    assert result.exit_code == 1 and "error: method lam needs --anchors" in result.output
+
+
+def test_parallel_runs_give_the_sequential_results(caches, runs, tmp_path):
+    out, table = runs
+    parallel = train(caches["source"], caches["target"], methods=["last", "lam"], anchors=[2, 3], seeds=[0, 1],
+                     out_dir=tmp_path, jobs=2, **FAST)
+    assert parallel == table
+    assert (tmp_path / "lam/seed1/predictions.csv").read_bytes() == (out / "lam/seed1/predictions.csv").read_bytes()
