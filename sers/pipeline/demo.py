@@ -70,7 +70,7 @@ def build_standin_model(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def demo_steps(out_dir, model_path: str, *, utterances_per_language: int = 160, seeds: str = "0-2",
+def demo_steps(out_dir, model_path: str, *, utterances_per_language: int = 96, seeds: str = "0-2",
                epochs: int = 30, group_size: int = 2, languages=("en", "zh")) -> list[Step]:
     out = Path(out_dir)
     source, target = languages
