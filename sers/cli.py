@@ -62,6 +62,29 @@ def parse_layers(text: str | None) -> list[int] | None:
 
 # --- extract (sers.pipeline.extract) ---
 
+def _alignment_options(required: bool):
+    """Options naming phone alignments and a vowel map, shared by `sers extract` and `sers segments`."""
+    options = [
+        click.option("--alignments", type=click.Path(exists=True), required=required,
+                     help="Phone alignments: a folder of TextGrids (<utterance id or audio file name>.TextGrid, "
+                          "e.g. from MFA) or one Kaldi CTM file. Stores the mean of every layer over each vowel."),
+        click.option("--alignment-format", type=click.Choice(["textgrid", "ctm"]),
+                     help="Format of --alignments [default: ctm for a *.ctm file, else textgrid]."),
+        click.option("--phone-tier", default="phones", show_default=True,
+                     help="TextGrid tier holding the phones (MFA's '<speaker> - phones' is found too)."),
+        click.option("--vowel-map", metavar="en-arpabet|en-ipa|cmn-pinyin|cmn-ipa|FILE.json",
+                     help="How phones map to the shared vowel classes a e i o u (needed with --alignments); "
+                          'a JSON file is {"phone": "class" or null}.'),
+    ]
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 @main.command()
 @click.option("--model", required=True, help="Hugging Face hub id or local folder (transformers or CTranslate2 Whisper).")
 @click.option("--manifest", "manifest", required=True, type=click.Path(exists=True),
@@ -88,8 +111,10 @@ def parse_layers(text: str | None) -> list[int] | None:
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable utterance instead of recording it.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing cache instead of resuming it.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@_alignment_options(required=False)
 def extract(model, manifest, out, corpus_format, audio_root, language, revision, device, dtype,
-            batch_seconds, frame_layers, frame_stride, pool, shard, workers, strict, overwrite, quiet):
+            batch_seconds, frame_layers, frame_stride, pool, shard, workers, strict, overwrite, quiet,
+            alignments, alignment_format, phone_tier, vowel_map):
     """Run a pretrained speech model once and cache every layer's features.
 
     Stores, for every utterance, the mean (and --pool std) over frames of every hidden
@@ -102,6 +127,8 @@ def extract(model, manifest, out, corpus_format, audio_root, language, revision,
           --device cuda --dtype bfloat16 --frame-layers 0,6,12,24
       sers extract --model microsoft/wavlm-large --format msp-podcast \\
           --manifest /data/MSP-Podcast --out msp.zarr --shard 0/4
+      sers extract --model microsoft/wavlm-large --manifest en.csv --out en.zarr \\
+          --alignments mfa_textgrids/ --vowel-map en-arpabet
     """
     from sers.corpora import read_corpus
     from sers.pipeline.extract import extract as run_extract
@@ -113,7 +140,8 @@ def extract(model, manifest, out, corpus_format, audio_root, language, revision,
                           batch_seconds=batch_seconds, frame_layers=layers, frame_stride=frame_stride,
                           pool_stats=[p.strip() for p in pool.split(",") if p.strip()], shard=shard,
                           workers=workers, strict=strict, overwrite=overwrite, progress=not quiet,
-                          log=click.echo)
+                          log=click.echo, alignments=alignments, alignment_format=alignment_format,
+                          phone_tier=phone_tier, vowel_map=vowel_map)
     click.echo(summary.line())
 
 # --- cache: inspect, cache merge, cache import (sers.pipeline.inspect / sers.cache) ---
@@ -133,6 +161,30 @@ def inspect(cache, utterance, layer):
     from sers.pipeline.inspect import describe_cache, describe_utterance
 
     click.echo(describe_utterance(cache, utterance, layer) if utterance else describe_cache(cache))
+
+
+@main.command("segments")
+@click.argument("cache", type=click.Path(exists=True))
+@_alignment_options(required=True)
+@click.option("--overwrite", is_flag=True, help="Replace the vowel segments the cache already has.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def segments_command(cache, alignments, alignment_format, phone_tier, vowel_map, overwrite, quiet):
+    """Add vowel segments to a finished cache from its stored frames (no model needed).
+
+    Averages the stored frames of each aligned vowel, for the cache's frame layers
+    only (extract with --alignments to get every layer). With --frame-stride K the
+    stored frames are K model frames apart, and segments are averaged at that
+    coarser grain.
+
+    \b
+    Example:
+      sers segments en.zarr --alignments mfa_textgrids/ --vowel-map en-arpabet
+      sers segments zh.zarr --alignments zh.ctm --vowel-map cmn-pinyin --overwrite
+    """
+    from sers.pipeline.segments import add_segments, open_segment_source
+
+    source = open_segment_source(alignments, alignment_format, phone_tier, vowel_map)
+    click.echo(add_segments(cache, source, overwrite=overwrite, progress=not quiet).line())
 
 
 @main.group("cache")

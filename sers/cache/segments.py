@@ -82,3 +82,12 @@ def read_columns(backend) -> dict[str, np.ndarray]:
 
 def remove(backend) -> None:
     backend.delete(GROUP)
+
+
+def attrs(backend) -> dict:
+    """The group's attributes: layers, the alignment source, and what the writer added."""
+    return backend.group_attrs(GROUP)
+
+
+def set_attrs(backend, **values) -> None:
+    backend.set_group_attrs(GROUP, values)

@@ -6,6 +6,8 @@ Plan (read audio headers, sort by length, lay out the cache) → batches of at m
 ``batch_seconds`` of padded audio → hidden states of every layer → pooled statistics
 (padding excluded) and frames → cache rows, flushed and marked done as they go.
 Rerunning the same call resumes; a finished cache is marked ``complete``.
+With ``alignments`` (TextGrids or CTM, see :mod:`sers.pipeline.segments`), the mean of
+every layer over each aligned vowel is stored too, from the full-rate hidden states.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import math
 import os
 import shutil
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +31,12 @@ from sers.cache.backends import remove_store
 from sers.errors import SersError
 from sers.tables import format_bytes
 from sers.manifest import Utterance, manifest_digest
+from sers.pipeline.segments import SegmentPlan, open_segment_source, plan_segments
 from sers.upstream import load_upstream
 
 # Settings that change the stored numbers: resuming with any of them different is refused.
 RESULT_SETTINGS = ("model", "revision", "dtype", "pool_stats", "frame_layers", "frame_stride",
-                   "manifest_digest", "shard")
+                   "manifest_digest", "shard", "alignments")
 
 
 @dataclass
@@ -45,6 +48,7 @@ class ExtractSummary:
     seconds: float
     cache_bytes: int
     already_complete: bool = False
+    segments: str = ""  # the vowel segment counts, when extracted with alignments
 
     @property
     def real_time_factor(self) -> float:
@@ -55,7 +59,8 @@ class ExtractSummary:
             return f"{self.path} is already complete ({self.n_utterances} utterances); nothing to do"
         return (f"extracted {self.n_utterances} utterances ({self.n_failed} failed), "
                 f"{self.audio_hours:.3f} h of audio in {self.seconds:.1f} s, real-time factor "
-                f"{self.real_time_factor:.4f}, cache {format_bytes(self.cache_bytes)} -> {self.path}")
+                f"{self.real_time_factor:.4f}, cache {format_bytes(self.cache_bytes)} -> {self.path}"
+                + (f"\n{self.segments}" if self.segments else ""))
 
 
 @dataclass
@@ -70,11 +75,15 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
             device: str = "cpu", dtype: str = "float32", batch_seconds: float = 200.0,
             frame_layers="all", frame_stride: int = 1, pool_stats=("mean",), shard=None,
             workers: int = 2, strict: bool = False, overwrite: bool = False,
-            progress: bool = True, log=print, pooled_chunk_rows: int | None = None) -> ExtractSummary:
+            progress: bool = True, log=print, pooled_chunk_rows: int | None = None,
+            alignments=None, alignment_format: str | None = None, phone_tier: str = "phones",
+            vowel_map=None) -> ExtractSummary:
     """Extract ``utterances`` with ``model`` into the cache ``out`` (see module doc).
 
     ``pooled_chunk_rows`` sets how many utterances are flushed (and marked done) at a
     time; the default, about 4 MB of pooled features, suits real models.
+    ``alignments``: a TextGrid folder or CTM file; its vowels (``vowel_map``: en-arpabet,
+    en-ipa, cmn-pinyin, cmn-ipa or a JSON file) become the cache's ``segments/``.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -84,6 +93,10 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
         utterances = utterances[shard[0]::shard[1]]
     if frame_stride < 1:
         raise SersError(f"--frame-stride must be >= 1, got {frame_stride}")
+    if alignments is None and vowel_map is not None:
+        raise SersError("--vowel-map needs --alignments (the phone alignments it applies to)")
+    segment_source = open_segment_source(alignments, alignment_format, phone_tier, vowel_map) \
+        if alignments is not None else None
 
     transformers.logging.disable_progress_bar()  # our own bar is the one that matters
     upstream = load_upstream(model, revision=revision, device=device, dtype=dtype)
@@ -91,7 +104,8 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
     settings = {"model": model, "revision": revision, "dtype": dtype, "pool_stats": list(pool_stats),
                 "frame_layers": layers, "frame_stride": frame_stride, "manifest_digest": digest,
                 "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
-                "batch_seconds": batch_seconds, "device": device}
+                "batch_seconds": batch_seconds, "device": device,
+                "alignments": segment_source.settings() if segment_source else None}
 
     writer = _open_existing(out, settings, overwrite, log)
     if writer is None:
@@ -100,29 +114,51 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
         stored_frames = [math.ceil(p.n_frames / frame_stride) if layers else 0 for p in planned]
         _check_disk(out, upstream, len(planned), sum(stored_frames), len(pool_stats), len(layers), log)
         columns = _columns(planned, stored_frames, upstream.sample_rate)
+        # Alignments are checked before the cache exists: a wrong folder costs seconds.
+        segment_plan = _segment_plan(segment_source, columns, upstream)
         writer = sers.cache.CacheWriter.create(
             out, columns, num_layers=upstream.num_layers, hidden_size=upstream.hidden_size,
             pool_stats=pool_stats, frame_layers=layers, overwrite=overwrite,
             pooled_chunk_rows=pooled_chunk_rows,
             model_id=upstream.model_id, model_revision=upstream.revision, model_family=upstream.family,
             sample_rate=upstream.sample_rate, frame_rate=upstream.frame_rate, frame_stride=frame_stride,
-            dtype=dtype, settings=settings, manifest_digest=digest, model=upstream.describe())
+            dtype=dtype, settings=settings, manifest_digest=digest, model=upstream.describe(),
+            segment_layers=list(range(upstream.num_layers)) if segment_plan else None,
+            segment_attrs=segment_plan.attrs("hidden states") if segment_plan else None)
         for utt, reason in plan_errors:
             writer.record_error(utt.id, str(utt.path), reason)
     elif writer == "complete":
         with sers.cache.open(out) as cache:
             return ExtractSummary(out, len(cache.utterances), len(cache.errors), 0.0, 0.0,
                                   size_on_disk(out), already_complete=True)
+    else:
+        try:
+            with sers.cache.open(out) as cache:
+                segment_plan = _segment_plan(segment_source, cache.all_utterances, upstream)
+        except BaseException:
+            writer.close()
+            raise
 
     with writer:
-        _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progress)
+        _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan)
         with sers.cache.open(out) as cache:
             table = cache.all_utterances
             n_failed = len(cache.errors)
             hours = float(table.duration[~table.failed].sum()) / 3600
+            stored_vowels = Counter(cache.segments.vowel) if segment_plan else None
         seconds = time.perf_counter() - started
         writer.finish(n_failed=n_failed, audio_hours=hours, extract_seconds=seconds)
-    return ExtractSummary(out, len(table) - int(table.failed.sum()), n_failed, hours, seconds, size_on_disk(out))
+    return ExtractSummary(out, len(table) - int(table.failed.sum()), n_failed, hours, seconds, size_on_disk(out),
+                          segments=segment_plan.summary(stored_vowels) if segment_plan else "")
+
+
+def _segment_plan(segment_source, table, upstream) -> SegmentPlan | None:
+    """The vowel segments of every row of ``table`` (extraction columns or a cache's table)."""
+    if segment_source is None:
+        return None
+    rows = list(range(len(table["id"])))
+    return plan_segments(segment_source, table, rows, upstream.frame_rate,
+                         [upstream.n_frames(int(n)) for n in table["n_samples"]])
 
 
 def resolve_shard(shard) -> tuple[int, int] | None:
@@ -266,7 +302,7 @@ def _load_batch(paths, starts, ends, n_samples, sample_rate):
     return out
 
 
-def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progress) -> None:
+def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan=None) -> None:
     from tqdm.auto import tqdm
 
     with sers.cache.open(writer.path) as cache:
@@ -293,7 +329,7 @@ def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progres
             waves = loaded.result() if pool else loaded
             if i + prefetch < len(todo):
                 ahead.append(submit(todo[i + prefetch]))
-            _extract_batch(writer, upstream, batch, waves, pending, table, frame_stride, strict)
+            _extract_batch(writer, upstream, batch, waves, pending, table, frame_stride, strict, segment_plan)
             bar.update(sum(durations[r] for r in batch if r in pending))
             bar.set_postfix_str(f"{bar.n / 3600 / (time.perf_counter() - started):.4f} audio-h/s")
     finally:
@@ -303,7 +339,8 @@ def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progres
             pool.shutdown(cancel_futures=True)
 
 
-def _extract_batch(writer, upstream, batch, waves, pending, table, frame_stride, strict) -> None:
+def _extract_batch(writer, upstream, batch, waves, pending, table, frame_stride, strict,
+                   segment_plan=None) -> None:
     waves = [_checked(upstream, wave) for wave in waves]
     good = [(row, wave) for row, wave in zip(batch, waves) if not isinstance(wave, str)]
     for row, wave in zip(batch, waves):
@@ -318,7 +355,9 @@ def _extract_batch(writer, upstream, batch, waves, pending, table, frame_stride,
         if row not in pending:
             continue
         pooled, frames = pool_hidden_states(states, writer.pool_stats, writer.frame_layers, frame_stride)
-        writer.add(row, pooled, frames)
+        # Segments always average full-rate frames, whatever --frame-stride stores.
+        segments = segment_plan.features(row, states) if segment_plan else None
+        writer.add(row, pooled, frames, segments=segments)
 
 
 def _checked(upstream, wave):

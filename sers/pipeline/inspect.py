@@ -31,6 +31,8 @@ def describe_cache(path) -> str:
             "",
             _count_table(table),
         ]
+        if cache.has_segments:
+            lines += ["", *_segment_lines(cache)]
         errors = cache.errors
         if errors:
             lines += ["", "errors (first 10):"] + [f"  {e['id']}: {e['reason']}" for e in errors[:10]]
@@ -70,8 +72,34 @@ def _count_table(table) -> str:
     return format_table(header, rows)
 
 
+def _segment_lines(cache) -> list[str]:
+    """What the vowel segments came from, then their counts by language x vowel (rows) and label."""
+    from sers.pipeline.segments import read_segment_attrs
+
+    attrs, segments = read_segment_attrs(cache.path), cache.segments
+    missing = len(attrs.get("missing_alignments") or [])
+    lines = [f"segments    {len(segments)} vowel segments, layers {_ranges(cache.segment_layers) or '-'} "
+             f"(from {attrs.get('computed_from', '?')}); alignments {attrs.get('alignments')} "
+             f"({attrs.get('alignment_format')}), vowel map {attrs.get('vowel_map')}; "
+             f"{missing} utterances without alignment"]
+    if not attrs.get("complete", True):
+        lines.append("            NOT FINISHED: rerun `sers segments` to write them again")
+    if len(segments) == 0:
+        return lines
+    labels = sorted(set(segments.label.astype(str)))
+    counts = segments.counts("language", "vowel", "label")
+    header = ["language", "vowel"] + [label or "(none)" for label in labels] + ["total"]
+    rows = []
+    for language, vowel in sorted({(k[0], k[1]) for k in counts}):
+        cells = [counts.get((language, vowel, label), 0) for label in labels]
+        rows.append([language or "-", vowel] + cells + [sum(cells)])
+    return lines + ["", "vowel segments by language x vowel x emotion:", format_table(header, rows)]
+
+
 def _ranges(layers) -> str:
     layers = sorted(layers)
+    if not layers:
+        return ""
     if layers == list(range(layers[0], layers[-1] + 1)) and len(layers) > 2:
         return f"{layers[0]}-{layers[-1]}"
     return ",".join(map(str, layers))
