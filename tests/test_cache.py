@@ -247,3 +247,35 @@ def test_segments_are_stored_with_their_rows_and_dropped_when_unfinished(tmp_pat
     assert list(table.utterance) == [0, 0, 1, 1, 1, 2] and list(table.label) == ["N", "N", "H", "H", "H", "A"]
     np.testing.assert_array_equal(cache.segment_pooled(1)[:, 0], [0, 0, 1, 1, 1, 2])
     np.testing.assert_array_equal(cache.segment_pooled(2, rows=[5]), np.full((1, 5), 2, np.float32))
+
+
+def _shard_with_segments(path, index, rows, pooled):
+    utterances = {"id": [f"u{r}" for r in rows], "label": ["N"] * len(rows), "n_frames": [0] * len(rows)}
+    writer = CacheWriter.create(path, utterances, num_layers=3, hidden_size=5, segment_layers=[0, 2],
+                                segment_attrs={"missing_alignments": [f"gone{index}"]},
+                                settings={"shard": f"{index}/2"}, model_id="m")
+    for i, r in enumerate(rows):
+        n = r % 3  # 0, 1 or 2 segments
+        columns = {"start_frame": list(range(n)), "end_frame": list(range(1, n + 1)), "start": [0.0] * n,
+                   "end": [0.02] * n, "phone": [f"p{r}"] * n, "vowel": ["a"] * n}
+        writer.add(i, {"mean": pooled[:, r]}, segments=(columns, np.full((2, n, 5), r, np.float32)))
+    writer.finish()
+    writer.close()
+    return path
+
+
+def test_merge_keeps_vowel_segments(tmp_path):
+    pooled = np.random.default_rng(0).normal(size=(3, 6, 5))
+    shards = [_shard_with_segments(tmp_path / "s0.zarr", 0, [0, 2, 4], pooled),
+              _shard_with_segments(tmp_path / "s1.h5", 1, [1, 3, 5], pooled)]
+    merged = sers.cache.open(sers.cache.merge(tmp_path / "m.zarr", shards))
+    table = merged.segments
+    assert merged.segment_layers == [0, 2]
+    assert sorted(table.id) == ["u1", "u2", "u2", "u4", "u5", "u5"]
+    assert all(phone == f"p{uid[1:]}" for phone, uid in zip(table.phone, table.id))
+    np.testing.assert_array_equal(merged.segment_pooled(2)[:, 0], [float(uid[1:]) for uid in table.id])
+    assert merged.segment_attrs["missing_alignments"] == ["gone0", "gone1"]
+    lone = sers.cache.from_arrays(tmp_path / "plain.zarr", pooled[:, :3], {"id": ["x", "y", "z"]}, model_id="m",
+                                  settings={"shard": "1/2"})
+    with pytest.raises(SersError, match="some shards have vowel segments"):
+        sers.cache.merge(tmp_path / "m2.zarr", [shards[0], lone])

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from sers.cache import schema
+from sers.cache import segments as segment_store
 from sers.cache.reader import CacheReader
 from sers.cache.writer import CacheWriter
 from sers.errors import SersError
@@ -32,9 +33,11 @@ def merge(out, shard_paths, *, overwrite: bool = False) -> Path:
         keep = {k: v for k, v in first.attrs.items() if k not in (
             "num_layers", "hidden_size", "pool_stats", "frame_layers", "frame_dtype", "complete",
             "n_utterances", "format", "format_version", "sers_version", "created", "settings")}
+        segment_layers, segment_attrs = _segment_layout(shards)
         writer = CacheWriter.create(out, columns, num_layers=first.num_layers, hidden_size=first.hidden_size,
                                     pool_stats=first.pool_stats, frame_layers=first.frame_layers,
                                     frame_dtype=first.attrs.get("frame_dtype", "float16"),
+                                    segment_layers=segment_layers, segment_attrs=segment_attrs,
                                     overwrite=overwrite, settings=settings,
                                     merged_from=[str(s.path) for s in shards], **keep)
         with writer:
@@ -79,6 +82,40 @@ def _check_shards(shards: list[CacheReader]) -> None:
         raise SersError(f"shard(s) {missing} of {total} are missing; pass all {total} shards")
 
 
+def _segment_layout(shards: list[CacheReader]):
+    """Segment layers and attributes of the merged cache; shards must all have segments or none."""
+    with_segments = [shard.has_segments for shard in shards]
+    if not any(with_segments):
+        return None, None
+    if not all(with_segments):
+        lacking = [str(s.path) for s in shards if not s.has_segments]
+        raise SersError(f"some shards have vowel segments and {', '.join(lacking)} do not; "
+                        "extract every shard with the same --alignments")
+    attrs = dict(shards[0].segment_attrs)
+    for shard in shards[1:]:
+        if shard.segment_layers != shards[0].segment_layers:
+            raise SersError(f"{shard.path} stores segments of layers {shard.segment_layers}, "
+                            f"{shards[0].path} of {shards[0].segment_layers}")
+    missing = [uid for shard in shards for uid in shard.segment_attrs.get("missing_alignments") or []]
+    attrs.pop("layers", None)
+    if "missing_alignments" in attrs:
+        attrs["missing_alignments"] = missing
+    return shards[0].segment_layers, attrs
+
+
+def _row_segments(shard: CacheReader, rows: np.ndarray):
+    """For each row: (columns, pooled (L_seg, s, D)) of its segments, read a block at a time."""
+    table = shard.segments
+    wanted = np.flatnonzero(np.isin(table.utterance, rows))
+    pooled = np.stack([shard.segment_pooled(layer, rows=wanted) for layer in shard.segment_layers])
+    out = {}
+    for row in rows:
+        mine = np.flatnonzero(table.utterance[wanted] == row)
+        columns = {name: table[name][wanted[mine]] for name in segment_store.COLUMNS if name != "utterance"}
+        out[int(row)] = (columns, pooled[:, mine])
+    return out
+
+
 def _copy_rows(writer: CacheWriter, shards: list[CacheReader]) -> None:
     row = 0
     for shard in shards:
@@ -92,7 +129,9 @@ def _copy_rows(writer: CacheWriter, shards: list[CacheReader]) -> None:
                       for stat in shard.pool_stats}
             frames = {layer: [shard.frames(uid, layer) for uid in shard.utterances.id[rows]]
                       for layer in shard.frame_layers}
+            segments = _row_segments(shard, rows) if shard.has_segments else {}
             for i in range(len(rows)):
                 writer.add(row, {stat: values[:, i] for stat, values in pooled.items()},
-                           {layer: per_utt[i] for layer, per_utt in frames.items()})
+                           {layer: per_utt[i] for layer, per_utt in frames.items()},
+                           segments=segments.get(int(rows[i])))
                 row += 1

@@ -149,6 +149,10 @@ class CacheReader:
         return segment_store.layers(self._backend) if self.has_segments else []
 
     @property
+    def segment_attrs(self) -> dict:
+        return segment_store.attrs(self._backend) if self.has_segments else {}
+
+    @property
     def segments(self) -> UtteranceTable:
         """One row per aligned segment of a good utterance: utterance (row in ``utterances``),
         start_frame, end_frame, start, end, phone, vowel, and the utterance's id, label,
@@ -156,6 +160,9 @@ class CacheReader:
         if not self.has_segments:
             raise SersError(f"{self.path}: this cache has no vowel segments; extract with --alignments "
                             "or add them with `sers segments`")
+        if not self.segment_attrs.get("complete", True):
+            raise SersError(f"{self.path}: the vowel segments were not finished; rerun `sers segments` "
+                            "(or the `sers extract` that adds them)")
         if not hasattr(self, "_segments"):
             columns = segment_store.read_columns(self._backend)
             public_row = np.full(len(self.all_utterances), -1)
