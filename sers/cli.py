@@ -291,9 +291,10 @@ def _similarity_options(command):
                      help="A labelled target analysis split (not test) for centroid-cos, cka and probe; "
                           "without it those are skipped and no target label is read."),
         click.option("--level", type=click.Choice(["utterance", "segment"]), default="utterance",
-                     show_default=True, help="Pooled utterances, or vowel segments (caches extracted with --alignments)."),
+                     show_default=True, help="Pooled utterances, or vowel segments (caches with segments: "
+                                             "extract --alignments or `sers segments`); centroids per emotion x vowel."),
         click.option("--max-utterances", type=click.IntRange(min=2),
-                     help="Compare a seeded random sample of at most this many utterances per split."),
+                     help="Compare a seeded random sample of at most this many utterances (segments) per split."),
         click.option("--layers", help="Layers to compare, e.g. 0-12 or 1,6,12 (default: all)."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample and the folds."),
     ]

@@ -1,0 +1,152 @@
+"""`sers anchor`: choose anchor layers (or contiguous layer groups) from a similarity table.
+
+Reads a similarity.json written by :mod:`sers.pipeline.similarity` (or runs the
+similarity first when given two caches) and writes anchors.json:
+
+    {"measure": "coral", "direction": "lower", "strategy": "topk" | "group",
+     "layers": [...],                      # ascending; for groups the union of the groups
+     "groups": [[...], ...],               # group strategy only, best group first
+     "group_scores": [...],                # group strategy only: mean score of each group
+     "scores": {"0": value, ...},          # every layer's score under the measure
+     "similarity_file": "/abs/similarity.json", "excluded": [...]}
+
+``sers train`` reads ``layers`` (or ``groups``) from it.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from sers.errors import SersError
+from sers.measures import MEASURES
+
+# Default measure: label-free first (the target is usually unlabelled). CORAL first because
+# the anchoring loss is CORAL: the layers where that distance is already small are where the
+# alignment has least to undo. Label-aware ones only if the file has no label-free measure.
+PREFERENCE = ("coral", "mmd", "domain", "proxy-a-distance", "cka", "centroid-cos", "probe")
+STRATEGIES = ("topk", "group")
+
+
+def load_similarity(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SersError(f"{path}: no such similarity file (write one with `sers similarity`)")
+    try:
+        result = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SersError(f"{path}: not a similarity.json ({exc})") from None
+    if not isinstance(result, dict) or "measures" not in result or "layers" not in result:
+        raise SersError(f"{path}: not a similarity.json (no 'layers' and 'measures')")
+    return result
+
+
+def choose_measure(result: dict, measure: str | None = None) -> str:
+    available = [name for name, column in result["measures"].items()
+                 if any(v is not None and math.isfinite(v) for v in column["values"])]
+    if measure is not None:
+        if measure not in available:
+            raise SersError(f"measure {measure!r} is not in the similarity file; available: "
+                            f"{', '.join(available) or 'none'}")
+        return measure
+    for name in PREFERENCE:
+        if name in available:
+            return name
+    raise SersError("the similarity file has no measure values to choose anchors by")
+
+
+def select_anchors(result: dict, *, measure: str | None = None, strategy: str = "topk", k: int = 3,
+                   group_size: int = 3, n_groups: int = 1, exclude=None, similarity_file=None) -> dict:
+    """The anchors.json content for a loaded similarity result."""
+    if strategy not in STRATEGIES:
+        raise SersError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+    name = choose_measure(result, measure)
+    column = result["measures"][name]
+    direction = column.get("direction") or MEASURES[name].direction
+    scores = {int(layer): value for layer, value in zip(result["layers"], column["values"])}
+    excluded = sorted(set(int(x) for x in exclude or []))
+    candidates = {layer: value for layer, value in scores.items()
+                  if layer not in excluded and value is not None and math.isfinite(value)}
+    # Ranking key: smaller is better in both directions; ties go to the lower layer.
+    sign = 1.0 if direction == "lower" else -1.0
+    anchors = {"measure": name, "direction": direction, "strategy": strategy}
+    if strategy == "topk":
+        if k > len(candidates):
+            raise SersError(f"--k {k} but only {len(candidates)} layers have a {name} score after exclusions")
+        ranked = sorted(candidates, key=lambda layer: (sign * candidates[layer], layer))
+        anchors["layers"] = sorted(ranked[:k])
+    else:
+        groups, group_scores = best_groups(candidates, group_size, n_groups, sign)
+        anchors.update(layers=sorted({layer for group in groups for layer in group}),
+                       groups=groups, group_scores=group_scores)
+    anchors.update(scores={str(layer): value for layer, value in scores.items()},
+                   similarity_file=str(Path(similarity_file).resolve()) if similarity_file else None,
+                   excluded=excluded)
+    return anchors
+
+
+def best_groups(candidates: dict[int, float], size: int, count: int, sign: float):
+    """Greedy: the best window of ``size`` consecutive layers by mean score, then the best
+    window not overlapping it, and so on ``count`` times. Windows never span a gap
+    (an excluded layer or one without a score)."""
+    windows = []
+    for start in sorted(candidates):
+        window = list(range(start, start + size))
+        if all(layer in candidates for layer in window):
+            windows.append((float(np.mean([candidates[layer] for layer in window])), window))
+    windows.sort(key=lambda item: (sign * item[0], item[1][0]))
+    chosen, taken = [], set()
+    for mean_score, window in windows:
+        if len(chosen) == count:
+            break
+        if taken.isdisjoint(window):
+            chosen.append((window, mean_score))
+            taken.update(window)
+    if len(chosen) < count:
+        raise SersError(f"only {len(chosen)} non-overlapping groups of {size} consecutive layers are "
+                        f"available (after exclusions); lower --groups or --group-size")
+    return [window for window, _ in chosen], [score for _, score in chosen]
+
+
+def write_anchors(anchors: dict, out) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(anchors, indent=2) + "\n")
+    return out
+
+
+def anchor(inputs, out, *, measure=None, strategy="topk", k=3, group_size=3, n_groups=1, exclude=None,
+           similarity_dir=None, progress=False, **similarity_options) -> dict:
+    """``sers anchor``: one similarity.json, or SOURCE TARGET caches (similarity runs first,
+    into ``similarity_dir``, default ``<folder of out>/similarity``). Writes ``out``."""
+    inputs = [Path(p) for p in inputs]
+    if len(inputs) == 1 and inputs[0].suffix in (".zarr", ".h5", ".hdf5"):
+        raise SersError(f"{inputs[0]} is a cache: give a SOURCE and a TARGET cache, or a similarity.json")
+    if len(inputs) == 1:
+        similarity_file = inputs[0]
+        result = load_similarity(similarity_file)
+    elif len(inputs) == 2:
+        from sers.pipeline.similarity import compute_similarity
+
+        similarity_dir = Path(similarity_dir) if similarity_dir else Path(out).parent / "similarity"
+        wanted = None if measure is None else ["domain" if measure == "proxy-a-distance" else measure]
+        result = compute_similarity(*inputs, similarity_dir, measures_wanted=wanted, progress=progress,
+                                    **similarity_options)
+        similarity_file = similarity_dir / "similarity.json"
+    else:
+        raise SersError("give one similarity.json, or a SOURCE and a TARGET cache")
+    anchors = select_anchors(result, measure=measure, strategy=strategy, k=k, group_size=group_size,
+                             n_groups=n_groups, exclude=exclude, similarity_file=similarity_file)
+    write_anchors(anchors, out)
+    return anchors
+
+
+def describe(anchors: dict, measure_given: bool) -> str:
+    """One line for the terminal: which measure chose which layers."""
+    how = "as asked" if measure_given else "default: the best label-free measure available"
+    chosen = (" ".join("[" + ",".join(map(str, g)) + "]" for g in anchors["groups"])
+              if anchors["strategy"] == "group" else ", ".join(map(str, anchors["layers"])))
+    return (f"anchors by {anchors['measure']} ({anchors['direction']} is better; {how}), "
+            f"{anchors['strategy']}: {chosen}")

@@ -1,0 +1,139 @@
+"""`sers anchor`: top-k layers and contiguous groups, per-measure direction, anchors.json."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from sers.cli import main
+from sers.errors import SersError
+from sers.pipeline.anchor import select_anchors
+from sers.pipeline.similarity import compute_similarity
+from test_similarity import NUM_LAYERS, PLANTED, write_planted
+
+
+def table(**columns):
+    """A similarity result with the given per-layer columns (directions from the registry)."""
+    from sers.measures import MEASURES
+
+    length = len(next(iter(columns.values())))
+    return {"layers": list(range(length)),
+            "measures": {name.replace("_", "-"): {"direction": MEASURES[name.replace("_", "-")].direction,
+                                                  "values": values} for name, values in columns.items()}}
+
+
+CORAL = [0.9, 0.2, 0.8, 0.1, 0.15, 0.12, 0.7, 0.05]  # best single: 7, 3, 5; best triple: 3-5
+
+
+def test_topk_follows_each_measures_direction():
+    result = table(coral=CORAL, cka=[1 - v for v in CORAL])
+    coral = select_anchors(result, k=3)
+    assert coral["measure"] == "coral" and coral["direction"] == "lower"
+    assert coral["layers"] == [3, 5, 7] and coral["strategy"] == "topk"
+    cka = select_anchors(result, measure="cka", k=3)
+    assert cka["direction"] == "higher" and cka["layers"] == [3, 5, 7]
+    assert select_anchors(result, k=2, exclude=[7])["layers"] == [3, 5]
+    assert select_anchors(result, k=2, exclude=[7])["excluded"] == [7]
+
+
+def test_anchors_json_has_the_keys_training_reads(tmp_path):
+    anchors = select_anchors(table(coral=CORAL), k=2, similarity_file=tmp_path / "similarity.json")
+    assert list(anchors) == ["measure", "direction", "strategy", "layers", "scores", "similarity_file", "excluded"]
+    assert anchors["scores"] == {str(i): v for i, v in enumerate(CORAL)}
+    assert anchors["similarity_file"] == str((tmp_path / "similarity.json").resolve())
+
+
+def test_group_strategy_best_contiguous_windows_without_overlap():
+    result = table(coral=CORAL)
+    one = select_anchors(result, strategy="group", group_size=3)
+    assert one["groups"] == [[3, 4, 5]] and one["layers"] == [3, 4, 5]
+    assert one["group_scores"] == pytest.approx([np.mean(CORAL[3:6])])
+    two = select_anchors(result, strategy="group", group_size=2, n_groups=2)
+    # windows by mean: [3,4] 0.125, [4,5] 0.135 (overlaps), [6,7] 0.375, [5,6] 0.41, [2,3] 0.45
+    assert two["groups"] == [[3, 4], [6, 7]]
+    assert two["group_scores"] == pytest.approx([0.125, 0.375])
+    assert two["layers"] == [3, 4, 6, 7]
+    # an excluded layer breaks windows: nothing may span layer 4
+    assert select_anchors(result, strategy="group", group_size=2, exclude=[4])["groups"] == [[6, 7]]
+
+
+def test_default_measure_preference_and_missing_values():
+    assert select_anchors(table(mmd=CORAL, domain=CORAL, cka=CORAL), k=1)["measure"] == "mmd"
+    assert select_anchors(table(domain=CORAL, probe=CORAL), k=1)["measure"] == "domain"
+    assert select_anchors(table(cka=CORAL), k=1)["measure"] == "cka"  # no label-free one in the file
+    with_gap = table(coral=[None, 0.3, 0.1, None])
+    assert select_anchors(with_gap, k=2)["layers"] == [1, 2]
+    assert select_anchors(with_gap, k=2)["scores"]["0"] is None
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(k=9), "--k 9 but only 8 layers have a coral score"),
+    (dict(measure="probe"), "measure 'probe' is not in the similarity file; available: coral"),
+    (dict(strategy="group", group_size=3, n_groups=3), "only 2 non-overlapping groups of 3 consecutive layers"),
+])
+def test_errors_name_the_problem(kwargs, message):
+    with pytest.raises(SersError, match=message.replace("(", r"\(")):
+        select_anchors(table(coral=CORAL), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def planted_similarity(tmp_path_factory):
+    root = tmp_path_factory.mktemp("anchor")
+    caches = write_planted(root)
+    compute_similarity(*caches, root / "sim", target_labels="dev")
+    return caches, root / "sim" / "similarity.json"
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_cli_picks_the_planted_layers_with_every_measure(planted_similarity, tmp_path):
+    _, similarity_json = planted_similarity
+    measures = json.loads(similarity_json.read_text())["measures"]
+    for measure in measures:
+        for strategy in ("topk", "group"):
+            out = tmp_path / f"{measure}-{strategy}.json"
+            run = cli("anchor", similarity_json, "-o", out, "--measure", measure, "--strategy", strategy)
+            assert run.exit_code == 0, run.output
+            anchors = json.loads(out.read_text())
+            assert anchors["layers"] == list(PLANTED), (measure, strategy)
+            if strategy == "group":
+                assert anchors["groups"] == [list(PLANTED)]
+            assert anchors["similarity_file"] == str(similarity_json.resolve())
+            assert f"anchors by {measure}" in run.output
+
+
+def test_cli_default_measure_is_said(planted_similarity, tmp_path):
+    _, similarity_json = planted_similarity
+    run = cli("anchor", similarity_json, "-o", tmp_path / "a.json", "--k", "2", "--exclude", "4")
+    assert run.exit_code == 0, run.output
+    assert "anchors by coral (lower is better; default: the best label-free measure available)" in run.output
+    anchors = json.loads((tmp_path / "a.json").read_text())
+    assert anchors["layers"] == [3, 5] and anchors["excluded"] == [4]
+    assert len(anchors["scores"]) == NUM_LAYERS
+
+
+def test_cli_from_two_caches_runs_the_similarity_first(planted_similarity, tmp_path):
+    caches, _ = planted_similarity
+    out = tmp_path / "run" / "anchors.json"
+    run = cli("anchor", *caches, "-o", out, "--strategy", "group", "--group-size", "3", "--measure", "mmd")
+    assert run.exit_code == 0, run.output
+    anchors = json.loads(out.read_text())
+    assert anchors["groups"] == [list(PLANTED)] and anchors["measure"] == "mmd"
+    similarity = json.loads((tmp_path / "run" / "similarity" / "similarity.json").read_text())
+    assert list(similarity["measures"]) == ["mmd"]
+    assert anchors["similarity_file"] == str((tmp_path / "run" / "similarity" / "similarity.json").resolve())
+
+
+def test_cli_input_errors(planted_similarity, tmp_path):
+    caches, similarity_json = planted_similarity
+    run = cli("anchor", tmp_path / "nope.json", "-o", tmp_path / "a.json")
+    assert run.exit_code == 1 and "nope.json: no such similarity file" in run.output
+    run = cli("anchor", similarity_json, *caches, "-o", tmp_path / "a.json")
+    assert run.exit_code == 1 and "give one similarity.json, or a SOURCE and a TARGET cache" in run.output
+    run = cli("anchor", caches[0], "-o", tmp_path / "a.json")
+    assert run.exit_code == 1 and "source.zarr is a cache: give a SOURCE and a TARGET cache" in run.output
+    (tmp_path / "bad.json").write_text("{}")
+    run = cli("anchor", tmp_path / "bad.json", "-o", tmp_path / "a.json")
+    assert run.exit_code == 1 and "not a similarity.json" in run.output

@@ -1,0 +1,257 @@
+"""`sers similarity` on planted caches: the right layers come out on top, no label leaks."""
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import sers.cache
+import sers.errors
+from sers.cli import main
+from sers.pipeline.similarity import compute_similarity, format_table
+
+NUM_LAYERS, DIM = 8, 16
+PLANTED = (3, 4, 5)  # layers where the target shares the source's emotion structure
+CLASSES = np.array(list("NHAS"))
+
+
+def planted_features(num_layers=NUM_LAYERS, dim=DIM, planted=PLANTED, sizes=(240, 200, 160), seed=0):
+    """Source (train) and target (train, dev) features with labels.
+
+    Every layer has its own class means and noise covariance for the source. At
+    planted layers the target is drawn from the same class-conditional
+    distribution; at the others its class means are different ones, its noise
+    covariance differs and everything is shifted.
+    """
+    rng = np.random.default_rng(seed)
+    n_s, n_t_train, n_t_dev = sizes
+    labels = [CLASSES[rng.integers(0, 4, n)] for n in sizes]
+    codes = [np.searchsorted(np.sort(CLASSES), y) for y in labels]
+    source = np.empty((num_layers, n_s, dim))
+    target = np.empty((num_layers, n_t_train + n_t_dev, dim))
+    target_codes = np.concatenate(codes[1:])
+    for layer in range(num_layers):
+        means = rng.normal(size=(4, dim)) * 1.5
+        mixing = rng.normal(size=(dim, dim)) / np.sqrt(dim)
+        source[layer] = means[codes[0]] + rng.normal(size=(n_s, dim)) @ mixing
+        if layer not in planted:
+            means = rng.normal(size=(4, dim)) * 1.5 + rng.normal(size=dim) * 2
+            mixing = rng.normal(size=(dim, dim)) / np.sqrt(dim) * rng.uniform(0.5, 2, dim)
+        target[layer] = means[target_codes] + rng.normal(size=(len(target_codes), dim)) @ mixing
+    return source, labels[0], target, np.concatenate(labels[1:]), (n_t_train, n_t_dev)
+
+
+def write_planted(tmp_path, shuffle_target_labels=False, target_model="planted", target_layers=NUM_LAYERS,
+                  suffix=".zarr"):
+    source, ys, target, yt, (n_train, n_dev) = planted_features(num_layers=max(NUM_LAYERS, target_layers))
+    if shuffle_target_labels:
+        yt = np.random.default_rng(99).permutation(yt)
+    src = tmp_path / f"source{suffix}"
+    tgt = tmp_path / f"target{suffix}"
+    sers.cache.from_arrays(src, source[:NUM_LAYERS], {
+        "id": [f"s{i}" for i in range(len(ys))], "label": ys.tolist(), "split": ["train"] * len(ys),
+        "language": ["en"] * len(ys)}, model_id="planted")
+    sers.cache.from_arrays(tgt, target[:target_layers], {
+        "id": [f"t{i}" for i in range(len(yt))], "label": yt.tolist(),
+        "split": ["train"] * n_train + ["dev"] * n_dev, "language": ["zh"] * len(yt)}, model_id=target_model)
+    return src, tgt
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    return write_planted(tmp_path_factory.mktemp("planted"))
+
+
+@pytest.fixture(scope="module")
+def full_result(planted, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    return compute_similarity(*planted, out, target_labels="dev"), out
+
+
+def top_layers(column, count):
+    values = np.array(column["values"], float)
+    order = np.argsort(values if column["direction"] == "lower" else -values, kind="stable")
+    return sorted(order[:count].tolist())
+
+
+def test_every_measure_ranks_the_planted_layers_on_top(full_result):
+    result, _ = full_result
+    assert list(result["measures"]) == ["coral", "mmd", "domain", "proxy-a-distance", "centroid-cos", "cka", "probe"]
+    for name, column in result["measures"].items():
+        assert len(column["values"]) == NUM_LAYERS
+        assert top_layers(column, len(PLANTED)) == list(PLANTED), name
+    planted, other = list(PLANTED), [l for l in range(NUM_LAYERS) if l not in PLANTED]
+    values = {n: np.array(c["values"]) for n, c in result["measures"].items()}
+    assert values["domain"][planted].max() < 0.65 < 0.9 < values["domain"][other].min()
+    assert values["cka"][planted].min() > 0.9 and values["probe"][planted].min() > 0.8
+    assert values["probe"][other].max() < 0.5
+
+
+def test_matrix_forms_and_record_of_what_was_used(full_result):
+    result, out = full_result
+    for name in ("centroid-cos", "cka"):
+        matrix = np.array(result["matrices"][name]["values"])
+        assert matrix.shape == (NUM_LAYERS, NUM_LAYERS)
+        np.testing.assert_allclose(np.diag(matrix), result["measures"][name]["values"], rtol=1e-12)
+    assert result["classes"] == result["centroid_groups"] == ["A", "H", "N", "S"]
+    assert result["labels_used"] == {"source": "train", "target": "dev"}
+    assert result["source"]["n"] == 240 and result["target"]["n"] == 200
+    assert result["target"]["n_labelled"] == 160 and sum(result["target"]["class_counts"].values()) == 160
+    assert result["source"]["model_id"] == "planted" and result["source"]["cache"].endswith("source.zarr")
+    assert result["skipped"] == {} and result["sers_version"]
+    on_disk = json.loads((out / "similarity.json").read_text())
+    assert on_disk["measures"]["cka"]["values"] == pytest.approx(result["measures"]["cka"]["values"])
+    rows = list(csv.reader((out / "similarity.csv").open()))
+    assert rows[0] == ["layer", *result["measures"]]
+    assert [int(r[0]) for r in rows[1:]] == list(range(NUM_LAYERS))
+    assert float(rows[4][1]) == result["measures"]["coral"]["values"][3]
+    for png in ("similarity.png", "similarity_centroid-cos.png", "similarity_cka.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = format_table(result).splitlines()
+    assert len(table) == 2 + NUM_LAYERS and "coral" in table[0] and "*" in table[2 + PLANTED[0]] + table[3 + 1]
+
+
+def test_without_target_labels_label_aware_measures_are_skipped(planted, tmp_path):
+    result = compute_similarity(*planted, tmp_path, measures_wanted=["coral", "cka", "probe"])
+    assert list(result["measures"]) == ["coral"]
+    assert set(result["skipped"]) == {"cka", "probe"} and "--target-labels" in result["skipped"]["cka"]
+    assert result["labels_used"]["target"] is None and "class_counts" not in result["target"]
+    assert result["matrices"] == {} and not (tmp_path / "similarity_cka.png").exists()
+
+
+def test_shuffled_target_labels_change_no_output_byte(tmp_path):
+    def run(shuffle):
+        caches = write_planted(tmp_path / "caches", shuffle_target_labels=shuffle)  # same paths each time
+        out = tmp_path / f"out-{shuffle}"
+        compute_similarity(*caches, out)
+        with_labels = compute_similarity(*caches, measures_wanted=["cka", "probe"], target_labels="dev")
+        return {p.name: p.read_bytes() for p in sorted(out.iterdir())}, with_labels["measures"]
+
+    (plain, plain_labelled), (shuffled, shuffled_labelled) = run(False), run(True)
+    assert sorted(plain) == ["similarity.csv", "similarity.json", "similarity.png"]
+    assert plain == shuffled
+    # the same check can fail: with a labelled target split the label-aware values move
+    assert plain_labelled["cka"]["values"] != shuffled_labelled["cka"]["values"]
+    assert plain_labelled["probe"]["values"] != shuffled_labelled["probe"]["values"]
+
+
+def test_max_utterances_is_a_seeded_sample(planted, tmp_path):
+    a = compute_similarity(*planted, measures_wanted=["coral", "mmd"], max_utterances=50, seed=1)
+    b = compute_similarity(*planted, measures_wanted=["coral", "mmd"], max_utterances=50, seed=1)
+    c = compute_similarity(*planted, measures_wanted=["coral", "mmd"], max_utterances=50, seed=2)
+    assert a["source"]["n"] == a["target"]["n"] == 50 and a["max_utterances"] == 50
+    assert a["measures"] == b["measures"] and a["measures"] != c["measures"]
+
+
+def test_hdf5_caches_and_layer_subset(tmp_path):
+    caches = write_planted(tmp_path, suffix=".h5")
+    result = compute_similarity(*caches, measures_wanted=["mmd"], layers=[5, 1])
+    assert result["layers"] == [1, 5]
+    assert result["measures"]["mmd"]["values"][1] < result["measures"]["mmd"]["values"][0]
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_cli_writes_outputs_and_prints_the_table(planted, tmp_path):
+    run = cli("similarity", *planted, "-o", tmp_path / "sim", "--measures", "coral,domain")
+    assert run.exit_code == 0, run.output
+    assert "proxy-a-distance" in run.output and "note: " not in run.output
+    assert (tmp_path / "sim" / "similarity.json").exists()
+    run = cli("similarity", *planted, "-o", tmp_path / "sim2", "--measures", "coral,cka")
+    assert run.exit_code == 0 and "note: skipped cka: needs --target-labels" in run.output
+
+
+@pytest.mark.parametrize("kind", ["model", "layers"])
+def test_cli_refuses_caches_of_different_models(tmp_path, kind):
+    options = {"target_model": "other-model"} if kind == "model" else {"target_layers": NUM_LAYERS + 2}
+    caches = write_planted(tmp_path, **options)
+    run = cli("similarity", *caches, "-o", tmp_path / "sim")
+    assert run.exit_code == 1
+    expected = "model_id is 'planted'" if kind == "model" else f"num_layers is {NUM_LAYERS}"
+    assert run.output.startswith("error: caches come from different models") and expected in run.output
+    assert "Traceback" not in run.output and not (tmp_path / "sim").exists()
+
+
+def test_cli_error_messages(planted, tmp_path):
+    cases = [
+        (["--level", "segment"], "this cache has no vowel segments; extract with --alignments"),
+        (["--source-split", "nope"], "no utterances in split 'nope' (splits: train)"),
+        (["--target-labels", "test", "--measures", "cka"], "no utterances in split 'test' (splits: dev, train)"),
+        (["--measures", "coral,kl"], "unknown measure(s) kl; choose from coral, mmd, domain"),
+        (["--layers", "2,40"], "layers [40] are not stored in both caches (stored: 0-7)"),
+    ]
+    for options, message in cases:
+        run = cli("similarity", *planted, "-o", tmp_path / "sim", *options)
+        assert run.exit_code == 1 and message in run.output, (options, run.output)
+    run = cli("similarity", planted[0], tmp_path / "missing.zarr", "-o", tmp_path / "sim")
+    assert run.exit_code == 1 and "missing.zarr: no such cache" in run.output
+
+
+def test_unfinished_cache_is_refused(planted, tmp_path):
+    copy = tmp_path / "target.zarr"
+    shutil.copytree(planted[1], copy)
+    with sers.cache.CacheWriter.resume(copy) as writer:
+        writer.set_attrs(complete=False)
+    run = cli("similarity", planted[0], copy, "-o", tmp_path / "sim")
+    assert run.exit_code == 1 and "extraction is not finished" in run.output
+
+
+def test_label_aware_measures_use_the_shared_classes_only(tmp_path):
+    rng = np.random.default_rng(3)
+
+    def cache(name, labels, split):
+        n = len(labels)
+        return sers.cache.from_arrays(tmp_path / name, rng.normal(size=(2, n, 4)), {
+            "id": [f"{name}{i}" for i in range(n)], "label": labels, "split": [split] * n}, model_id="m")
+
+    src = cache("s.zarr", list("NHAS") * 10, "train")
+    tgt = cache("t.zarr", list("NHX") * 10, "train")
+    result = compute_similarity(src, tgt, measures_wanted=["centroid-cos", "probe"], target_labels="train")
+    assert result["classes"] == ["H", "N"] and result["target"]["class_counts"] == {"H": 10, "N": 10}
+    assert "source classes ['A', 'S'] are not in the other corpus" in " ".join(result["notes"])
+    assert "target classes ['X'] are not in the other corpus" in " ".join(result["notes"])
+    assert len(result["measures"]["probe"]["values"]) == 2
+    tgt = cache("t1.zarr", list("NX") * 10, "train")
+    result = compute_similarity(src, tgt, measures_wanted=["cka"], target_labels="train")
+    assert result["measures"] == {} and "share fewer than 2 classes" in result["skipped"]["cka"]
+
+
+def write_with_segments(path, pooled, columns, segment_layers, vowel_offsets, seed):
+    """A cache whose utterances each hold an 'a' and an 'i' segment: the utterance's
+    features plus a per-layer vowel offset (shared by both languages) plus noise."""
+    rng = np.random.default_rng(seed)
+    segment_columns = {"start_frame": [0, 5], "end_frame": [5, 10], "start": [0.0, 0.1], "end": [0.1, 0.2],
+                       "phone": ["AA1", "IY1"], "vowel": ["a", "i"]}
+    writer = sers.cache.CacheWriter.create(path, columns, num_layers=pooled.shape[0], hidden_size=pooled.shape[2],
+                                           segment_layers=segment_layers, model_id="planted", overwrite=True)
+    with writer:
+        for row in range(pooled.shape[1]):
+            segments = pooled[segment_layers, row][:, None, :] + vowel_offsets[segment_layers]
+            segments += rng.normal(scale=0.1, size=segments.shape)
+            writer.add(row, {"mean": pooled[:, row].astype(np.float32)},
+                       segments=(segment_columns, segments.astype(np.float32)))
+        writer.finish()
+    return path
+
+
+def test_segment_level_compares_emotion_by_vowel_centroids(tmp_path):
+    source, ys, target, yt, (n_train, n_dev) = planted_features()
+    offsets = np.random.default_rng(5).normal(size=(NUM_LAYERS, 2, DIM))
+    stored = [2, 3, 4, 5, 6]
+    src = write_with_segments(tmp_path / "s.zarr", source, {"id": [f"s{i}" for i in range(len(ys))], "label": ys,
+                              "split": ["train"] * len(ys)}, stored, offsets, seed=1)
+    tgt = write_with_segments(tmp_path / "t.h5", target, {"id": [f"t{i}" for i in range(len(yt))], "label": yt,
+                              "split": ["train"] * n_train + ["dev"] * n_dev}, stored, offsets, seed=2)
+    result = compute_similarity(src, tgt, level="segment", target_labels="dev")
+    assert result["level"] == "segment" and result["layers"] == stored
+    assert result["centroid_groups"] == [f"{e}/{v}" for e in "AHNS" for v in "ai"]
+    assert result["source"]["n"] == 2 * len(ys) and result["target"]["n_labelled"] == 2 * n_dev
+    for name, column in result["measures"].items():
+        ranked = top_layers(column, len(PLANTED))
+        assert [stored[i] for i in ranked] == list(PLANTED), name
+    with pytest.raises(sers.errors.SersError, match=r"layers \[0\] are not stored in both caches \(stored: 2-6\)"):
+        compute_similarity(src, tgt, level="segment", layers=[0, 3])
