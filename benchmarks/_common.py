@@ -1,4 +1,4 @@
-"""Shared by the benchmark scripts: machine facts and writing a section of docs/benchmarks.md."""
+"""Shared by the benchmark scripts: machine facts and writing a section of docs/benchmarks/extract.md."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "benchmarks" / "extract.md"
 
 
 def machine() -> str:
@@ -22,7 +22,7 @@ def write_section(name: str, markdown: str, path: Path = BENCHMARKS_MD) -> None:
     """Replace the text between `<!-- name:start -->` and `<!-- name:end -->` (append if absent)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{markdown.strip()}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEvery table here is printed by a script in benchmarks/; rerun it to check.\n"
+    text = path.read_text() if path.exists() else "# Benchmark: extraction (`benchmarks/extract.py`)\n\nEvery table here is printed by benchmarks/extract.py; rerun it to check.\n"
     if start in text:
         text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:

@@ -8,7 +8,7 @@ config: speed does not depend on the weights):
   per-file loop   sf.read, model(x, output_hidden_states=True) one file at a time, mean-pool, np.save
   forward only    the model's forward pass on sers's batches of pre-decoded audio (the limit)
   sers extract    the whole stage: decoding workers, batching, pooling, writing the cache
-Prints a table and writes it to docs/benchmarks.md (section "extract").
+Prints a table and writes it to docs/benchmarks/extract.md (one section per device and size).
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks/extract.md alone")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:

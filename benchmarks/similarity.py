@@ -10,7 +10,7 @@ the whole stage in a fresh process per point (so peak RSS is that run's own), wi
 Then smaller points (fewer layers) show how the cost per layer grows with N and D,
 and one layer is timed the naive way for the two classifiers (sklearn logistic
 regression, 5-fold CV for the domain classifier). Prints a table and writes
-docs/benchmarks-similarity.md.
+docs/benchmarks/similarity.md.
 """
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def main(argv=None) -> None:
     parser.add_argument("--no-scaling", action="store_true", help="only the main point")
     parser.add_argument("--format", choices=["zarr", "h5"], default="zarr")
     parser.add_argument("--workdir", type=Path, help="where the caches go (default: a temporary folder)")
-    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks-similarity.md")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks" / "similarity.md")
     args = parser.parse_args(argv)
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="sers-bench-sim-"))

@@ -10,7 +10,7 @@ a fresh interpreter (so its peak RSS is the run's own: the 5 layers read, the he
 outputs), and reads the seconds per epoch from the run's curves.csv. Then it times one
 forward pass of a base-size WavLM built from its config (random weights; same compute
 as the real model) on `--seconds` of audio, per utterance, and extrapolates to the
-utterances one epoch touches. Prints a table and writes docs/benchmarks-train.md.
+utterances one epoch touches. Prints a table and writes docs/benchmarks/train.md.
 """
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for both timings (1: fair on a shared machine; more on your own)")
     parser.add_argument("--workdir", type=Path, help="keep the generated caches here (default: a temporary folder)")
-    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks-train.md")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks" / "train.md")
     args = parser.parse_args()
     anchors = [int(a) for a in args.anchors.split(",")]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sers-bench-train-"))

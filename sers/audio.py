@@ -121,3 +121,25 @@ def _segment_samples(path, total: int, rate: int, start, end) -> tuple[int, int]
     if last <= first:
         raise SersError(f"{path}: segment [{start or 0.0:g}, {end:g}) s holds no samples at {rate} Hz")
     return first, last
+
+
+def load_batch(paths, starts, ends, n_samples, sample_rate):
+    """Decode, resample and fit each waveform to its planned length (``n_samples``).
+
+    Runs in `sers extract`'s decoding worker processes; returns, per file, the waveform or
+    the reason it failed (a string), so one bad file never stops a batch.
+    """
+    out = []
+    for path, start, end, expected in zip(paths, starts, ends, n_samples):
+        try:
+            wave = load_audio(path, sample_rate, None if np.isnan(start) else start,
+                              None if np.isnan(end) else end)
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is recorded, not fatal
+            out.append(str(exc) if isinstance(exc, SersError) else f"{path}: cannot decode ({exc})")
+            continue
+        if abs(len(wave) - expected) > max(16, 0.01 * expected):
+            out.append(f"{path}: decoded {len(wave)} samples but the header announced {expected}")
+            continue
+        # Compressed formats may decode a few samples off their header: fit to the planned layout.
+        out.append(np.pad(wave[:expected], (0, max(0, expected - len(wave)))))
+    return out

@@ -26,7 +26,7 @@ Label-aware (need a labelled target analysis split):
 
 The domain classifier is a shrinkage linear discriminant solved in closed form
 from per-fold moments: k-fold cross-validation costs one pass over the data plus
-k D x D solves, instead of k iterative fits on 2N x D (see docs/benchmarks-similarity.md).
+k D x D solves, instead of k iterative fits on 2N x D (see docs/benchmarks/similarity.md).
 """
 from __future__ import annotations
 

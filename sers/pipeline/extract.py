@@ -12,6 +12,7 @@ every layer over each aligned vowel is stored too, from the full-rate hidden sta
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import shutil
 import time
@@ -25,7 +26,7 @@ import torch
 import transformers
 
 import sers.cache
-from sers.audio import audio_info, load_audio, num_samples_after_resampling
+from sers.audio import audio_info, load_batch, num_samples_after_resampling
 from sers.cache import size_on_disk
 from sers.cache.backends import remove_store
 from sers.errors import SersError
@@ -284,24 +285,6 @@ def _batches(cost_seconds, batch_seconds: float) -> list[list[int]]:
     return batches
 
 
-def _load_batch(paths, starts, ends, n_samples, sample_rate):
-    """Runs in a worker process: decode, resample, and fit each waveform to its planned length."""
-    out = []
-    for path, start, end, expected in zip(paths, starts, ends, n_samples):
-        try:
-            wave = load_audio(path, sample_rate, None if np.isnan(start) else start,
-                              None if np.isnan(end) else end)
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is recorded, not fatal
-            out.append(str(exc) if isinstance(exc, SersError) else f"{path}: cannot decode ({exc})")
-            continue
-        if abs(len(wave) - expected) > max(16, 0.01 * expected):
-            out.append(f"{path}: decoded {len(wave)} samples but the header announced {expected}")
-            continue
-        # Compressed formats may decode a few samples off their header: fit to the planned layout.
-        out.append(np.pad(wave[:expected], (0, max(0, expected - len(wave)))))
-    return out
-
-
 def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan=None) -> None:
     from tqdm.auto import tqdm
 
@@ -314,12 +297,14 @@ def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progres
     total_seconds = float(sum(durations[r] for r in pending))
     bar = tqdm(total=round(total_seconds, 2), unit="s audio", disable=not progress, dynamic_ncols=True)
     started = time.perf_counter()
-    pool = ProcessPoolExecutor(workers) if workers > 0 else None
+    # forkserver: decoding workers must not inherit torch's thread pool (a forked copy of it
+    # made extraction twice as slow on a 2-core machine).
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) if workers > 0 else None
     try:
         def submit(batch):
             args = (table.path[batch], table.start[batch], table.end[batch], table.n_samples[batch],
                     upstream.sample_rate)
-            return pool.submit(_load_batch, *args) if pool else _load_batch(*args)
+            return pool.submit(load_batch, *args) if pool else load_batch(*args)
 
         # Decode a few batches ahead in worker processes while the model runs.
         prefetch = 2 * max(workers, 1)
