@@ -402,7 +402,7 @@ def _command_line(ctx) -> str:
 @click.option("--source", required=True, type=click.Path(exists=True), help="Labelled source-language cache.")
 @click.option("--target", required=True, type=click.Path(exists=True), help="Target-language cache (same model).")
 @click.option("--method", "methods", default="last,lam", show_default=True,
-              help="Comma list of: last, wsum, coral, dann, lam, lam-gl.")
+              help="Comma list of: last, wsum, coral, dann, lam, lam-gl (and lam+vowel, lam-gl+vowel).")
 @click.option("--anchors", help="anchors.json from `sers anchor`, or layers 3,5,7, or groups 3-5;8-10.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Runs folder.")
 @click.option("--seeds", default="0-4", show_default=True, help="Seeds, e.g. 0-4 or 0,7.")
@@ -420,6 +420,10 @@ def _command_line(ctx) -> str:
               show_default=True, help="Feature standardisation (per-language: each corpus by its own statistics).")
 @click.option("--group-weights", type=click.Choice(["mean", "learned"]), default="mean", show_default=True,
               help="How lam-gl combines the layers of a group.")
+@click.option("--align", type=click.Choice(["utterance", "vowel"]), default="utterance", show_default=True,
+              help="vowel: lam and lam-gl also align each vowel class on the caches' vowel segments "
+                   "(runs named lam+vowel; needs caches extracted with --alignments).")
+@click.option("--vowel-lambda", type=float, help="Weight of the vowel-level CORAL term [default: --lambda].")
 @click.option("--source-train", default="train", show_default=True, help="Source split to train on.")
 @click.option("--source-dev", help="Source split for model selection [default: dev, else validation].")
 @click.option("--target-train", default="train", show_default=True, help="Target split used unlabelled.")
@@ -433,8 +437,8 @@ def _command_line(ctx) -> str:
 @click.option("--no-plots", is_flag=True, help="Skip each run's curves.png (curves.csv is always written).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(source, target, methods, anchors, out_dir, seeds, lambda_, epochs, batch_size, lr, weight_decay,
-          hidden, dropout, patience, normalize, group_weights, source_train, source_dev, target_train,
-          target_test, target_dev, stat, jobs, backend, device, no_plots, quiet):
+          hidden, dropout, patience, normalize, group_weights, align, vowel_lambda, source_train, source_dev,
+          target_train, target_test, target_dev, stat, jobs, backend, device, no_plots, quiet):
     """Train emotion heads on cached features: methods x seeds, one run folder each.
 
     Source labels train the head; target train data is used unlabelled; target test
@@ -448,6 +452,8 @@ def train(source, target, methods, anchors, out_dir, seeds, lambda_, epochs, bat
           --anchors anchors.json --seeds 0-4 -o runs/ --jobs 2
       sers train --source en.zarr --target zh.zarr --method lam-gl --anchors '3-5;8-10' \\
           --lambda 10 --normalize per-language -o runs-gl/
+      sers train --source en.zarr --target zh.zarr --method lam,lam-gl --anchors anchors.json \\
+          --align vowel --vowel-lambda 100 -o runs-vowel/
     """
     from sers.pipeline.train import format_results, train as run_train
 
@@ -455,7 +461,8 @@ def train(source, target, methods, anchors, out_dir, seeds, lambda_, epochs, bat
                       anchors=_parse_anchors(anchors), seeds=parse_layers(seeds) or [0], out_dir=out_dir,
                       lambda_=lambda_, hidden=hidden, dropout=dropout, epochs=epochs, batch_size=batch_size,
                       lr=lr, weight_decay=weight_decay, patience=patience, normalize=normalize,
-                      group_weights=group_weights, device=device, source_train=source_train,
+                      group_weights=group_weights, align=align, vowel_lambda=vowel_lambda, device=device,
+                      source_train=source_train,
                       source_dev=source_dev, target_train=target_train, target_test=target_test,
                       target_dev=target_dev, stat=stat, jobs=jobs, backend=backend, plots=not no_plots,
                       progress=not quiet,

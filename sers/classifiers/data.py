@@ -12,6 +12,7 @@ arrays, so memory-mapped or cache-backed arrays work without a second copy.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from sers.errors import SersError
 
@@ -81,3 +82,22 @@ def gather(layers_data: dict[int, np.ndarray], layers: list[int], rows: np.ndarr
     batch -= mean
     batch /= std
     return batch
+
+
+class Cycle:
+    """An endless shuffled stream of row indices: the unlabelled target rows of each batch, the
+    segments of one vowel class. Each pass over the ``n`` rows is a new permutation."""
+
+    def __init__(self, n: int, generator: torch.Generator):
+        self.n, self.generator, self.order, self.position = n, generator, np.empty(0, np.int64), 0
+
+    def take(self, count: int) -> np.ndarray:
+        parts = []
+        while count > 0:
+            if self.position >= len(self.order):
+                self.order, self.position = torch.randperm(self.n, generator=self.generator).numpy(), 0
+            part = self.order[self.position:self.position + count]
+            self.position += len(part)
+            count -= len(part)
+            parts.append(part)
+        return np.concatenate(parts)

@@ -8,6 +8,14 @@
 :mod:`sers.classifiers.data`). ``X_target`` is *unlabelled* target-language data:
 the estimator has no argument through which target labels could reach training,
 except ``X_dev``/``y_dev`` with ``dev_domain="target"``, which the caller must ask for.
+
+With ``align="vowel"`` (lam, lam-gl) the anchors are also aligned vowel by vowel on
+segment features, which carry a vowel class and no emotion label
+(:mod:`sers.classifiers.segments`)::
+
+    >>> clf = LayerAnchoringClassifier(method="lam", anchors=[3, 5, 7], align="vowel")
+    >>> clf.fit(X_source, y_source, X_target, source_segments=(S_source, vowels_source),
+    ...         target_segments=(S_target, vowels_target))
 """
 from __future__ import annotations
 
@@ -25,8 +33,11 @@ from sers.classifiers.data import InputError
 from sers.classifiers.heads import ALIGNING_METHODS, METHODS, LayerHead, method_branches
 from sers.classifiers.losses import coral_loss
 from sers.classifiers.metrics import uar
+from sers.classifiers.segments import VowelBatches, aligned_layers, as_segment_pair, vowel_coral
 
 WEIGHTS_FORMAT = "sers-layer-anchoring-classifier/1"
+ALIGN = ("utterance", "vowel")
+VOWEL_METHODS = ("lam", "lam-gl")
 
 
 class LayerAnchoringClassifier(BaseEstimator):
@@ -47,11 +58,17 @@ class LayerAnchoringClassifier(BaseEstimator):
     group_weights : "mean" or "learned": how the layers of a ``lam-gl`` group are combined.
     seed : same seed, same data -> identical results on CPU.
     device : "cpu" or a torch device such as "cuda".
+    align : "utterance" (CORAL on utterance features) or "vowel" (``lam``/``lam-gl`` only): in
+        addition, at each anchor, the mean over vowel classes of CORAL between the source and
+        target segments of that vowel (``fit``'s ``source_segments``/``target_segments``); each
+        step draws up to ``batch_size`` segments of every vowel class from each side.
+    vowel_lambda : weight of the vowel-level term; None = ``lambda_``.
     """
 
     def __init__(self, method="lam", anchors=None, lambda_=1.0, hidden=256, dropout=0.2, epochs=30,
                  batch_size=128, lr=1e-3, weight_decay=0.0, patience=5, normalize="global",
-                 group_weights="mean", seed=0, device="cpu", verbose=False):
+                 group_weights="mean", seed=0, device="cpu", verbose=False, align="utterance",
+                 vowel_lambda=None):
         self.method = method
         self.anchors = anchors
         self.lambda_ = lambda_
@@ -67,6 +84,8 @@ class LayerAnchoringClassifier(BaseEstimator):
         self.seed = seed
         self.device = device
         self.verbose = verbose
+        self.align = align
+        self.vowel_lambda = vowel_lambda
 
     # -- which layers -----------------------------------------------------------------
 
@@ -86,7 +105,12 @@ class LayerAnchoringClassifier(BaseEstimator):
                   (self.lr > 0, "lr must be > 0"), (self.lambda_ >= 0, "lambda_ must be >= 0"),
                   ((self.patience or 0) >= 0, "patience must be >= 0"),
                   (self.normalize in data.NORMALIZE, f"normalize must be one of {', '.join(data.NORMALIZE)}"),
-                  (self.group_weights in ("mean", "learned"), "group_weights must be 'mean' or 'learned'")]
+                  (self.group_weights in ("mean", "learned"), "group_weights must be 'mean' or 'learned'"),
+                  (self.align in ALIGN, f"align must be one of {', '.join(ALIGN)}, not {self.align!r}"),
+                  (self.align != "vowel" or self.method in VOWEL_METHODS,
+                   f"align='vowel' aligns anchor layers vowel by vowel: it works with methods "
+                   f"{' and '.join(VOWEL_METHODS)}, not {self.method!r}"),
+                  (self.vowel_lambda is None or self.vowel_lambda >= 0, "vowel_lambda must be >= 0")]
         for ok, message in checks:
             if not ok:
                 raise InputError(message)
@@ -100,16 +124,30 @@ class LayerAnchoringClassifier(BaseEstimator):
             raise InputError(f"anchors {self.anchors} are outside layers 0-{num_layers - 1}")
         return layers
 
+    def required_segment_layers(self, num_layers: int) -> list[int]:
+        """The layers of segment features that ``align="vowel"`` reads: those of the anchors."""
+        self.required_layers(num_layers)
+        return aligned_layers(*method_branches(self.method, self.anchors, range(num_layers)))
+
     def _uses_target(self) -> bool:
         return self.method in ALIGNING_METHODS and self.lambda_ > 0
 
+    def _vowel_weight(self) -> float:
+        return self.lambda_ if self.vowel_lambda is None else self.vowel_lambda
+
+    def _uses_segments(self) -> bool:
+        return self.align == "vowel" and self._vowel_weight() > 0
+
     # -- fitting ----------------------------------------------------------------------
 
-    def fit(self, X_source, y_source, X_target=None, X_dev=None, y_dev=None, dev_domain="source"):
+    def fit(self, X_source, y_source, X_target=None, X_dev=None, y_dev=None, dev_domain="source",
+            source_segments=None, target_segments=None):
         """Train on labelled source rows and unlabelled target rows; select the epoch on the dev UAR.
 
         ``X_dev``/``y_dev`` (optional) choose the best epoch and early stopping; they are source
         rows unless ``dev_domain="target"``. Without them the last epoch is kept.
+        ``source_segments``/``target_segments`` (``align="vowel"`` only): ``(features, vowel
+        classes)`` of the vowel segments of the source and target training utterances.
         """
         self._check_params()
         source = data.as_layer_dict(X_source, "X_source")
@@ -141,6 +179,7 @@ class LayerAnchoringClassifier(BaseEstimator):
                                  f"for each of the {data.n_rows(dev)} rows of X_dev (unknown: {unknown[:5]})")
         if dev_domain not in ("source", "target"):
             raise InputError("dev_domain must be 'source' or 'target'")
+        segments = self._checked_segments(source_segments, target_segments, branches, aligned, source)
 
         self._fit_stats(source, target)
         self.input_dim_ = source[self.layers_[0]].shape[1]
@@ -154,7 +193,7 @@ class LayerAnchoringClassifier(BaseEstimator):
                     torch.use_deterministic_algorithms(True, warn_only=True)
                 torch.manual_seed(self.seed)
                 self._build(branches)
-                self._train(source, y, target, aligned, dev, y_dev, dev_domain)
+                self._train(source, y, target, aligned, dev, y_dev, dev_domain, segments)
             finally:
                 if on_gpu:
                     torch.use_deterministic_algorithms(deterministic)
@@ -169,6 +208,18 @@ class LayerAnchoringClassifier(BaseEstimator):
         if other[self.layers_[0]].shape[1] != width:
             raise InputError(f"{name} has dimension {other[self.layers_[0]].shape[1]}, X_source has {width}")
         return other
+
+    def _checked_segments(self, source_segments, target_segments, branches, aligned, source):
+        """(source, target) segment sets, validated, when the vowel-level loss is on; else None."""
+        if self.align != "vowel" and (source_segments is not None or target_segments is not None):
+            raise InputError("source_segments/target_segments are read only with align='vowel'")
+        if not self._uses_segments():
+            return None
+        if source_segments is None or target_segments is None:
+            raise InputError("align='vowel' needs source_segments and target_segments: (features, vowel classes) "
+                             "of the vowel segments of the source and target training utterances")
+        return as_segment_pair(source_segments, target_segments, aligned_layers(branches, aligned),
+                               source[self.layers_[0]].shape[1])
 
     def _fit_stats(self, source, target) -> None:
         if self.normalize == "none":
@@ -189,10 +240,25 @@ class LayerAnchoringClassifier(BaseEstimator):
                                  self.dropout, learned_weights=learned,
                                  domain_classifier=(self.method == "dann")).to(self.device)
 
-    def _tensor(self, layers_data, rows, domain) -> torch.Tensor:
-        return torch.from_numpy(data.gather(layers_data, self.layers_, rows, self.stats_[domain])).to(self.device)
+    def _tensor(self, layers_data, rows, domain, layers=None) -> torch.Tensor:
+        """Standardised (rows, layers, D) batch; ``layers`` (default: all the model reads) may be a subset."""
+        stats = self.stats_[domain]
+        if layers is not None:  # segment features: only the anchor layers, with their statistics
+            positions = [self.layers_.index(layer) for layer in layers]
+            stats = (stats[0][positions], stats[1][positions])
+        return torch.from_numpy(data.gather(layers_data, layers or self.layers_, rows, stats)).to(self.device)
 
-    def _train(self, source, y, target, aligned, dev, y_dev, dev_domain) -> None:
+    def _vowel_term(self, segments, aligned, rows=None) -> torch.Tensor:
+        """The vowel-level term on ``segments`` ((source, target) sets of (features, vowels)): on the
+        rows one :meth:`VowelBatches.take` drew, or on every segment (``rows=None``)."""
+        (source, source_vowels), (target, target_vowels) = segments
+        if rows is None:
+            rows = (np.arange(len(source_vowels)), source_vowels, np.arange(len(target_vowels)), target_vowels)
+        layers = aligned_layers(self.branches_, aligned)
+        return vowel_coral(self.module_, self.branches_, aligned, self._tensor(source, rows[0], "source", layers),
+                           rows[1], self._tensor(target, rows[2], "target", layers), rows[3])
+
+    def _train(self, source, y, target, aligned, dev, y_dev, dev_domain, segments) -> None:
         model = self.module_
         label_index = np.searchsorted(self.classes_, y)
         counts = np.bincount(label_index, minlength=len(self.classes_))
@@ -201,13 +267,17 @@ class LayerAnchoringClassifier(BaseEstimator):
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         shuffle = torch.Generator().manual_seed(self.seed)
         n_batches = max(1, len(y) // self.batch_size)  # equal batches of >= batch_size rows
-        target_rows = _Cycle(data.n_rows(target), shuffle) if self._uses_target() else None
+        target_rows = data.Cycle(data.n_rows(target), shuffle) if self._uses_target() else None
+        if segments is not None:  # own generator: the utterance batches stay those of align="utterance"
+            vowel_batches = VowelBatches(segments[0][1], segments[1][1], self.batch_size,
+                                         torch.Generator().manual_seed(self.seed))
+        names = ("loss_ce", "loss_align") + (("loss_vowel",) if segments is not None else ()) + ("loss_total",)
         best_uar, best_state, since_best = -1.0, None, 0
         self.history_ = []
         for epoch in range(1, self.epochs + 1):
             started = time.perf_counter()
             model.train()
-            sums = np.zeros(3)
+            sums = np.zeros(len(names))
             order = torch.randperm(len(y), generator=shuffle).numpy()
             for step, rows in enumerate(np.array_split(order, n_batches)):
                 logits_embeddings = model.embed(self._tensor(source, rows, "source"))
@@ -223,11 +293,16 @@ class LayerAnchoringClassifier(BaseEstimator):
                     else:
                         align = sum(coral_loss(logits_embeddings[b], target_embeddings[b]) for b in aligned)
                 loss = ce + (align if self.method == "dann" else self.lambda_ * align)
+                terms = [ce, align]
+                if segments is not None:
+                    vowel = self._vowel_term(segments, aligned, vowel_batches.take())
+                    loss = loss + self._vowel_weight() * vowel
+                    terms.append(vowel)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                sums += [ce.item(), align.item(), loss.item()]
-            record = dict(zip(("epoch", "loss_ce", "loss_align", "loss_total"), [epoch, *(sums / n_batches)]))
+                sums += [t.item() for t in terms + [loss]]
+            record = {"epoch": epoch, **dict(zip(names, sums / n_batches))}
             if dev is not None:
                 record["dev_uar"] = uar(y_dev, self.predict(dev, domain=dev_domain), self.classes_)
             record["seconds"] = time.perf_counter() - started
@@ -280,6 +355,25 @@ class LayerAnchoringClassifier(BaseEstimator):
         """UAR (unweighted average recall) of ``predict(X)`` against ``y``."""
         return uar(np.asarray(y).astype(str), self.predict(X, domain=domain), self.classes_)
 
+    def vowel_coral(self, source_segments, target_segments) -> float:
+        """The vowel-level alignment term on whole segment sets, after the trained projections.
+
+        Σ over anchors (groups) of the mean over shared vowel classes of CORAL between the
+        projected source and target segments of that vowel: how differently the anchors treat
+        each vowel in the two languages. Works for any fitted ``lam``/``lam-gl`` model, so
+        ``align="vowel"`` can be compared with ``align="utterance"`` on held-out segments.
+        """
+        if not hasattr(self, "module_"):
+            raise InputError("this LayerAnchoringClassifier is not fitted yet; call fit() or load()")
+        if self.method not in VOWEL_METHODS:
+            raise InputError(f"vowel_coral compares anchor layers: methods {' and '.join(VOWEL_METHODS)} only")
+        aligned = method_branches(self.method, self.anchors, self.layers_)[1]
+        segments = as_segment_pair(source_segments, target_segments, aligned_layers(self.branches_, aligned),
+                                   self.input_dim_)
+        self.module_.eval()
+        with torch.no_grad():
+            return float(self._vowel_term(segments, aligned))
+
     def layer_weights(self) -> list[dict[int, float]]:
         """Per branch, the weight of each of its layers (wsum and learned lam-gl groups)."""
         return [{layer: float(w) for layer, w in zip(branch, self.module_.layer_weights(b).detach().cpu())}
@@ -326,21 +420,3 @@ def _domain_loss(model, source_embeddings, target_embeddings) -> torch.Tensor:
     logits = torch.cat([model.domain_logits(source_embeddings), model.domain_logits(target_embeddings)])
     labels = torch.cat([torch.zeros(len(source_embeddings[0])), torch.ones(len(target_embeddings[0]))])
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.device))
-
-
-class _Cycle:
-    """An endless shuffled stream of row indices (the unlabelled target side of each batch)."""
-
-    def __init__(self, n: int, generator: torch.Generator):
-        self.n, self.generator, self.order, self.position = n, generator, np.empty(0, np.int64), 0
-
-    def take(self, count: int) -> np.ndarray:
-        parts = []
-        while count > 0:
-            if self.position >= len(self.order):
-                self.order, self.position = torch.randperm(self.n, generator=self.generator).numpy(), 0
-            part = self.order[self.position:self.position + count]
-            self.position += len(part)
-            count -= len(part)
-            parts.append(part)
-        return np.concatenate(parts)

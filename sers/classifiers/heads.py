@@ -71,14 +71,19 @@ class LayerHead(nn.Module):
 
     def embed(self, x: torch.Tensor) -> list[torch.Tensor]:
         """One (batch, hidden) embedding per branch."""
-        embeddings = []
-        for b, slots in enumerate(self.branch_slots):
-            if len(slots) == 1:
-                combined = x[:, slots[0]]
-            else:
-                combined = torch.einsum("bsd,s->bd", x[:, slots], self.layer_weights(b))
-            embeddings.append(torch.relu(self.projections[b](combined)))
-        return embeddings
+        return [self.embed_branch(b, x, slots) for b, slots in enumerate(self.branch_slots)]
+
+    def embed_branch(self, branch: int, x: torch.Tensor, slots: list[int]) -> torch.Tensor:
+        """(batch, hidden) embedding of one branch, its layers read from ``x[:, slots]``.
+
+        ``slots`` lets inputs that hold only some layers (segment features of the anchor
+        layers) pass through the same projection as full utterance inputs.
+        """
+        if len(slots) == 1:
+            combined = x[:, slots[0]]
+        else:
+            combined = torch.einsum("bsd,s->bd", x[:, slots], self.layer_weights(branch))
+        return torch.relu(self.projections[branch](combined))
 
     def classify(self, embeddings: list[torch.Tensor]) -> torch.Tensor:
         return self.classifier(torch.stack(embeddings).mean(dim=0))

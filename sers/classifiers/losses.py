@@ -1,6 +1,7 @@
-"""Domain-alignment losses: CORAL and the gradient-reversal layer of DANN."""
+"""Domain-alignment losses: CORAL, class-conditional CORAL and the gradient-reversal layer of DANN."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -21,6 +22,24 @@ def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     d = source.shape[1]
     difference = covariance(source) - covariance(target)
     return (difference * difference).sum() / (4 * d * d)
+
+
+def class_conditional_coral(source: torch.Tensor, source_classes, target: torch.Tensor,
+                            target_classes) -> torch.Tensor:
+    """Mean over shared classes ``c`` of CORAL(source rows of ``c``, target rows of ``c``).
+
+    The classes are known on both sides without emotion labels (e.g. vowel classes from forced
+    alignments). A class is compared only when each side has at least two rows of it (a
+    covariance needs two); with no such class the loss is zero.
+    """
+    source_classes, target_classes = np.asarray(source_classes), np.asarray(target_classes)
+    terms = []
+    for name in np.intersect1d(source_classes, target_classes):
+        source_rows, target_rows = np.flatnonzero(source_classes == name), np.flatnonzero(target_classes == name)
+        if len(source_rows) >= 2 and len(target_rows) >= 2:
+            terms.append(coral_loss(source[torch.from_numpy(source_rows).to(source.device)],
+                                    target[torch.from_numpy(target_rows).to(target.device)]))
+    return torch.stack(terms).mean() if terms else source.new_zeros(())
 
 
 class _ReverseGradient(torch.autograd.Function):

@@ -8,7 +8,10 @@ Data discipline (what the run folders' config.json records):
   per-language statistics); ``target_test`` rows are predicted by the trained model, and
   their labels are read afterwards, in this process, only to score those predictions;
 - ``target_dev`` (optional) is the one way target labels reach training: it replaces the
-  source dev split for model selection, and every output then says "target-dev".
+  source dev split for model selection, and every output then says "target-dev";
+- vowel-level alignment (``align="vowel"``, runs named ``lam+vowel``, ``lam-gl+vowel``) also reads
+  the vowel segments of the source and target training utterances: features and vowel
+  class, never an emotion label.
 
 Features are read once per corpus for the union of the layers the methods need, and
 shared by all runs (joblib memory-maps them for worker processes).
@@ -30,6 +33,7 @@ from sers.classifiers.heads import METHODS
 from sers.classifiers.metrics import classification_metrics
 from sers.errors import SersError
 from sers.pipeline.evaluate import WEIGHTS, model_description, write_json, write_predictions
+from sers.pipeline.vowel_alignment import alignment_config, check_segments, read_segments, run_names
 from sers.tables import format_markdown_table, format_table
 
 SOURCE_DEV_SPLITS = ("dev", "validation", "valid", "val")
@@ -61,22 +65,23 @@ def _source_dev_split(cache, requested):
                     f"(splits: {', '.join(_splits(cache))}); name one with --source-dev")
 
 
-def _read(cache, layers, parts: dict[str, np.ndarray], stat: str, log, spill_dir=None) -> dict:
-    """One read of ``layers`` for the rows of all ``parts``; each part is a view of that block.
+def _shared(block: np.ndarray, name: str, spill_dir) -> np.ndarray:
+    """With ``spill_dir`` the block is saved there and memory-mapped, so that worker processes
+    share it through the page cache (joblib passes memory-mapped arrays by file name)."""
+    if spill_dir is None:
+        return block
+    path = Path(spill_dir) / f"{name}.npy"
+    np.save(path, block)
+    return np.load(path, mmap_mode="r")
 
-    With ``spill_dir`` the block is saved there and memory-mapped, so that worker processes
-    share it through the page cache (joblib passes memory-mapped arrays by file name).
-    """
+
+def _read(cache, layers, parts: dict[str, np.ndarray], stat: str, log, spill_dir=None) -> dict:
+    """One read of ``layers`` for the rows of all ``parts``; each part is a view of that block."""
     rows = np.concatenate(list(parts.values()))
     if log:
         size = len(layers) * len(rows) * cache.hidden_size * 4
         log(f"reading {len(layers)} layers x {len(rows)} utterances ({size / 1e6:.0f} MB) from {cache.path}")
-    block = cache.pooled_layers(layers, rows=rows, stat=stat)
-    if spill_dir is not None:
-        path = Path(spill_dir) / f"{next(iter(parts))}.npy"
-        np.save(path, block)
-        del block
-        block = np.load(path, mmap_mode="r")
+    block = _shared(cache.pooled_layers(layers, rows=rows, stat=stat), next(iter(parts)), spill_dir)
     out, start = {}, 0
     for name, part in parts.items():
         out[name] = {layer: block[i, start:start + len(part)] for i, layer in enumerate(layers)}
@@ -97,9 +102,12 @@ def _run_one(spec: dict, data: dict) -> dict:
     uses_target = spec["uses_target"]
     dev, y_dev, dev_domain = ((data["target_dev"], data["y_target_dev"], "target") if "target_dev" in data
                               else (data["source_dev"], data["y_source_dev"], "source"))
+    segments = {f"{side}_segments": ({l: data[f"segments_{side}_features"][l] for l in spec["segment_layers"]},
+                                     data[f"segments_{side}_vowels"])
+                for side in ("source", "target")} if spec["segment_layers"] else {}
     model.fit({l: data["source_train"][l] for l in spec["layers"]}, data["y_source_train"],
               {l: data["target_train"][l] for l in spec["layers"]} if uses_target else None,
-              X_dev={l: dev[l] for l in spec["layers"]}, y_dev=y_dev, dev_domain=dev_domain)
+              X_dev={l: dev[l] for l in spec["layers"]}, y_dev=y_dev, dev_domain=dev_domain, **segments)
     config = {**spec["config"], "layers": model.layers_, "branches": model.branches_, "best_epoch": model.best_epoch_}
     write_json(run_dir / "config.json", config)
     model.save(run_dir / WEIGHTS)
@@ -133,7 +141,7 @@ def _write_curves(run_dir: Path, history: list[dict], plot: bool) -> None:
 
     epochs = [r["epoch"] for r in history]
     fig, (losses, dev) = plt.subplots(1, 2, figsize=(8, 3))
-    for name in ("loss_ce", "loss_align", "loss_total"):
+    for name in [n for n in names if n.startswith("loss_")]:
         losses.plot(epochs, [r[name] for r in history], label=name)
     losses.set_xlabel("epoch")
     losses.legend(fontsize=7)
@@ -152,17 +160,20 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
           lambda_=1.0, hidden=256, dropout=0.2, epochs=30, batch_size=128, lr=1e-3, weight_decay=0.0,
           patience=5, normalize="global", group_weights="mean", device="cpu", source_train="train",
           source_dev=None, target_train="train", target_test="test", target_dev=None, stat="mean",
-          jobs=1, backend="loky", plots=True, progress=True, log=None, command=None) -> list[dict]:
+          align="utterance", vowel_lambda=None, jobs=1, backend="loky", plots=True, progress=True, log=None,
+          command=None) -> list[dict]:
     """Train every method x seed from two caches; write run folders and results.{csv,md}; return the table rows.
 
     ``source``/``target``: cache paths (or open readers) of the same model. ``anchors``: an
     anchors.json path, a dict in its format, layer numbers, or groups of layer numbers.
+    ``align="vowel"``: lam and lam-gl also align vowel by vowel on the caches' vowel segments,
+    with weight ``vowel_lambda`` (default ``lambda_``); see :mod:`sers.pipeline.vowel_alignment`.
     ``plots=False`` skips the curves.png of each run (a quarter second each).
     """
-    methods = [m.strip() for m in ([methods] if isinstance(methods, str) else methods)]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise SersError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    methods = [m.strip() for m in ([methods] if isinstance(methods, str) else methods) if m.strip()]
+    if not methods:
+        raise SersError(f"no method given; choose from {', '.join(METHODS)}")
+    runs = run_names(methods, align)
     if backend not in BACKENDS:
         raise SersError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     seeds = [int(s) for s in seeds]
@@ -173,9 +184,17 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     hyper = dict(lambda_=lambda_, hidden=hidden, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
                  weight_decay=weight_decay, patience=patience, normalize=normalize, group_weights=group_weights,
                  device=device)
-    templates = {m: LayerAnchoringClassifier(method=m, anchors=anchors_for(m, anchor_spec), **hyper) for m in methods}
+    templates = {name: LayerAnchoringClassifier(method=m, anchors=anchors_for(m, anchor_spec), align=a,
+                                                **({"vowel_lambda": vowel_lambda} if a == "vowel" else {}), **hyper)
+                 for name, (m, a) in runs.items()}
     needed = {m: t.required_layers(src.num_layers) for m, t in templates.items()}
     layers = sorted({layer for ls in needed.values() for layer in ls})
+    segment_needed = {m: t.required_segment_layers(src.num_layers) if t.align == "vowel" else []
+                      for m, t in templates.items()}
+    segment_layers = sorted({layer for ls in segment_needed.values() for layer in ls})
+    if segment_layers:  # before any feature is read: a wrong cache fails in seconds
+        for cache in (src, tgt):
+            check_segments(cache, segment_layers)
 
     source_dev = _source_dev_split(src, source_dev)
     splits = {"source_train": source_train, "source_dev": source_dev, "target_train": target_train,
@@ -201,6 +220,10 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     spill_dir = spill.name if spill else None
     data = {**_read(src, layers, {k: rows[k] for k in ("source_train", "source_dev")}, stat, log, spill_dir),
             **_read(tgt, layers, {k: rows[k] for k in rows if k.startswith("target")}, stat, log, spill_dir)}
+    if segment_layers:  # the segments of the training utterances, with their vowel class (never their label)
+        for side, cache, split in (("source", src, source_train), ("target", tgt, target_train)):
+            data.update(read_segments(cache, segment_layers, rows[f"{side}_train"], f"segments_{side}", split, log,
+                                      share=lambda block, name: _shared(block, name, spill_dir)))
     data.update({f"y_{name}": values for name, values in labels.items()})
     data.update({f"ids_{name}": (src if name.startswith("source") else tgt).utterances.id[r]
                  for name, r in rows.items()})
@@ -210,14 +233,16 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 and backend == "loky" else None
     out_dir = Path(out_dir)
     specs = []
-    for method in methods:
+    for method in runs:
+        alignment = alignment_config(templates[method], segment_needed[method], data, splits)
         for seed in seeds:
             params = {**templates[method].get_params(), "seed": seed}
             config = {"method": method, "seed": seed, "anchors": params["anchors"], "anchors_file": anchor_spec["file"],
-                      "features": "pooled", "stat": stat, "estimator": params, "selection": selection,
+                      "features": "pooled", "stat": stat, **alignment, "estimator": params, "selection": selection,
                       "target_dev": target_dev, "target_labels_used_for_selection": bool(target_dev),
                       "data": provenance, "sers_version": sers.__version__, "command": command}
             specs.append({"method": method, "seed": seed, "params": params, "config": config, "layers": needed[method],
+                          "segment_layers": segment_needed[method],
                           "uses_target": templates[method]._uses_target() or normalize != "none",
                           "run_dir": str(out_dir / method / f"seed{seed}"), "splits": splits, "threads": threads,
                           "plots": plots})
@@ -239,7 +264,7 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
                              if known.any() else None)
         write_json(Path(result["run_dir"]) / "metrics.json", metrics)
         result["metrics"] = metrics
-    table = summarise(results, methods, selection)
+    table = summarise(results, list(runs), selection)
     write_results(out_dir, table, results)
     return table
 

@@ -1,0 +1,85 @@
+"""`sers train --align vowel`: which runs align vowel by vowel, their segments, what they record.
+
+Vowel-level alignment adds, at each anchor of ``lam`` and ``lam-gl``, the mean over vowel
+classes of CORAL between the source and target *segments* of that vowel (see
+:mod:`sers.classifiers.segments`). The segments are those of the training utterances of
+each side (``source_train``, ``target_train``), read from the caches' ``segments/`` group:
+features of the anchor layers and the vowel class, never the emotion label.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from sers.classifiers.heads import METHODS
+from sers.errors import SersError
+
+ALIGN = ("utterance", "vowel")
+VOWEL_METHODS = ("lam", "lam-gl")
+
+
+def check_segments(cache, layers) -> None:
+    """Refuse, before any feature is read, a cache without the segments of ``layers``."""
+    if not cache.has_segments:
+        raise SersError(f"{cache.path}: no vowel segments, which --align vowel needs; extract the corpus with "
+                        f"--alignments (or add them with `sers segments`)")
+    missing = sorted(set(layers) - set(cache.segment_layers))
+    if missing:
+        raise SersError(f"{cache.path}: vowel segments are stored for layers {cache.segment_layers}, but --align "
+                        f"vowel needs the anchor layers {missing}; `sers segments` covers only the frame layers: "
+                        f"extract with --alignments to have every layer's segments")
+
+
+def read_segments(cache, layers, utterance_rows: np.ndarray, name: str, split: str, log=None,
+                  share=lambda block, name: block) -> dict:
+    """Features of ``layers`` and vowel classes of the segments of ``utterance_rows`` (one split).
+
+    Returns ``{name}_features`` ({layer: (S, D)}), ``{name}_vowels`` and ``{name}_counts`` (per
+    vowel class). ``share(block, name)`` may put the (layers, S, D) block where worker processes
+    can map it.
+    """
+    check_segments(cache, layers)
+    table = cache.segments
+    rows = np.flatnonzero(np.isin(table.utterance, utterance_rows))
+    if len(rows) == 0:
+        raise SersError(f"{cache.path}: no vowel segments in split {split!r}, whose utterances train the "
+                        f"{name.split('_')[1]} side of --align vowel")
+    if log:
+        log(f"reading {len(layers)} layers x {len(rows)} vowel segments from {cache.path}")
+    block = share(np.stack([cache.segment_pooled(layer, rows=rows) for layer in layers]), name)
+    vowels = table.vowel[rows].astype(str)
+    names, counts = np.unique(vowels, return_counts=True)
+    return {f"{name}_features": dict(zip(layers, block)), f"{name}_vowels": vowels,
+            f"{name}_counts": {str(v): int(c) for v, c in zip(names, counts)}}
+
+
+def run_names(methods, align: str) -> dict[str, tuple[str, str]]:
+    """Run name -> (estimator method, align). ``align="vowel"`` turns lam and lam-gl into
+    ``lam+vowel`` and ``lam-gl+vowel``; those names may also be given as methods, to compare
+    ``lam`` with ``lam+vowel`` in one sweep. Other methods are trained as they are."""
+    if align not in ALIGN:
+        raise SersError(f"--align must be one of {', '.join(ALIGN)}, not {align!r}")
+    runs = {}
+    for name in methods:
+        method, plus, variant = name.partition("+")
+        if method not in METHODS or (plus and variant != "vowel"):
+            raise SersError(f"unknown method {name!r}; choose from {', '.join(METHODS)} "
+                            f"(and {' '.join(m + '+vowel' for m in VOWEL_METHODS)})")
+        if plus and method not in VOWEL_METHODS:
+            raise SersError(f"{name}: vowel-level alignment works on anchor layers, with {' and '.join(VOWEL_METHODS)}")
+        vowel = plus or (align == "vowel" and method in VOWEL_METHODS)
+        runs[f"{method}+vowel" if vowel else method] = (method, "vowel" if vowel else "utterance")
+    if align == "vowel" and not any(a == "vowel" for _, a in runs.values()):
+        raise SersError(f"--align vowel aligns the anchors of {' and '.join(VOWEL_METHODS)}; --method has neither")
+    return runs
+
+
+def alignment_config(template, segment_layers, data, splits) -> dict:
+    """What a run's config.json says about vowel-level alignment (just ``align`` for the others)."""
+    if template.align != "vowel":
+        return {"align": template.align}
+    segments = {side: {"split": splits[f"{side}_train"], "n": int(len(data[f"segments_{side}_vowels"])),
+                       "vowel_counts": data[f"segments_{side}_counts"], "labels_read": "never (vowel classes only)"}
+                for side in ("source", "target")}
+    weight = template.lambda_ if template.vowel_lambda is None else template.vowel_lambda
+    return {"align": "vowel", "vowel_lambda": weight, "segment_layers": segment_layers,
+            "segments": segments}
