@@ -169,6 +169,35 @@ def domain_from_moments(xs, ms: Moments, folds_s, xt, mt: Moments, folds_t, cent
     return float(accuracy), float(2 * (1 - 2 * (1 - accuracy)))
 
 
+@dataclass
+class PairSummary:
+    """What a layer's label-free pass leaves for the centroid measures: each side's mean and
+    variance per dimension, and the joint standardiser (all (D,) vectors, no D x D matrix)."""
+    mean_s: np.ndarray
+    var_s: np.ndarray
+    mean_t: np.ndarray
+    var_t: np.ndarray
+    centre: np.ndarray
+    scale: np.ndarray
+
+
+def label_free_at_layer(xs, folds_s, xt, folds_t, n_folds: int, names) -> tuple[dict[str, float], PairSummary]:
+    """The label-free measures among ``names`` (coral, mmd, domain: which also gives
+    proxy-a-distance) for one layer's source and target rows, from one pass over each."""
+    ms, mt = compute_moments(xs, folds_s, n_folds), compute_moments(xt, folds_t, n_folds)
+    s, t = ms.stats(), mt.stats()
+    centre, scale = standardiser_of(s, t)
+    values = {}
+    if "coral" in names:
+        values["coral"] = coral_from_stats(s, t, centre, scale)
+    if "mmd" in names:
+        values["mmd"] = mmd_from_stats(s, t, centre, scale)
+    if "domain" in names:
+        values["domain"], values["proxy-a-distance"] = domain_from_moments(xs, ms, folds_s, xt, mt, folds_t,
+                                                                           centre, scale)
+    return values, PairSummary(s.mean, np.diag(s.cov).copy(), t.mean, np.diag(t.cov).copy(), centre, scale)
+
+
 # -- label-aware measures -----------------------------------------------------------------
 
 def class_centroids(x: np.ndarray, groups: np.ndarray, classes) -> np.ndarray:

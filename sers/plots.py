@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 _METADATA = {"Software": None}  # no matplotlib version in the file: same data, same bytes
 
@@ -26,33 +27,45 @@ def layer_curves(layers, values: dict[str, list], path, *, directions: dict[str,
     shades chosen layers (e.g. anchors) in every panel.
     """
     directions = directions or {}
-    names = list(values)
-    columns = min(3, max(len(names), 1))
-    rows = max(1, math.ceil(len(names) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows), squeeze=False)
+    fig, axes, rows = _panels(len(values))
     layers = np.asarray(layers)
-    for ax, name in zip(axes.flat, names):
-        y = np.asarray([np.nan if v is None else v for v in values[name]], dtype=float)
+    for ax, name in zip(axes.flat, values):
+        y = _as_floats(values[name])
         ax.plot(layers, y, marker="o", markersize=3, linewidth=1.2)
         for layer in highlight or []:
             ax.axvspan(layer - 0.4, layer + 0.4, color="tab:orange", alpha=0.2, linewidth=0)
-        direction = directions.get(name)
-        if direction and np.isfinite(y).any():
-            best = int(np.nanargmin(y) if direction == "lower" else np.nanargmax(y))
-            ax.plot(layers[best], y[best], marker="*", markersize=11, color="tab:red")
-        ax.set_title(f"{name} ({direction} is better)" if direction else name, fontsize=9)
-        ax.set_xlabel("layer", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
-        ax.set_visible(False)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    # fixed margins: tight_layout doubles the drawing time of a many-panel figure
-    height = 3.0 * rows  # inches; margins below are in inches too
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.5 / height, top=1 - (0.6 if title else 0.35) / height,
-                        hspace=0.55, wspace=0.25)
-    return _save(fig, path, tight=False)
+        _mark_best(ax, layers, y, directions.get(name), "tab:red")
+        _label_panel(ax, name, directions.get(name))
+    return _finish_panels(fig, axes, len(values), rows, path, title)
+
+
+def vowel_curves(layers, per_vowel: dict[str, dict[str, list]], path, *,
+                 directions: dict[str, str] | None = None, title: str | None = None) -> Path:
+    """One panel per measure, one line per vowel class (``per_vowel[vowel][measure]``: a
+    value per layer), each vowel's best layer starred in its colour and listed under the panel's
+    title (stars of vowels sharing a layer overlap); a legend names the vowels. A vowel lacking a
+    measure has no line in that panel."""
+    directions = directions or {}
+    names = list(dict.fromkeys(name for columns in per_vowel.values() for name in columns))
+    fig, axes, rows = _panels(len(names), legend_width=0.8)
+    layers = np.asarray(layers)
+    colours = {vowel: plt.get_cmap("tab10")(i % 10) for i, vowel in enumerate(per_vowel)}
+    handles = {}
+    for ax, name in zip(axes.flat, names):
+        best = []
+        for vowel, columns in per_vowel.items():
+            if name in columns:
+                y = _as_floats(columns[name])
+                handles[vowel], = ax.plot(layers, y, marker="o", markersize=2.5, linewidth=1.1,
+                                          color=colours[vowel], label=vowel)
+                layer = _mark_best(ax, layers, y, directions.get(name), colours[vowel], edge="black")
+                best.append(f"{vowel} {'-' if layer is None else layer}")
+        _label_panel(ax, name, directions.get(name), "best: " + ", ".join(best) if directions.get(name) else "")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if handles:
+        fig.legend(list(handles.values()), list(handles), title="vowel", loc="center right", fontsize=8,
+                   title_fontsize=8, frameon=False)
+    return _finish_panels(fig, axes, len(names), rows, path, title, legend_width=0.8, title_lines=2)
 
 
 def layer_heatmap(matrix, path, *, title: str = "", xlabel: str = "target layer",
@@ -67,6 +80,53 @@ def layer_heatmap(matrix, path, *, title: str = "", xlabel: str = "target layer"
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     return _save(fig, path)
+
+
+def _panels(count: int, legend_width: float = 0.0):
+    """A grid of up to three panels per row; ``legend_width`` inches kept free on the right."""
+    columns = min(3, max(count, 1))
+    rows = max(1, math.ceil(count / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns + legend_width, 3.0 * rows), squeeze=False)
+    return fig, axes, rows
+
+
+def _finish_panels(fig, axes, used: int, rows: int, path, title, legend_width: float = 0.0,
+                   title_lines: int = 1) -> Path:
+    """Hide unused panels, add the figure title, set margins (room for ``title_lines``-line
+    panel titles and a legend ``legend_width`` inches wide on the right) and save."""
+    for ax in list(axes.flat)[used:]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    # fixed margins: tight_layout doubles the drawing time of a many-panel figure
+    width, height = fig.get_size_inches()  # margins below are in inches
+    extra = 0.16 * (title_lines - 1)  # inches per further line of a panel title
+    fig.subplots_adjust(left=0.06, right=0.98 - legend_width / width, bottom=0.5 / height,
+                        top=1 - ((0.6 if title else 0.35) + extra) / height, hspace=0.55 + extra * 1.3,
+                        wspace=0.25)
+    return _save(fig, path, tight=False)
+
+
+def _as_floats(values) -> np.ndarray:
+    return np.asarray([np.nan if v is None else v for v in values], dtype=float)
+
+
+def _mark_best(ax, layers, y, direction, colour, edge=None):
+    """Star the best point; returns its layer (None when nothing is finite or no direction)."""
+    if not direction or not np.isfinite(y).any():
+        return None
+    best = int(np.nanargmin(y) if direction == "lower" else np.nanargmax(y))
+    outline = {"markeredgecolor": edge, "markeredgewidth": 0.6} if edge else {}
+    ax.plot(layers[best], y[best], marker="*", markersize=11, color=colour, **outline)
+    return layers[best]
+
+
+def _label_panel(ax, name: str, direction, second_line: str = "") -> None:
+    title = f"{name} ({direction} is better)" if direction else name
+    ax.set_title(f"{title}\n{second_line}" if second_line else title, fontsize=9)
+    ax.set_xlabel("layer", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
 
 
 def _save(fig, path, tight: bool = True) -> Path:

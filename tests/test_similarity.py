@@ -6,9 +6,11 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from matplotlib import image as plt_image
 
 import sers.cache
 import sers.errors
+from sers import plots
 from sers.cli import main
 from sers.pipeline.similarity import compute_similarity, format_table
 
@@ -220,22 +222,31 @@ def test_label_aware_measures_use_the_shared_classes_only(tmp_path):
     assert result["measures"] == {} and "share fewer than 2 classes" in result["skipped"]["cka"]
 
 
+def write_segment_cache(path, columns, pooled, segments, segment_layers):
+    """A cache with aligned vowel segments: ``segments[row]`` is (the row's vowel classes,
+    their features (len(segment_layers), s, D))."""
+    writer = sers.cache.CacheWriter.create(path, columns, num_layers=pooled.shape[0], hidden_size=pooled.shape[2],
+                                           segment_layers=segment_layers, model_id="planted", overwrite=True)
+    with writer:
+        for row, (vowels, features) in enumerate(segments):
+            edges = np.arange(len(vowels) + 1)
+            segment_columns = {"start_frame": 5 * edges[:-1], "end_frame": 5 * edges[1:], "start": 0.1 * edges[:-1],
+                               "end": 0.1 * edges[1:], "phone": [f"{v.upper()}1" for v in vowels], "vowel": vowels}
+            writer.add(row, {"mean": pooled[:, row].astype(np.float32)},
+                       segments=(segment_columns, features.astype(np.float32)))
+        writer.finish()
+    return path
+
+
 def write_with_segments(path, pooled, columns, segment_layers, vowel_offsets, seed):
     """A cache whose utterances each hold an 'a' and an 'i' segment: the utterance's
     features plus a per-layer vowel offset (shared by both languages) plus noise."""
     rng = np.random.default_rng(seed)
-    segment_columns = {"start_frame": [0, 5], "end_frame": [5, 10], "start": [0.0, 0.1], "end": [0.1, 0.2],
-                       "phone": ["AA1", "IY1"], "vowel": ["a", "i"]}
-    writer = sers.cache.CacheWriter.create(path, columns, num_layers=pooled.shape[0], hidden_size=pooled.shape[2],
-                                           segment_layers=segment_layers, model_id="planted", overwrite=True)
-    with writer:
-        for row in range(pooled.shape[1]):
-            segments = pooled[segment_layers, row][:, None, :] + vowel_offsets[segment_layers]
-            segments += rng.normal(scale=0.1, size=segments.shape)
-            writer.add(row, {"mean": pooled[:, row].astype(np.float32)},
-                       segments=(segment_columns, segments.astype(np.float32)))
-        writer.finish()
-    return path
+    segments = []
+    for row in range(pooled.shape[1]):
+        features = pooled[segment_layers, row][:, None, :] + vowel_offsets[segment_layers]
+        segments.append((["a", "i"], features + rng.normal(scale=0.1, size=features.shape)))
+    return write_segment_cache(path, columns, pooled, segments, segment_layers)
 
 
 def test_segment_level_compares_emotion_by_vowel_centroids(tmp_path):
@@ -255,3 +266,142 @@ def test_segment_level_compares_emotion_by_vowel_centroids(tmp_path):
         assert [stored[i] for i in ranked] == list(PLANTED), name
     with pytest.raises(sers.errors.SersError, match=r"layers \[0\] are not stored in both caches \(stored: 2-6\)"):
         compute_similarity(src, tgt, level="segment", layers=[0, 3])
+
+
+# -- per vowel class -------------------------------------------------------------------------
+
+SEGMENT_LAYERS = 6
+VOWEL_PLANTED = {"a": [2, 3], "i": [4, 5], "u": [0, 1]}  # where each vowel's target matches its source
+
+
+def write_vowel_planted(tmp_path, shuffle_target_labels=False, sizes=(150, 120, 100), seed=0):
+    """Source (train) and target (train, dev) caches; every utterance holds one a, i and u segment.
+
+    Per vowel and layer, the source's segments come from emotion means plus mixed noise of
+    their own. At the vowel's planted layers the target's segments come from the same
+    distribution; at the others from other means and noise, shifted. The first 4 source
+    utterances also hold an 'o' the target never has (too few to compare)."""
+    rng = np.random.default_rng(seed)
+    labels = [CLASSES[rng.integers(0, 4, n)] for n in sizes]
+    codes = [np.searchsorted(np.sort(CLASSES), y) for y in labels]
+    source_codes, target_codes = codes[0], np.concatenate(codes[1:])
+    features = {"source": {}, "target": {}}  # side -> vowel -> (layers, n, D)
+    for vowel, planted in VOWEL_PLANTED.items():
+        source, target = np.empty((2, SEGMENT_LAYERS), object)
+        for layer in range(SEGMENT_LAYERS):
+            means = rng.normal(size=(4, DIM)) * 1.5
+            mixing = rng.normal(size=(DIM, DIM)) / np.sqrt(DIM)
+            source[layer] = means[source_codes] + rng.normal(size=(len(source_codes), DIM)) @ mixing
+            if layer not in planted:
+                means = rng.normal(size=(4, DIM)) * 1.5 + rng.normal(size=DIM) * 2
+                mixing = rng.normal(size=(DIM, DIM)) / np.sqrt(DIM) * rng.uniform(0.5, 2, DIM)
+            target[layer] = means[target_codes] + rng.normal(size=(len(target_codes), DIM)) @ mixing
+        features["source"][vowel], features["target"][vowel] = np.stack(source), np.stack(target)
+    rare = rng.normal(size=(SEGMENT_LAYERS, 4, DIM))
+
+    def segments(side, n):
+        rows = []
+        for row in range(n):
+            vowels = list(VOWEL_PLANTED) + (["o"] if side == "source" and row < 4 else [])
+            stacked = [features[side][v][:, row] for v in VOWEL_PLANTED] + ([rare[:, row]] if len(vowels) > 3 else [])
+            rows.append((vowels, np.stack(stacked, axis=1)))
+        return rows
+
+    ys, yt = labels[0], np.concatenate(labels[1:])
+    if shuffle_target_labels:
+        yt = np.random.default_rng(99).permutation(yt)
+    pooled = [np.zeros((SEGMENT_LAYERS, len(y), DIM)) for y in (ys, yt)]  # not read at segment level
+    src = write_segment_cache(tmp_path / "source.zarr", {"id": [f"s{i}" for i in range(len(ys))], "label": ys,
+                              "split": ["train"] * len(ys)}, pooled[0], segments("source", len(ys)),
+                              list(range(SEGMENT_LAYERS)))
+    tgt = write_segment_cache(tmp_path / "target.h5", {"id": [f"t{i}" for i in range(len(yt))], "label": yt,
+                              "split": ["train"] * sizes[1] + ["dev"] * sizes[2]}, pooled[1],
+                              segments("target", len(yt)), list(range(SEGMENT_LAYERS)))
+    return src, tgt
+
+
+@pytest.fixture(scope="module")
+def vowel_planted(tmp_path_factory):
+    return write_vowel_planted(tmp_path_factory.mktemp("vowels"))
+
+
+def test_per_vowel_measures_rank_each_vowels_planted_layers(vowel_planted, tmp_path):
+    result = compute_similarity(*vowel_planted, tmp_path, level="segment", target_labels="dev")
+    assert list(result["per_vowel"]) == ["a", "i", "u"]
+    for vowel, columns in result["per_vowel"].items():
+        assert list(columns) == list(result["measures"])  # every measure, label-aware ones included
+        for name, values in columns.items():
+            assert len(values) == SEGMENT_LAYERS
+            column = {"values": values, "direction": result["measures"][name]["direction"]}
+            assert top_layers(column, 2) == VOWEL_PLANTED[vowel], (vowel, name)
+    assert result["vowel_counts"] == {
+        **{v: {"source": 150, "target": 120, "target_labelled": 100} for v in "aiu"},
+        "o": {"source": 4, "target": 0, "target_labelled": 0}}
+    assert ("per-vowel measures skip vowel 'o': 4 source and 0 target segments (need at least 10 on each side)"
+            in result["notes"])
+    # the top level still pools every vowel, centroids per emotion x vowel ('o' has no target side)
+    assert result["centroid_groups"] == [f"{e}/{v}" for e in "AHNS" for v in "aiu"]
+    assert len(result["measures"]["coral"]["values"]) == SEGMENT_LAYERS
+
+    on_disk = json.loads((tmp_path / "similarity.json").read_text())
+    assert {v: {m: len(vals) for m, vals in c.items()} for v, c in on_disk["per_vowel"].items()} == \
+        {v: {m: SEGMENT_LAYERS for m in result["measures"]} for v in "aiu"}
+    image = plt_image.imread(tmp_path / "similarity_per_vowel.png")
+    assert image.ndim == 3 and image.shape[1] > image.shape[0] > 400 and image.std() > 0.05
+    lines = format_table(result).splitlines()
+    assert_best_per_vowel(lines[lines.index("best layer per vowel class:") + 1:], list(result["measures"]))
+
+
+def assert_best_per_vowel(lines, names):
+    """Lines like '  coral            a 3   i 5   u 0': each vowel's best layer is one of its planted ones."""
+    assert [line.split()[0] for line in lines] == names
+    for line in lines:
+        pairs = line.split()[1:]
+        best = dict(zip(pairs[::2], map(int, pairs[1::2])))
+        assert list(best) == list(VOWEL_PLANTED) and all(best[v] in VOWEL_PLANTED[v] for v in best), line
+
+
+def test_vowel_curves_are_deterministic_and_skip_missing_measures(tmp_path):
+    per_vowel = {"a": {"coral": [3.0, 1.0, None], "cka": [0.1, 0.9, 0.5]}, "i": {"coral": [0.5, 2.0, 1.0]}}
+    paths = [plots.vowel_curves([0, 1, 2], per_vowel, tmp_path / f"{i}.png", directions={"coral": "lower",
+             "cka": "higher"}, title="x") for i in range(2)]
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert plt_image.imread(paths[0]).shape[2] == 4
+
+
+def test_segment_level_outputs_read_no_target_label(tmp_path):
+    def run(shuffle):
+        caches = write_vowel_planted(tmp_path / "caches", shuffle_target_labels=shuffle)  # same paths each time
+        out = tmp_path / f"out-{shuffle}"
+        compute_similarity(*caches, out, level="segment", measures_wanted=["coral", "mmd", "centroid-cos"])
+        labelled = compute_similarity(*caches, level="segment", measures_wanted=["centroid-cos"],
+                                      target_labels="dev")
+        return {p.name: p.read_bytes() for p in sorted(out.iterdir())}, labelled["per_vowel"]
+
+    (plain, plain_labelled), (shuffled, shuffled_labelled) = run(False), run(True)
+    assert sorted(plain) == ["similarity.csv", "similarity.json", "similarity.png", "similarity_per_vowel.png"]
+    assert plain == shuffled
+    # the check can fail: with a labelled target split the per-vowel centroid cosines move
+    for vowel in "aiu":
+        assert plain_labelled[vowel]["centroid-cos"] != shuffled_labelled[vowel]["centroid-cos"]
+
+
+def test_cli_prints_the_best_layer_per_vowel(vowel_planted, tmp_path):
+    run = cli("similarity", *vowel_planted, "-o", tmp_path, "--level", "segment", "--measures", "coral")
+    assert run.exit_code == 0, run.output
+    lines = run.output.splitlines()
+    start = lines.index("best layer per vowel class:") + 1
+    assert_best_per_vowel(lines[start:start + 1], ["coral"])
+    assert "note: per-vowel measures skip vowel 'o'" in run.output and "similarity_per_vowel.png" in run.output
+
+
+def test_per_vowel_label_aware_measures_need_enough_labelled_segments(tmp_path):
+    caches = write_vowel_planted(tmp_path, sizes=(150, 120, 8))
+    result = compute_similarity(*caches, level="segment", measures_wanted=["coral", "centroid-cos"],
+                                target_labels="dev")
+    assert list(result["measures"]) == ["coral", "centroid-cos"]  # pooled over vowels: 24 labelled segments
+    assert {vowel: list(columns) for vowel, columns in result["per_vowel"].items()} == \
+        {vowel: ["coral"] for vowel in "aiu"}
+    assert result["vowel_counts"]["a"] == {"source": 150, "target": 120, "target_labelled": 8}
+    assert any(note.startswith("per-vowel centroid-cos skip vowel 'a': 8 labelled target segments of")
+               and note.endswith("(need at least 10 segments of 2 classes)") for note in result["notes"])

@@ -2,7 +2,12 @@
 
 Reads two caches one layer at a time (memory stays near one layer's features),
 computes the measures of :mod:`sers.measures` per layer, and writes
-``similarity.json``, ``similarity.csv`` and PNG plots to an output folder.
+``similarity.json``, ``similarity.csv`` and PNG plots to an output folder
+(:mod:`sers.pipeline.similarity_outputs`).
+
+At segment level (vowel segments) the top-level measures pool every vowel, with
+centroids per emotion x vowel; ``per_vowel`` repeats the measures on each vowel
+class's segments alone (centroids per emotion), ``vowel_counts`` says how many there were.
 
 Label discipline: the target's label column is read only when the user names a
 labelled target analysis split (``target_labels``); without it the label-aware
@@ -10,10 +15,6 @@ measures are skipped with a note and no output depends on target labels.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,11 +22,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import sers.cache
-from sers import __version__, measures, plots
+from sers import __version__, measures
 from sers.errors import SersError
+from sers.pipeline.similarity_outputs import format_table, to_csv, write_outputs  # noqa: F401 (re-exported)
 
 LEVELS = ("utterance", "segment")
 LABEL_AWARE = ("centroid-cos", "cka", "probe")
+# A vowel class with fewer segments on either side is left out of ``per_vowel`` (with a note):
+# a covariance or a held-out fold from a handful of segments says more about noise than layers.
+MIN_VOWEL_SEGMENTS = 10
 
 
 @dataclass
@@ -36,6 +41,7 @@ class Sample:
     at segment level it becomes "emotion/vowel", so centroid measures compare
     matched (emotion x vowel) centroids without changing anything downstream.
     ``labels`` (the emotion, what the probe learns) is None where labels may not be read.
+    ``vowels`` (segment level only) is each segment's vowel class: not a label, always read.
     A segment-level sample overrides :meth:`features` to read the segments' pooled features.
     """
     cache: sers.cache.CacheReader
@@ -43,6 +49,7 @@ class Sample:
     split: str
     labels: np.ndarray | None = None
     groups: np.ndarray | None = None
+    vowels: np.ndarray | None = None
 
     def features(self, layer: int) -> np.ndarray:
         return self.cache.pooled(layer, rows=self.rows)
@@ -51,7 +58,10 @@ class Sample:
         return len(self.rows)
 
     def subset(self, keep: np.ndarray) -> "Sample":
-        return replace(self, rows=self.rows[keep], labels=self.labels[keep], groups=self.groups[keep])
+        def pick(column):
+            return None if column is None else column[keep]
+        return replace(self, rows=self.rows[keep], labels=pick(self.labels), groups=pick(self.groups),
+                       vowels=pick(self.vowels))
 
 
 class SegmentSample(Sample):
@@ -77,11 +87,12 @@ def segment_sample(cache, split: str, *, role: str, read_labels: bool, labelled_
         raise SersError(f"{cache.path}: this cache has no vowel segments; extract with --alignments")
     table = cache.segments  # each segment carries its utterance's split and label
     rows = _choose_rows(cache, table, split, "vowel segments", role, labelled_only, max_rows, seed)
+    vowels = table.vowel[rows].astype(str)
     if not read_labels:
-        return SegmentSample(cache, rows, split)
+        return SegmentSample(cache, rows, split, vowels=vowels)
     labels = table.label[rows].astype(str)
-    groups = np.asarray([f"{label}/{vowel}" for label, vowel in zip(labels, table.vowel[rows])])
-    return SegmentSample(cache, rows, split, labels, groups)
+    groups = np.asarray([f"{label}/{vowel}" for label, vowel in zip(labels, vowels)])
+    return SegmentSample(cache, rows, split, labels, groups, vowels)
 
 
 def _choose_rows(cache, table, split, what, role, labelled_only, max_rows, seed) -> np.ndarray:
@@ -130,7 +141,7 @@ def compute_similarity(source, target, out_dir=None, *, measures_wanted=None, la
         if classes:
             labelled = labelled.subset(np.isin(labelled.labels, classes))
         result = _run_layers(source_sample, target_sample, labelled, classes, wanted, layers, n_folds, seed,
-                             progress)
+                             progress, notes)
         result.update(skipped=skipped, notes=notes)
         result.update(_describe(src, tgt, source_sample, target_sample, labelled, target_labels,
                                 level, max_utterances, seed, n_folds))
@@ -141,9 +152,10 @@ def compute_similarity(source, target, out_dir=None, *, measures_wanted=None, la
 
 
 def _run_layers(source: Sample, target: Sample, labelled: Sample | None, classes: list, wanted, layers,
-                n_folds, seed, progress) -> dict:
+                n_folds, seed, progress, notes: list) -> dict:
     """Every measure at every layer, reading one layer of each sample at a time.
-    ``classes`` are the emotions the label-aware measures compare ([] = skip them)."""
+    ``classes`` are the emotions the label-aware measures compare ([] = skip them).
+    Segment samples are also compared one vowel class at a time (``per_vowel``)."""
     label_aware = [m for m in LABEL_AWARE if m in wanted] if classes else []
     use_folds = "domain" in wanted
     for sample in (source, target):
@@ -151,55 +163,143 @@ def _run_layers(source: Sample, target: Sample, labelled: Sample | None, classes
             raise SersError(f"{sample.cache.path}: split {sample.split!r} has {len(sample)} utterances; "
                             f"the measures need at least {n_folds if use_folds else 2}")
     k = n_folds if use_folds else 1
-    folds_s = measures.fold_assignment(len(source), k, seed)
-    folds_t = measures.fold_assignment(len(target), k, seed + 1)
     source_keep = np.isin(source.labels, classes) if label_aware else None
-    # centroid keys present on both sides (the emotions themselves at utterance level)
-    groups = (sorted(set(source.groups[source_keep].tolist()) & set(labelled.groups.tolist()))
-              if label_aware else [])
+    label_free = [c for c in ("coral", "mmd", "domain") if c in wanted]
+    pooled = _Comparison.of(source, target, labelled, source_keep, None, label_free, label_aware, k, seed)
+    by_vowel = {} if source.vowels is None else \
+        _vowel_comparisons(source, target, labelled, source_keep, label_free, label_aware, k, seed, notes)
+    comparisons = [pooled, *by_vowel.values()]
 
-    columns = [c for c in ("coral", "mmd", "domain", "proxy-a-distance") if c in wanted or
-               (c == "proxy-a-distance" and "domain" in wanted)] + label_aware
-    values = {name: [] for name in columns}
     summaries_s, summaries_t = [], []
     for layer in tqdm(layers, desc="similarity", unit="layer", disable=not progress):
         xs, xt = source.features(layer), target.features(layer)
-        ms, mt = measures.compute_moments(xs, folds_s, k), measures.compute_moments(xt, folds_t, k)
-        s, t = ms.stats(), mt.stats()
-        centre, scale = measures.standardiser_of(s, t)
-        if "coral" in values:
-            values["coral"].append(measures.coral_from_stats(s, t, centre, scale))
-        if "mmd" in values:
-            values["mmd"].append(measures.mmd_from_stats(s, t, centre, scale))
-        if "domain" in values:
-            accuracy, pad = measures.domain_from_moments(xs, ms, folds_s, xt, mt, folds_t, centre, scale)
-            values["domain"].append(accuracy)
-            values["proxy-a-distance"].append(pad)
-        del xt, ms, mt
+        for comparison in comparisons:
+            comparison.add_label_free(xs, xt, k)
+        del xt
         if label_aware:
             xs_labelled = xs if source_keep.all() else xs[source_keep]  # no copy when all are labelled
-            ys = source.labels[source_keep]
             del xs
             xl = labelled.features(layer)
-            cs = measures.class_centroids(xs_labelled, source.groups[source_keep], groups)
-            cl = measures.class_centroids(xl, labelled.groups, groups)
-            summaries_s.append(measures.LayerSummary(s.mean, np.diag(s.cov).copy(), cs))
-            summaries_t.append(measures.LayerSummary(t.mean, np.diag(t.cov).copy(), cl))
-            for name in ("centroid-cos", "cka"):
-                if name in values:
-                    values[name].append(measures.CENTROID_MEASURES[name](cs, cl, centre, scale))
-            if "probe" in values:
-                values["probe"].append(measures.probe_uar(xs_labelled, ys, xl, labelled.labels))
+            for comparison in comparisons:
+                if comparison.keys:
+                    comparison.add_label_aware(xs_labelled, xl)
+            pair, (cs, cl) = pooled.pair, pooled.centroids
+            summaries_s.append(measures.LayerSummary(pair.mean_s, pair.var_s, cs))
+            summaries_t.append(measures.LayerSummary(pair.mean_t, pair.var_t, cl))
             del xs_labelled, xl
     matrices = {name: {"rows": "source layer", "columns": "target layer",
                        "values": measures.cross_layer_matrix(summaries_s, summaries_t, name).tolist()}
-                for name in ("centroid-cos", "cka") if name in values}
+                for name in ("centroid-cos", "cka") if name in pooled.values}
     table = {name: {"direction": measures.MEASURES[name].direction,
                     "label_free": measures.MEASURES[name].label_free,
                     "description": measures.MEASURES[name].description,
-                    "values": vals} for name, vals in values.items()}
-    return {"layers": list(layers), "classes": classes, "centroid_groups": groups,
-            "measures": table, "matrices": matrices}
+                    "values": vals} for name, vals in pooled.values.items()}
+    result = {"layers": list(layers), "classes": classes, "centroid_groups": pooled.keys,
+              "measures": table, "matrices": matrices}
+    if source.vowels is not None:
+        result["per_vowel"] = {vowel: comparison.values for vowel, comparison in by_vowel.items()}
+        result["vowel_counts"] = _vowel_counts(source, target, labelled)
+    return result
+
+
+class _Comparison:
+    """Source against target on a selection of rows: all of them (the top-level measures)
+    or one vowel class's. Rows are positions within the samples (None: all, without a copy);
+    the label-aware rows are positions within the source's labelled-class rows and within
+    the labelled target sample. ``keys`` are the centroid keys both sides have ([]: no
+    label-aware measures here)."""
+
+    def __init__(self, source_rows, target_rows, folds_s, folds_t, label_free: list, label_aware: list,
+                 labelled_rows=(None, None), source_keys=None, source_labels=None, target_keys=None,
+                 target_labels=None, keys=()):
+        self.source_rows, self.target_rows = source_rows, target_rows
+        self.folds_s, self.folds_t = folds_s, folds_t
+        self.labelled_source_rows, self.labelled_rows = labelled_rows
+        self.source_keys, self.source_labels = source_keys, source_labels
+        self.target_keys, self.target_labels = target_keys, target_labels
+        self.keys = list(keys)
+        columns = label_free + (["proxy-a-distance"] if "domain" in label_free else [])
+        columns = [c for c in ("coral", "mmd", "domain", "proxy-a-distance") if c in columns]
+        self.values = {name: [] for name in columns + (label_aware if self.keys else [])}
+        self.label_free = label_free
+        self.pair = self.centroids = None  # of the current layer
+
+    @classmethod
+    def of(cls, source: Sample, target: Sample, labelled, source_keep, vowel, label_free, label_aware, k, seed):
+        """All rows (``vowel`` None) or the rows of one vowel class."""
+        def rows_of(vowels):  # positions of this vowel's rows; None: every row
+            return None if vowel is None else np.flatnonzero(vowels == vowel)
+        source_rows, target_rows = rows_of(source.vowels), rows_of(target.vowels)
+        n_s, n_t = len(_take(source.rows, source_rows)), len(_take(target.rows, target_rows))
+        folds = measures.fold_assignment(n_s, k, seed), measures.fold_assignment(n_t, k, seed + 1)
+        if not label_aware:
+            return cls(source_rows, target_rows, *folds, label_free, [])
+        # Centroids: "emotion/vowel" groups over all rows, the emotions within one vowel.
+        key = "groups" if vowel is None else "labels"
+        ls_rows = rows_of(None if vowel is None else source.vowels[source_keep])
+        lt_rows = rows_of(labelled.vowels)
+        source_keys = _take(getattr(source, key)[source_keep], ls_rows)
+        target_keys = _take(getattr(labelled, key), lt_rows)
+        shared = sorted(set(source_keys.tolist()) & set(target_keys.tolist()))
+        return cls(source_rows, target_rows, *folds, label_free, label_aware, (ls_rows, lt_rows),
+                   source_keys, _take(source.labels[source_keep], ls_rows), target_keys,
+                   _take(labelled.labels, lt_rows), shared)
+
+    def add_label_free(self, xs, xt, k: int) -> None:
+        values, self.pair = measures.label_free_at_layer(_take(xs, self.source_rows), self.folds_s,
+                                                         _take(xt, self.target_rows), self.folds_t, k,
+                                                         self.label_free)
+        for name, value in values.items():
+            self.values[name].append(value)
+
+    def add_label_aware(self, xs_labelled, xl) -> None:
+        a, b = _take(xs_labelled, self.labelled_source_rows), _take(xl, self.labelled_rows)
+        cs = measures.class_centroids(a, self.source_keys, self.keys)
+        cl = measures.class_centroids(b, self.target_keys, self.keys)
+        for name in ("centroid-cos", "cka"):
+            if name in self.values:
+                self.values[name].append(
+                    measures.CENTROID_MEASURES[name](cs, cl, self.pair.centre, self.pair.scale))
+        if "probe" in self.values:
+            self.values["probe"].append(measures.probe_uar(a, self.source_labels, b, self.target_labels))
+        self.centroids = cs, cl
+
+
+def _vowel_comparisons(source, target, labelled, source_keep, label_free, label_aware, k, seed,
+                       notes) -> dict[str, _Comparison]:
+    """One comparison per vowel class with enough segments on both sides; notes name the rest."""
+    minimum = max(MIN_VOWEL_SEGMENTS, k)
+    comparisons = {}
+    for vowel in sorted(set(source.vowels.tolist()) | set(target.vowels.tolist())):
+        n_s, n_t = int(np.sum(source.vowels == vowel)), int(np.sum(target.vowels == vowel))
+        if min(n_s, n_t) < minimum:
+            notes.append(f"per-vowel measures skip vowel {vowel!r}: {n_s} source and {n_t} target segments "
+                         f"(need at least {minimum} on each side)")
+            continue
+        comparison = _Comparison.of(source, target, labelled, source_keep, vowel, label_free, label_aware, k, seed)
+        if label_aware:
+            n_l = len(comparison.labelled_rows)
+            if len(comparison.keys) < 2 or n_l < minimum:
+                notes.append(f"per-vowel {', '.join(label_aware)} skip vowel {vowel!r}: {n_l} labelled target "
+                             f"segments of {len(comparison.keys)} shared classes (need at least {minimum} "
+                             f"segments of 2 classes)")
+                comparison = _Comparison.of(source, target, None, None, vowel, label_free, [], k, seed)
+        comparisons[vowel] = comparison
+    return comparisons
+
+
+def _vowel_counts(source: Sample, target: Sample, labelled: Sample | None) -> dict:
+    """Segments per vowel class on each side (the labelled target's only when it was read)."""
+    sides = {"source": source, "target": target}
+    if labelled is not None:
+        sides["target_labelled"] = labelled
+    vowels = sorted(set(source.vowels.tolist()) | set(target.vowels.tolist()))
+    return {vowel: {side: int(np.sum(sample.vowels == vowel)) for side, sample in sides.items()}
+            for vowel in vowels}
+
+
+def _take(x, rows):
+    return x if rows is None else x[rows]
 
 
 def _label_plan(source: Sample, labelled: Sample | None, wanted, skipped: dict, notes: list) -> list:
@@ -250,81 +350,9 @@ def _describe(src, tgt, source: Sample, target: Sample, labelled, target_labels,
 
 def _ordered(result: dict) -> dict:
     order = ("sers_version", "level", "source", "target", "labels_used", "max_utterances", "seed",
-             "n_folds", "classes", "centroid_groups", "layers", "measures", "matrices", "skipped", "notes")
-    return {key: result[key] for key in order}
-
-
-# -- outputs --------------------------------------------------------------------------------
-
-def write_outputs(result: dict, out_dir) -> list[Path]:
-    """similarity.json, similarity.csv, similarity.png (curves) and one heatmap per matrix form."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / "similarity.json"
-    json_path.write_text(json.dumps(_json_safe(result), indent=2) + "\n")
-    csv_path = out_dir / "similarity.csv"
-    csv_path.write_text(to_csv(result))
-    written = [json_path, csv_path]
-    table = result["measures"]
-    if table:
-        written.append(plots.layer_curves(
-            result["layers"], {n: m["values"] for n, m in table.items()}, out_dir / "similarity.png",
-            directions={n: m["direction"] for n, m in table.items()},
-            title=f"{Path(result['source']['cache']).name} vs {Path(result['target']['cache']).name}"))
-    for name, matrix in result["matrices"].items():
-        written.append(plots.layer_heatmap(matrix["values"], out_dir / f"similarity_{name}.png",
-                                           title=f"{name}: source layer vs target layer"))
-    return written
-
-
-def to_csv(result: dict) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    names = list(result["measures"])
-    writer.writerow(["layer", *names])
-    for i, layer in enumerate(result["layers"]):
-        writer.writerow([layer, *(_number(result["measures"][n]["values"][i]) for n in names)])
-    return buffer.getvalue()
-
-
-def format_table(result: dict) -> str:
-    """Layers x measures for the terminal; '*' marks the best layer of each measure."""
-    names = list(result["measures"])
-    best = {}
-    for name in names:
-        vals = np.array([np.nan if v is None else v for v in result["measures"][name]["values"]], float)
-        if np.isfinite(vals).any():
-            lower = result["measures"][name]["direction"] == "lower"
-            best[name] = int(np.nanargmin(vals) if lower else np.nanargmax(vals))
-    widths = [max(len(n), 9) for n in names]
-    lines = ["layer  " + "  ".join(n.rjust(w) for n, w in zip(names, widths))]
-    arrows = ["lower" if result["measures"][n]["direction"] == "lower" else "higher" for n in names]
-    lines.append("       " + "  ".join(f"({a})".rjust(w) for a, w in zip(arrows, widths)))
-    for i, layer in enumerate(result["layers"]):
-        cells = []
-        for name, w in zip(names, widths):
-            value = result["measures"][name]["values"][i]
-            text = "nan" if value is None or not math.isfinite(value) else f"{value:.4g}"
-            cells.append((text + ("*" if best.get(name) == i else " ")).rjust(w + 1))
-        lines.append(f"{layer:>5} " + " ".join(cells))
-    return "\n".join(lines)
-
-
-def _number(value) -> str:
-    return "" if value is None or not math.isfinite(value) else repr(float(value))
-
-
-def _json_safe(value):
-    """NaN/inf become null (JSON has no NaN); numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+             "n_folds", "classes", "centroid_groups", "layers", "measures", "matrices", "per_vowel",
+             "vowel_counts", "skipped", "notes")
+    return {key: result[key] for key in order if key in result}  # per_vowel: segment level only
 
 
 def _counts(labels) -> dict:

@@ -1,0 +1,113 @@
+"""The files and terminal table of `sers similarity`, from the result dict of
+:func:`sers.pipeline.similarity.compute_similarity`.
+
+similarity.json (the whole result), similarity.csv (layers x measures), similarity.png
+(a curve per measure), a heatmap per matrix form and, at segment level,
+similarity_per_vowel.png (a line per vowel class). Same result, same bytes.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from sers import plots
+
+
+def write_outputs(result: dict, out_dir) -> list[Path]:
+    """similarity.json, similarity.csv, similarity.png (curves), one heatmap per matrix form and,
+    at segment level, similarity_per_vowel.png (a line per vowel class)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "similarity.json"
+    json_path.write_text(json.dumps(_json_safe(result), indent=2) + "\n")
+    csv_path = out_dir / "similarity.csv"
+    csv_path.write_text(to_csv(result))
+    written = [json_path, csv_path]
+    table = result["measures"]
+    directions = {n: m["direction"] for n, m in table.items()}
+    title = f"{Path(result['source']['cache']).name} vs {Path(result['target']['cache']).name}"
+    if table:
+        written.append(plots.layer_curves(result["layers"], {n: m["values"] for n, m in table.items()},
+                                          out_dir / "similarity.png", directions=directions, title=title))
+    if result.get("per_vowel"):
+        written.append(plots.vowel_curves(result["layers"], result["per_vowel"],
+                                          out_dir / "similarity_per_vowel.png", directions=directions,
+                                          title=f"{title}, per vowel class"))
+    for name, matrix in result["matrices"].items():
+        written.append(plots.layer_heatmap(matrix["values"], out_dir / f"similarity_{name}.png",
+                                           title=f"{name}: source layer vs target layer"))
+    return written
+
+
+def to_csv(result: dict) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    names = list(result["measures"])
+    writer.writerow(["layer", *names])
+    for i, layer in enumerate(result["layers"]):
+        writer.writerow([layer, *(_number(result["measures"][n]["values"][i]) for n in names)])
+    return buffer.getvalue()
+
+
+def format_table(result: dict) -> str:
+    """Layers x measures for the terminal; '*' marks the best layer of each measure.
+    At segment level a line per measure follows with each vowel class's best layer."""
+    names = list(result["measures"])
+    best = {}
+    for name in names:
+        index = _best_index(result["measures"][name]["values"], result["measures"][name]["direction"])
+        if index is not None:
+            best[name] = index
+    widths = [max(len(n), 9) for n in names]
+    lines = ["layer  " + "  ".join(n.rjust(w) for n, w in zip(names, widths))]
+    arrows = ["lower" if result["measures"][n]["direction"] == "lower" else "higher" for n in names]
+    lines.append("       " + "  ".join(f"({a})".rjust(w) for a, w in zip(arrows, widths)))
+    for i, layer in enumerate(result["layers"]):
+        cells = []
+        for name, w in zip(names, widths):
+            value = result["measures"][name]["values"][i]
+            text = "nan" if value is None or not math.isfinite(value) else f"{value:.4g}"
+            cells.append((text + ("*" if best.get(name) == i else " ")).rjust(w + 1))
+        lines.append(f"{layer:>5} " + " ".join(cells))
+    if result.get("per_vowel"):
+        lines.append("best layer per vowel class:")
+        for name in names:
+            cells = [f"{vowel} {_best_layer(result, columns[name], name)}"
+                     for vowel, columns in result["per_vowel"].items() if name in columns]
+            if cells:
+                lines.append(f"  {name:<17}" + "   ".join(cells))
+    return "\n".join(lines)
+
+
+def _best_index(values, direction: str) -> int | None:
+    vals = np.array([np.nan if v is None else v for v in values], float)
+    if not np.isfinite(vals).any():
+        return None
+    return int(np.nanargmin(vals) if direction == "lower" else np.nanargmax(vals))
+
+
+def _best_layer(result: dict, values, name: str) -> str:
+    index = _best_index(values, result["measures"][name]["direction"])
+    return "-" if index is None else str(result["layers"][index])
+
+
+def _number(value) -> str:
+    return "" if value is None or not math.isfinite(value) else repr(float(value))
+
+
+def _json_safe(value):
+    """NaN/inf become null (JSON has no NaN); numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
