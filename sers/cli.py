@@ -430,6 +430,9 @@ def _command_line(ctx) -> str:
 @click.option("--target-test", default="test", show_default=True, help="Target split to report.")
 @click.option("--target-dev", help="Labelled target split for model selection (results marked target-selected).")
 @click.option("--stat", default="mean", show_default=True, help="Pooled statistic to read (mean or std).")
+@click.option("--features", type=click.Choice(["pooled", "frames"]), default="pooled", show_default=True,
+              help="frames: attentive pooling over the cached frames of the needed layers (extract with "
+                   "--frame-layers); held in memory as stored (float16).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Runs in parallel.")
 @click.option("--backend", type=click.Choice(["loky", "dask", "ray"]), default="loky", show_default=True,
               help="joblib backend for --jobs (dask/ray: pip install 'sers[dask]' / 'sers[ray]').")
@@ -438,7 +441,7 @@ def _command_line(ctx) -> str:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(source, target, methods, anchors, out_dir, seeds, lambda_, epochs, batch_size, lr, weight_decay,
           hidden, dropout, patience, normalize, group_weights, align, vowel_lambda, source_train, source_dev,
-          target_train, target_test, target_dev, stat, jobs, backend, device, no_plots, quiet):
+          target_train, target_test, target_dev, stat, features, jobs, backend, device, no_plots, quiet):
     """Train emotion heads on cached features: methods x seeds, one run folder each.
 
     Source labels train the head; target train data is used unlabelled; target test
@@ -454,6 +457,8 @@ def train(source, target, methods, anchors, out_dir, seeds, lambda_, epochs, bat
           --lambda 10 --normalize per-language -o runs-gl/
       sers train --source en.zarr --target zh.zarr --method lam,lam-gl --anchors anchors.json \\
           --align vowel --vowel-lambda 100 -o runs-vowel/
+      sers train --source en.zarr --target zh.zarr --method last,lam --anchors 3,5,7 \\
+          --features frames -o runs-frames/
     """
     from sers.pipeline.train import format_results, train as run_train
 
@@ -464,7 +469,7 @@ def train(source, target, methods, anchors, out_dir, seeds, lambda_, epochs, bat
                       group_weights=group_weights, align=align, vowel_lambda=vowel_lambda, device=device,
                       source_train=source_train,
                       source_dev=source_dev, target_train=target_train, target_test=target_test,
-                      target_dev=target_dev, stat=stat, jobs=jobs, backend=backend, plots=not no_plots,
+                      target_dev=target_dev, stat=stat, features=features, jobs=jobs, backend=backend, plots=not no_plots,
                       progress=not quiet,
                       log=lambda line: click.echo(line, err=True),
                       command=_command_line(click.get_current_context()))

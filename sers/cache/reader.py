@@ -200,6 +200,14 @@ class CacheReader:
         stop = start + int(self.utterances.n_frames[row])
         return np.asarray(self._backend.array(schema.frames_name(layer))[start:stop], dtype=np.float32)
 
+    def frame_rows(self, layer: int, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of the raw ``frames/layer_<l>`` array, in its stored dtype (float16):
+        a contiguous read spanning many utterances (locate them with ``frame_offset``/``n_frames``)."""
+        if int(layer) not in self.frame_layers:
+            raise SersError(f"{self.path}: frames of layer {layer} are not stored "
+                            f"(stored: {self.frame_layers or 'none'})")
+        return np.asarray(self._backend.array(schema.frames_name(layer))[start:stop])
+
     def to_xarray(self, layers=None, stat: str = "mean"):
         """An xarray Dataset of pooled features (loaded into memory) with the utterance table as coords."""
         try:

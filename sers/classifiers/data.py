@@ -44,7 +44,10 @@ def as_layer_dict(X, name: str) -> dict[int, np.ndarray]:
     return dict(sorted(layers.items()))
 
 
-def n_rows(layers: dict[int, np.ndarray]) -> int:
+def n_rows(layers) -> int:
+    """Utterances in a layer dict (or in frame features, which say so themselves)."""
+    if hasattr(layers, "n_utterances"):
+        return layers.n_utterances
     return len(next(iter(layers.values())))
 
 

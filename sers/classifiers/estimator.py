@@ -16,6 +16,11 @@ segment features, which carry a vowel class and no emotion label
     >>> clf = LayerAnchoringClassifier(method="lam", anchors=[3, 5, 7], align="vowel")
     >>> clf.fit(X_source, y_source, X_target, source_segments=(S_source, vowels_source),
     ...         target_segments=(S_target, vowels_target))
+
+With ``features="frames"`` every ``X_*`` is a :class:`~sers.classifiers.frames.FrameFeatures`
+(per layer one (total_frames, D) array and per-utterance lengths, the cache layout) and each
+branch pools its frames by attention before its projection; see :mod:`sers.classifiers.frames`
+for the equation and what is held in memory.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from torch.nn import functional as F
 
 from sers.classifiers import data
 from sers.classifiers.data import InputError
+from sers.classifiers.frames import as_frames, padded_batch
 from sers.classifiers.heads import ALIGNING_METHODS, METHODS, LayerHead, method_branches
 from sers.classifiers.losses import coral_loss
 from sers.classifiers.metrics import uar
@@ -38,6 +44,7 @@ from sers.classifiers.segments import VowelBatches, aligned_layers, as_segment_p
 WEIGHTS_FORMAT = "sers-layer-anchoring-classifier/1"
 ALIGN = ("utterance", "vowel")
 VOWEL_METHODS = ("lam", "lam-gl")
+FEATURES = ("pooled", "frames")
 
 
 class LayerAnchoringClassifier(BaseEstimator):
@@ -63,12 +70,14 @@ class LayerAnchoringClassifier(BaseEstimator):
         target segments of that vowel (``fit``'s ``source_segments``/``target_segments``); each
         step draws up to ``batch_size`` segments of every vowel class from each side.
     vowel_lambda : weight of the vowel-level term; None = ``lambda_``.
+    features : "pooled" (one vector per utterance and layer) or "frames" (``FrameFeatures``
+        inputs; attentive pooling per branch, its scoring vectors trained with the head).
     """
 
     def __init__(self, method="lam", anchors=None, lambda_=1.0, hidden=256, dropout=0.2, epochs=30,
                  batch_size=128, lr=1e-3, weight_decay=0.0, patience=5, normalize="global",
                  group_weights="mean", seed=0, device="cpu", verbose=False, align="utterance",
-                 vowel_lambda=None):
+                 vowel_lambda=None, features="pooled"):
         self.method = method
         self.anchors = anchors
         self.lambda_ = lambda_
@@ -86,6 +95,7 @@ class LayerAnchoringClassifier(BaseEstimator):
         self.verbose = verbose
         self.align = align
         self.vowel_lambda = vowel_lambda
+        self.features = features
 
     # -- which layers -----------------------------------------------------------------
 
@@ -110,7 +120,10 @@ class LayerAnchoringClassifier(BaseEstimator):
                   (self.align != "vowel" or self.method in VOWEL_METHODS,
                    f"align='vowel' aligns anchor layers vowel by vowel: it works with methods "
                    f"{' and '.join(VOWEL_METHODS)}, not {self.method!r}"),
-                  (self.vowel_lambda is None or self.vowel_lambda >= 0, "vowel_lambda must be >= 0")]
+                  (self.vowel_lambda is None or self.vowel_lambda >= 0, "vowel_lambda must be >= 0"),
+                  (self.features in FEATURES, f"features must be one of {', '.join(FEATURES)}, not {self.features!r}"),
+                  (self.features == "pooled" or self.align == "utterance",
+                   "align='vowel' compares pooled vowel segments: use it with features='pooled'")]
         for ok, message in checks:
             if not ok:
                 raise InputError(message)
@@ -150,7 +163,7 @@ class LayerAnchoringClassifier(BaseEstimator):
         classes)`` of the vowel segments of the source and target training utterances.
         """
         self._check_params()
-        source = data.as_layer_dict(X_source, "X_source")
+        source = self._as_input(X_source, "X_source")
         branches, aligned = method_branches(self.method, self.anchors, source)
         self.layers_ = sorted({layer for branch in branches for layer in branch})
         missing = sorted(set(self.layers_) - set(source))
@@ -199,8 +212,12 @@ class LayerAnchoringClassifier(BaseEstimator):
                     torch.use_deterministic_algorithms(deterministic)
         return self
 
+    def _as_input(self, X, name):
+        """A layer dict of pooled features, or FrameFeatures, as ``features`` says."""
+        return as_frames(X, name) if self.features == "frames" else data.as_layer_dict(X, name)
+
     def _checked_other(self, X, name, source):
-        other = data.as_layer_dict(X, name)
+        other = self._as_input(X, name)
         missing = sorted(set(self.layers_) - set(other))
         if missing:
             raise InputError(f"{name} lacks layers {missing} that X_source provides")
@@ -227,18 +244,32 @@ class LayerAnchoringClassifier(BaseEstimator):
             self.stats_ = {"source": stats, "target": stats}
         elif self.normalize == "global":
             sides = [source] + ([target] if target is not None else [])
-            stats = data.layer_stats(sides, self.layers_, "X_source/X_target")
+            stats = self.feature_stats(sides, "X_source/X_target")
             self.stats_ = {"source": stats, "target": stats}
         else:
-            self.stats_ = {"source": data.layer_stats([source], self.layers_, "X_source"),
-                           "target": data.layer_stats([target], self.layers_, "X_target")}
+            self.stats_ = {"source": self.feature_stats([source], "X_source"),
+                           "target": self.feature_stats([target], "X_target")}
+
+    def feature_stats(self, sides, name) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) per read layer over the rows (pooled) or frames (frames) of ``sides``."""
+        if self.features == "frames":
+            sides = [{layer: side.frames_of(layer) for layer in self.layers_} for side in sides]
+        return data.layer_stats(sides, self.layers_, name)
 
     def _build(self, branches) -> None:
         self.branches_ = branches
         learned = self.method == "wsum" or self.group_weights == "learned"
         self.module_ = LayerHead(self.layers_, branches, self.input_dim_, len(self.classes_), self.hidden,
                                  self.dropout, learned_weights=learned,
-                                 domain_classifier=(self.method == "dann")).to(self.device)
+                                 domain_classifier=(self.method == "dann"),
+                                 attentive=(self.features == "frames")).to(self.device)
+
+    def _inputs(self, layers_data, rows, domain) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(standardised batch, mask of real frames or None): the arguments of the head's ``embed``."""
+        if self.features == "pooled":
+            return self._tensor(layers_data, rows, domain), None
+        frames, mask = padded_batch(layers_data, self.layers_, rows, self.stats_[domain])
+        return torch.from_numpy(frames).to(self.device), torch.from_numpy(mask).to(self.device)
 
     def _tensor(self, layers_data, rows, domain, layers=None) -> torch.Tensor:
         """Standardised (rows, layers, D) batch; ``layers`` (default: all the model reads) may be a subset."""
@@ -280,12 +311,12 @@ class LayerAnchoringClassifier(BaseEstimator):
             sums = np.zeros(len(names))
             order = torch.randperm(len(y), generator=shuffle).numpy()
             for step, rows in enumerate(np.array_split(order, n_batches)):
-                logits_embeddings = model.embed(self._tensor(source, rows, "source"))
+                logits_embeddings = model.embed(*self._inputs(source, rows, "source"))
                 targets = torch.from_numpy(label_index[rows]).to(self.device)
                 ce = F.cross_entropy(model.classify(logits_embeddings), targets, weight=class_weights)
                 align = torch.zeros((), device=self.device)
                 if target_rows is not None:
-                    target_embeddings = model.embed(self._tensor(target, target_rows.take(len(rows)), "target"))
+                    target_embeddings = model.embed(*self._inputs(target, target_rows.take(len(rows)), "target"))
                     if self.method == "dann":
                         progress = ((epoch - 1) * n_batches + step) / (self.epochs * n_batches)
                         model.domain[0].alpha = self.lambda_ * (2 / (1 + math.exp(-10 * progress)) - 1)
@@ -327,26 +358,52 @@ class LayerAnchoringClassifier(BaseEstimator):
 
     # -- predicting -------------------------------------------------------------------
 
-    def predict_proba(self, X, domain="target", batch_size=4096) -> np.ndarray:
-        """(n, n_classes) class probabilities; ``domain`` picks the per-language statistics."""
+    def predict_proba(self, X, domain="target", batch_size=None) -> np.ndarray:
+        """(n, n_classes) class probabilities; ``domain`` picks the per-language statistics.
+
+        ``batch_size``: utterances per forward pass (default 4096 pooled, ``self.batch_size`` frames).
+        """
+        layers_data = self._checked_input(X, domain)
+        batch_size = batch_size or (4096 if self.features == "pooled" else self.batch_size)
+        self.module_.eval()
+        out = []
+        with torch.no_grad():
+            for start in range(0, data.n_rows(layers_data), batch_size):
+                rows = np.arange(start, min(start + batch_size, data.n_rows(layers_data)))
+                logits = self.module_(*self._inputs(layers_data, rows, domain))
+                out.append(torch.softmax(logits, dim=1).cpu().numpy())
+        return np.concatenate(out)
+
+    def attention_weights(self, X, domain="target", branch=0, batch_size=None) -> np.ndarray:
+        """(total_frames,) attention weight of every frame of ``X`` at one branch, in ``X``'s
+        utterance order (each utterance's weights sum to one). ``features="frames"`` only."""
+        if self.features != "frames":
+            raise InputError("attention_weights needs a model trained with features='frames'")
+        X = self._checked_input(X, domain)
+        slots = self.module_.branch_slots[branch]
+        out = []
+        self.module_.eval()
+        with torch.no_grad():
+            for start in range(0, X.n_utterances, batch_size or self.batch_size):
+                rows = np.arange(start, min(start + (batch_size or self.batch_size), X.n_utterances))
+                frames, mask = self._inputs(X, rows, domain)
+                combined = self.module_.combine(branch, frames, slots)
+                out.append(self.module_.attention[branch].weights(combined, mask)[mask].cpu().numpy())
+        return np.concatenate(out)
+
+    def _checked_input(self, X, domain):
         if not hasattr(self, "module_"):
             raise InputError("this LayerAnchoringClassifier is not fitted yet; call fit() or load()")
         if domain not in self.stats_:
             raise InputError(f"domain must be one of {', '.join(self.stats_)}, not {domain!r}")
-        layers_data = data.as_layer_dict(X, "X")
+        layers_data = self._as_input(X, "X")
         missing = sorted(set(self.layers_) - set(layers_data))
         if missing:
             raise InputError(f"X lacks layers {missing}; this model reads layers {self.layers_}")
         if layers_data[self.layers_[0]].shape[1] != self.input_dim_:
             raise InputError(f"X has dimension {layers_data[self.layers_[0]].shape[1]}; "
                              f"the model was trained on {self.input_dim_}")
-        self.module_.eval()
-        out = []
-        with torch.no_grad():
-            for start in range(0, data.n_rows(layers_data), batch_size):
-                rows = np.arange(start, min(start + batch_size, data.n_rows(layers_data)))
-                out.append(torch.softmax(self.module_(self._tensor(layers_data, rows, domain)), dim=1).cpu().numpy())
-        return np.concatenate(out)
+        return layers_data
 
     def predict(self, X, domain="target") -> np.ndarray:
         return self.classes_[self.predict_proba(X, domain=domain).argmax(axis=1)]

@@ -2,7 +2,9 @@
 
 A *branch* is one layer or a group of layers. Its layers are combined (mean, or a
 learned softmax-weighted sum), projected to ``hidden`` and passed through a ReLU;
-the classifier reads the mean of the branch embeddings. The methods differ only in
+the classifier reads the mean of the branch embeddings. With frame features each branch
+first pools its (combined) frames by attention (:mod:`sers.classifiers.frames`), so the
+projections and every loss see one vector per utterance as with pooled features. The methods differ only in
 their branches and in which branch embeddings the alignment loss sees:
 
     last     [[L-1]]                                   no alignment
@@ -17,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sers.classifiers.frames import AttentivePooling
 from sers.classifiers.losses import GradientReversal
 
 METHODS = ("last", "wsum", "coral", "dann", "lam", "lam-gl")
@@ -48,11 +51,14 @@ def method_branches(method: str, anchors, available_layers) -> tuple[list[list[i
 
 
 class LayerHead(nn.Module):
-    """Input (batch, slots, D) where slot i holds layer ``layers[i]``; output logits and branch embeddings."""
+    """Input (batch, slots, D) where slot i holds layer ``layers[i]``; output logits and branch embeddings.
+
+    With ``attentive=True`` the input is (batch, slots, T, D) frames with a (batch, T) mask of real frames.
+    """
 
     def __init__(self, layers: list[int], branches: list[list[int]], input_dim: int, num_classes: int,
                  hidden: int = 256, dropout: float = 0.2, learned_weights: bool = False,
-                 domain_classifier: bool = False):
+                 domain_classifier: bool = False, attentive: bool = False):
         super().__init__()
         slot_of = {layer: i for i, layer in enumerate(layers)}
         self.branch_slots = [[slot_of[layer] for layer in branch] for branch in branches]
@@ -64,25 +70,36 @@ class LayerHead(nn.Module):
                                         nn.Dropout(dropout), nn.Linear(hidden, num_classes))
         self.domain = (nn.Sequential(GradientReversal(0.0), nn.Linear(hidden, hidden), nn.ReLU(),
                                      nn.Linear(hidden, 1)) if domain_classifier else None)
+        # Created last, and only for frames: pooled models keep their parameters and initial values.
+        self.attention = nn.ModuleList([AttentivePooling(input_dim) for _ in branches]) if attentive else None
 
     def layer_weights(self, branch: int) -> torch.Tensor:
         """Softmax weights of a branch's layers (they sum to one)."""
         return torch.softmax(self.layer_logits[branch], dim=0)
 
-    def embed(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def embed(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> list[torch.Tensor]:
         """One (batch, hidden) embedding per branch."""
-        return [self.embed_branch(b, x, slots) for b, slots in enumerate(self.branch_slots)]
+        return [self.embed_branch(b, x, slots, mask) for b, slots in enumerate(self.branch_slots)]
 
-    def embed_branch(self, branch: int, x: torch.Tensor, slots: list[int]) -> torch.Tensor:
+    def combine(self, branch: int, x: torch.Tensor, slots: list[int]) -> torch.Tensor:
+        """The branch's layers of ``x[:, slots]`` combined: one layer as it is, several by their weights
+        (frame by frame for frame inputs)."""
+        if len(slots) == 1:
+            return x[:, slots[0]]
+        if x.dim() == 4:
+            return torch.einsum("bstd,s->btd", x[:, slots], self.layer_weights(branch))
+        return torch.einsum("bsd,s->bd", x[:, slots], self.layer_weights(branch))
+
+    def embed_branch(self, branch: int, x: torch.Tensor, slots: list[int],
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, hidden) embedding of one branch, its layers read from ``x[:, slots]``.
 
         ``slots`` lets inputs that hold only some layers (segment features of the anchor
         layers) pass through the same projection as full utterance inputs.
         """
-        if len(slots) == 1:
-            combined = x[:, slots[0]]
-        else:
-            combined = torch.einsum("bsd,s->bd", x[:, slots], self.layer_weights(branch))
+        combined = self.combine(branch, x, slots)
+        if mask is not None:
+            combined = self.attention[branch](combined, mask)
         return torch.relu(self.projections[branch](combined))
 
     def classify(self, embeddings: list[torch.Tensor]) -> torch.Tensor:
@@ -91,5 +108,5 @@ class LayerHead(nn.Module):
     def domain_logits(self, embeddings: list[torch.Tensor]) -> torch.Tensor:
         return self.domain(torch.stack(embeddings).mean(dim=0)).squeeze(1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.embed(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.classify(self.embed(x, mask))

@@ -135,3 +135,36 @@ def planted_vowel_corpora(n_source=400, n_target=400, num_layers=4, dim=16, anch
         (out[f"X_{name}"], out[f"y_{name}"], out[f"segments_{name}"], out[f"vowels_{name}"],
          out[f"utterance_{name}"]) = side(n, name == "target")
     return out
+
+
+def planted_frames(n=400, num_layers=2, dim=16, frames=(20, 40), burst_frames=3, separation=4.0, marker=3.0,
+                   speaker_std=1.5, class_shares=(0.2, 0.3, 0.35, 0.15), seed=0):
+    """Frame features whose emotion cue is a short burst, which mean pooling washes out.
+
+    Each utterance has 20-40 frames of unit noise on top of a speaker offset (standard deviation
+    ``speaker_std``, the same for all its frames). In ``burst_frames`` consecutive frames, at a
+    random place, every layer carries the class displacement of size ``separation`` and a
+    class-independent ``marker`` direction (a loud moment). The mean over the frames keeps only
+    ``burst_frames / T`` of the class displacement but all of the speaker offset; attention that
+    finds the marker reads the burst frames at full strength.
+
+    Returns ``{"frames": {layer: [(T_i, dim) float16 per utterance]}, "y": labels, "burst":
+    [(T_i,) bool per utterance]}``.
+    """
+    rng = np.random.default_rng(seed)
+    k = len(CLASSES)
+    bases = [_directions(rng, dim, k + 1) for _ in range(num_layers)]  # class directions, then the marker
+    labels = rng.choice(k, size=n, p=np.asarray(class_shares) / np.sum(class_shares))
+    lengths = rng.integers(frames[0], frames[1] + 1, size=n)
+    out = {layer: [] for layer in range(num_layers)}
+    bursts = []
+    for label, length in zip(labels, lengths):
+        start = rng.integers(0, length - burst_frames + 1)
+        burst = np.zeros(length, bool)
+        burst[start:start + burst_frames] = True
+        bursts.append(burst)
+        for layer, basis in enumerate(bases):
+            x = rng.standard_normal((length, dim)) + speaker_std * rng.standard_normal(dim)
+            x[burst] += separation * basis[label] + marker * basis[k]
+            out[layer].append(x.astype(np.float16))
+    return {"frames": out, "y": np.asarray(CLASSES)[labels], "burst": bursts}

@@ -2,7 +2,8 @@
 
 A run folder (written by :mod:`sers.pipeline.train`) holds ``config.json`` and
 ``model.safetensors``; the model reads pooled features of the layers it was trained
-on. This module also holds the writers for the files a run folder shares with an
+on (their stored frames, for runs trained with ``--features frames``). This module also
+holds the writers for the files a run folder shares with an
 evaluation: predictions CSV and metrics JSON.
 """
 from __future__ import annotations
@@ -14,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 import sers.cache
-from sers.classifiers.data import layer_stats
 from sers.classifiers.estimator import LayerAnchoringClassifier
 from sers.classifiers.metrics import classification_metrics
 from sers.errors import SersError
@@ -71,6 +71,19 @@ def check_cache_matches(config: dict, cache, run_dir) -> None:
                             f"extract this corpus with the run's model")
 
 
+def _features(model, config, cache, rows, run_dir):
+    """The run's layers for ``rows``: pooled features, or the stored frames for frame runs."""
+    if config.get("features", "pooled") != "frames":
+        return dict(zip(model.layers_, cache.pooled_layers(model.layers_, rows=rows, stat=config.get("stat", "mean"))))
+    from sers.pipeline.frame_features import read_frames
+
+    stride = int(cache.attrs.get("frame_stride") or 1)
+    if stride != config.get("frame_stride", 1):
+        raise SersError(f"{cache.path} stores frames at stride {stride} but run {run_dir} was trained on stride "
+                        f"{config.get('frame_stride', 1)}; extract with --frame-stride {config.get('frame_stride', 1)}")
+    return read_frames(cache, model.layers_, {"rows": rows})["rows"]
+
+
 def _apply(run_dir, cache, split, stats):
     if stats not in STATS_CHOICES:
         raise SersError(f"--stats must be one of {', '.join(STATS_CHOICES)}, not {stats!r}")
@@ -81,10 +94,9 @@ def _apply(run_dir, cache, split, stats):
     if len(rows) == 0:
         splits = sorted(set(cache.utterances.split.astype(str)))
         raise SersError(f"{cache.path}: no utterances in split {split!r} (splits: {', '.join(splits)})")
-    features = cache.pooled_layers(model.layers_, rows=rows, stat=config.get("stat", "mean"))
-    X = dict(zip(model.layers_, features))
+    X = _features(model, config, cache, rows, run_dir)
     if stats == "cache":  # per-language standardisation by this corpus's own statistics
-        model.stats_["cache"] = layer_stats([X], model.layers_, str(cache.path))
+        model.stats_["cache"] = model.feature_stats([X], str(cache.path))
     proba = model.predict_proba(X, domain=stats)
     table = cache.utterances.select(rows)
     columns = {name: table[name] for name in ("id", "split", "language")}

@@ -1,4 +1,4 @@
-"""`sers train`: methods x seeds on cached pooled features, one run folder each, one results table.
+"""`sers train`: methods x seeds on cached pooled features (or frames), one run folder each, one results table.
 
 Data discipline (what the run folders' config.json records):
 
@@ -14,7 +14,9 @@ Data discipline (what the run folders' config.json records):
   class, never an emotion label.
 
 Features are read once per corpus for the union of the layers the methods need, and
-shared by all runs (joblib memory-maps them for worker processes).
+shared by all runs (joblib memory-maps them for worker processes): pooled features by
+default, the stored frames with ``features="frames"`` (attentive pooling per branch; see
+:mod:`sers.pipeline.frame_features`).
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from sers.classifiers.heads import METHODS
 from sers.classifiers.metrics import classification_metrics
 from sers.errors import SersError
 from sers.pipeline.evaluate import WEIGHTS, model_description, write_json, write_predictions
+from sers.pipeline.frame_features import check_frame_layers, read_frames
 from sers.pipeline.vowel_alignment import alignment_config, check_segments, read_segments, run_names
 from sers.tables import format_markdown_table, format_table
 
@@ -75,8 +78,10 @@ def _shared(block: np.ndarray, name: str, spill_dir) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
-def _read(cache, layers, parts: dict[str, np.ndarray], stat: str, log, spill_dir=None) -> dict:
+def _read(cache, layers, parts: dict[str, np.ndarray], stat: str, log, spill_dir=None, features="pooled") -> dict:
     """One read of ``layers`` for the rows of all ``parts``; each part is a view of that block."""
+    if features == "frames":
+        return read_frames(cache, layers, parts, log, share=lambda block, name: _shared(block, name, spill_dir))
     rows = np.concatenate(list(parts.values()))
     if log:
         size = len(layers) * len(rows) * cache.hidden_size * 4
@@ -91,6 +96,11 @@ def _read(cache, layers, parts: dict[str, np.ndarray], stat: str, log, spill_dir
 
 # -- one run (possibly in a worker process) -----------------------------------------------------
 
+def _layers(part, layers):
+    """The ``layers`` of one part: a layer dict, or FrameFeatures (which keep their utterance layout)."""
+    return part.select(layers) if hasattr(part, "select") else {layer: part[layer] for layer in layers}
+
+
 def _run_one(spec: dict, data: dict) -> dict:
     """Fit one method x seed, write its folder (everything but metrics.json), return predictions."""
     if spec["threads"]:
@@ -102,12 +112,12 @@ def _run_one(spec: dict, data: dict) -> dict:
     uses_target = spec["uses_target"]
     dev, y_dev, dev_domain = ((data["target_dev"], data["y_target_dev"], "target") if "target_dev" in data
                               else (data["source_dev"], data["y_source_dev"], "source"))
-    segments = {f"{side}_segments": ({l: data[f"segments_{side}_features"][l] for l in spec["segment_layers"]},
+    segments = {f"{side}_segments": (_layers(data[f"segments_{side}_features"], spec["segment_layers"]),
                                      data[f"segments_{side}_vowels"])
                 for side in ("source", "target")} if spec["segment_layers"] else {}
-    model.fit({l: data["source_train"][l] for l in spec["layers"]}, data["y_source_train"],
-              {l: data["target_train"][l] for l in spec["layers"]} if uses_target else None,
-              X_dev={l: dev[l] for l in spec["layers"]}, y_dev=y_dev, dev_domain=dev_domain, **segments)
+    model.fit(_layers(data["source_train"], spec["layers"]), data["y_source_train"],
+              _layers(data["target_train"], spec["layers"]) if uses_target else None,
+              X_dev=_layers(dev, spec["layers"]), y_dev=y_dev, dev_domain=dev_domain, **segments)
     config = {**spec["config"], "layers": model.layers_, "branches": model.branches_, "best_epoch": model.best_epoch_}
     write_json(run_dir / "config.json", config)
     model.save(run_dir / WEIGHTS)
@@ -160,7 +170,8 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
           lambda_=1.0, hidden=256, dropout=0.2, epochs=30, batch_size=128, lr=1e-3, weight_decay=0.0,
           patience=5, normalize="global", group_weights="mean", device="cpu", source_train="train",
           source_dev=None, target_train="train", target_test="test", target_dev=None, stat="mean",
-          align="utterance", vowel_lambda=None, jobs=1, backend="loky", plots=True, progress=True, log=None,
+          align="utterance", vowel_lambda=None, features="pooled", jobs=1, backend="loky", plots=True,
+          progress=True, log=None,
           command=None) -> list[dict]:
     """Train every method x seed from two caches; write run folders and results.{csv,md}; return the table rows.
 
@@ -168,6 +179,8 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     anchors.json path, a dict in its format, layer numbers, or groups of layer numbers.
     ``align="vowel"``: lam and lam-gl also align vowel by vowel on the caches' vowel segments,
     with weight ``vowel_lambda`` (default ``lambda_``); see :mod:`sers.pipeline.vowel_alignment`.
+    ``features="frames"``: read the caches' stored frames of the needed layers (in memory as
+    stored, float16: frames x D x 2 bytes x layers) and pool each branch by attention.
     ``plots=False`` skips the curves.png of each run (a quarter second each).
     """
     methods = [m.strip() for m in ([methods] if isinstance(methods, str) else methods) if m.strip()]
@@ -183,7 +196,7 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     src.check_compatible(tgt)
     hyper = dict(lambda_=lambda_, hidden=hidden, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
                  weight_decay=weight_decay, patience=patience, normalize=normalize, group_weights=group_weights,
-                 device=device)
+                 device=device, features=features)
     templates = {name: LayerAnchoringClassifier(method=m, anchors=anchors_for(m, anchor_spec), align=a,
                                                 **({"vowel_lambda": vowel_lambda} if a == "vowel" else {}), **hyper)
                  for name, (m, a) in runs.items()}
@@ -195,6 +208,13 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     if segment_layers:  # before any feature is read: a wrong cache fails in seconds
         for cache in (src, tgt):
             check_segments(cache, segment_layers)
+    if features == "frames":
+        for cache in (src, tgt):
+            check_frame_layers(cache, layers)
+        strides = [int(cache.attrs.get("frame_stride") or 1) for cache in (src, tgt)]
+        if strides[0] != strides[1]:
+            raise SersError(f"frames are stored at stride {strides[0]} in {src.path} but {strides[1]} in {tgt.path}; "
+                            f"extract both with the same --frame-stride")
 
     source_dev = _source_dev_split(src, source_dev)
     splits = {"source_train": source_train, "source_dev": source_dev, "target_train": target_train,
@@ -218,8 +238,9 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
 
     spill = tempfile.TemporaryDirectory(prefix="sers-train-") if jobs > 1 and backend == "loky" else None
     spill_dir = spill.name if spill else None
-    data = {**_read(src, layers, {k: rows[k] for k in ("source_train", "source_dev")}, stat, log, spill_dir),
-            **_read(tgt, layers, {k: rows[k] for k in rows if k.startswith("target")}, stat, log, spill_dir)}
+    data = {**_read(src, layers, {k: rows[k] for k in ("source_train", "source_dev")}, stat, log, spill_dir, features),
+            **_read(tgt, layers, {k: rows[k] for k in rows if k.startswith("target")}, stat, log, spill_dir,
+                    features)}
     if segment_layers:  # the segments of the training utterances, with their vowel class (never their label)
         for side, cache, split in (("source", src, source_train), ("target", tgt, target_train)):
             data.update(read_segments(cache, segment_layers, rows[f"{side}_train"], f"segments_{side}", split, log,
@@ -238,7 +259,8 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
         for seed in seeds:
             params = {**templates[method].get_params(), "seed": seed}
             config = {"method": method, "seed": seed, "anchors": params["anchors"], "anchors_file": anchor_spec["file"],
-                      "features": "pooled", "stat": stat, **alignment, "estimator": params, "selection": selection,
+                      "features": features, **_feature_config(features, stat, src), **alignment,
+                      "estimator": params, "selection": selection,
                       "target_dev": target_dev, "target_labels_used_for_selection": bool(target_dev),
                       "data": provenance, "sers_version": sers.__version__, "command": command}
             specs.append({"method": method, "seed": seed, "params": params, "config": config, "layers": needed[method],
@@ -267,6 +289,13 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     table = summarise(results, list(runs), selection)
     write_results(out_dir, table, results)
     return table
+
+
+def _feature_config(features: str, stat: str, cache) -> dict:
+    """What config.json says about the features read: the pooled statistic, or the frame stride."""
+    if features == "frames":
+        return {"frame_stride": int(cache.attrs.get("frame_stride") or 1)}
+    return {"stat": stat}
 
 
 def _provenance(src, tgt, splits, rows, labels, target_dev) -> dict:
