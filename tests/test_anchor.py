@@ -38,7 +38,9 @@ def test_topk_follows_each_measures_direction():
 
 def test_anchors_json_has_the_keys_training_reads(tmp_path):
     anchors = select_anchors(table(coral=CORAL), k=2, similarity_file=tmp_path / "similarity.json")
-    assert list(anchors) == ["measure", "direction", "strategy", "layers", "scores", "similarity_file", "excluded"]
+    assert list(anchors) == ["measure", "direction", "strategy", "layers", "chosen_with_target_labels", "scores",
+                             "similarity_file", "excluded"]
+    assert anchors["chosen_with_target_labels"] is None  # coral is label-free
     assert anchors["scores"] == {str(i): v for i, v in enumerate(CORAL)}
     assert anchors["similarity_file"] == str((tmp_path / "similarity.json").resolve())
 
@@ -137,3 +139,11 @@ def test_cli_input_errors(planted_similarity, tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     run = cli("anchor", tmp_path / "bad.json", "-o", tmp_path / "a.json")
     assert run.exit_code == 1 and "not a similarity.json" in run.output
+
+
+def test_label_aware_anchors_say_which_target_labels_chose_them(tmp_path):
+    result = table(coral=CORAL, cka=[1 - v for v in CORAL])
+    result["target"] = {"split": "train", "label_split": "dev"}
+    assert select_anchors(result, measure="cka", k=2)["chosen_with_target_labels"] == "dev"
+    assert select_anchors(result, measure="coral", k=2)["chosen_with_target_labels"] is None
+

@@ -182,7 +182,8 @@ def test_cli_error_messages(planted, tmp_path):
     cases = [
         (["--level", "segment"], "this cache has no vowel segments; extract with --alignments"),
         (["--source-split", "nope"], "no utterances in split 'nope' (splits: train)"),
-        (["--target-labels", "test", "--measures", "cka"], "no utterances in split 'test' (splits: dev, train)"),
+        (["--target-labels", "analysis", "--measures", "cka"], "no utterances in split 'analysis' (splits: dev, train)"),
+        (["--target-labels", "test", "--measures", "cka"], "--target-labels test: the test split must never guide"),
         (["--measures", "coral,kl"], "unknown measure(s) kl; choose from coral, mmd, domain"),
         (["--layers", "2,40"], "layers [40] are not stored in both caches (stored: 0-7)"),
     ]

@@ -123,6 +123,18 @@ def test_target_dev_selection_is_marked_everywhere(caches, tmp_path):
     assert "target-selected" in (tmp_path / "results.md").read_text()
 
 
+def test_anchors_chosen_with_target_labels_are_marked(caches, tmp_path):
+    anchors = tmp_path / "anchors.json"
+    anchors.write_text(json.dumps({"measure": "cka", "strategy": "topk", "layers": [2, 3],
+                                   "chosen_with_target_labels": "dev"}))
+    table = train(caches["source"], caches["target"], methods=["last", "lam"], anchors=anchors, seeds=[0],
+                  out_dir=tmp_path / "runs", **FAST)
+    assert [row["anchors_target_labels"] for row in table] == ["", "dev"]
+    config = json.loads((tmp_path / "runs/lam/seed0/config.json").read_text())
+    assert config["anchors_chosen_with_target_labels"] == "dev"
+    assert "chosen with labelled TARGET split dev" in (tmp_path / "runs/results.md").read_text()
+
+
 def test_evaluate_and_predict_reproduce_the_training_outputs(caches, runs, tmp_path):
     out, _ = runs
     run = out / "lam" / "seed0"

@@ -16,7 +16,7 @@ from sers.errors import SersError
 def load_anchors(anchors) -> dict:
     """``anchors.json`` path, a parsed dict, layer numbers or groups -> {"layers", "groups", "file"}."""
     if anchors is None:
-        return {"layers": None, "groups": None, "file": None}
+        return {"layers": None, "groups": None, "file": None, "target_labels": None}
     found = {"file": None}
     if isinstance(anchors, (str, os.PathLike)):
         path = Path(anchors)
@@ -27,7 +27,9 @@ def load_anchors(anchors) -> dict:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise SersError(f"{path}: not an anchors.json ({exc})") from None
         found["file"] = str(path)
+    found["target_labels"] = None
     if isinstance(anchors, dict):
+        found["target_labels"] = anchors.get("chosen_with_target_labels")
         layers, groups = anchors.get("layers"), anchors.get("groups")
         if not layers and not groups:
             raise SersError(f"{found['file'] or 'anchors'}: needs a 'layers' list or a 'groups' list of lists")

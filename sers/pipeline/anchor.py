@@ -81,6 +81,10 @@ def select_anchors(result: dict, *, measure: str | None = None, strategy: str = 
         groups, group_scores = best_groups(candidates, group_size, n_groups, sign)
         anchors.update(layers=sorted({layer for group in groups for layer in group}),
                        groups=groups, group_scores=group_scores)
+    # A label-aware measure saw target labels: say which split, so `sers train` can mark its runs.
+    label_split = (result.get("target") or {}).get("label_split")
+    label_free = MEASURES[name].label_free if name in MEASURES else True  # proxy-a-distance: from domain
+    anchors["chosen_with_target_labels"] = None if label_free else label_split
     anchors.update(scores={str(layer): value for layer, value in scores.items()},
                    similarity_file=str(Path(similarity_file).resolve()) if similarity_file else None,
                    excluded=excluded)

@@ -123,6 +123,9 @@ def compute_similarity(source, target, out_dir=None, *, measures_wanted=None, la
     wanted = _check_measures(measures_wanted)
     if level not in LEVELS:
         raise SersError(f"--level must be one of {', '.join(LEVELS)}, not {level!r}")
+    if target_labels is not None and str(target_labels).lower().startswith("test"):
+        raise SersError(f"--target-labels {target_labels}: the test split must never guide a choice of layers; "
+                        "name a labelled analysis split such as dev")
     with sers.cache.open(source) as src, sers.cache.open(target) as tgt:
         for cache in (src, tgt):
             cache.require_complete()

@@ -262,6 +262,8 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
                       "features": features, **_feature_config(features, stat, src), **alignment,
                       "estimator": params, "selection": selection,
                       "target_dev": target_dev, "target_labels_used_for_selection": bool(target_dev),
+                      "anchors_chosen_with_target_labels": (anchor_spec.get("target_labels")
+                                                            if method.startswith("lam") else None),
                       "data": provenance, "sers_version": sers.__version__, "command": command}
             specs.append({"method": method, "seed": seed, "params": params, "config": config, "layers": needed[method],
                           "segment_layers": segment_needed[method],
@@ -287,6 +289,8 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
         write_json(Path(result["run_dir"]) / "metrics.json", metrics)
         result["metrics"] = metrics
     table = summarise(results, list(runs), selection)
+    for row in table:
+        row["anchors_target_labels"] = (anchor_spec.get("target_labels") or "") if row["method"].startswith("lam") else ""
     write_results(out_dir, table, results)
     return table
 
@@ -401,6 +405,10 @@ def format_results(table: list[dict], markdown: bool = False) -> str:
     note = ("model selection: labelled TARGET dev split (target-selected; not a pure cross-lingual result)"
             if target_selected else "model selection: source dev split (no target labels used in training)")
     text = format_markdown_table(header, rows) if markdown else format_table(header, rows)
+    informed = sorted({row.get("anchors_target_labels") for row in table} - {"", None})
+    if informed:
+        note += (f"; the anchors of lam runs were chosen with labelled TARGET split {', '.join(informed)} "
+                 "(a label-aware similarity measure): those results are target-informed")
     return f"{text}\n\nmean ± sample std over seeds; {note}"
 
 
