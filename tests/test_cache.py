@@ -279,3 +279,22 @@ def test_merge_keeps_vowel_segments(tmp_path):
                                   settings={"shard": "1/2"})
     with pytest.raises(SersError, match="some shards have vowel segments"):
         sers.cache.merge(tmp_path / "m2.zarr", [shards[0], lone])
+
+
+def test_resume_forgets_failures_of_rows_that_were_not_flushed(tmp_path):
+    pooled, utterances, _ = _arrays(n=4)
+    writer = CacheWriter.create(tmp_path / "c.zarr", dict(utterances, n_frames=[0] * 4), num_layers=3,
+                                hidden_size=5, pooled_chunk_rows=4)
+    writer.record_error("planned", "/a/p.wav", "no such file")  # a planning error: never a row
+    writer.add(0, {"mean": pooled["mean"][:, 0]})
+    writer.add_failure(1, "u1", "/a/u1.wav", "cannot decode")  # recorded, but row 1 not flushed yet
+    writer.close()  # interrupted
+    writer = CacheWriter.resume(tmp_path / "c.zarr")
+    assert [e["id"] for e in sers.cache.open(tmp_path / "c.zarr").errors] == ["planned"]
+    writer.add(0, {"mean": pooled["mean"][:, 0]})
+    writer.add_failure(1, "u1", "/a/u1.wav", "cannot decode")
+    for row in (2, 3):
+        writer.add(row, {"mean": pooled["mean"][:, row]})
+    writer.finish()
+    writer.close()
+    assert [e["id"] for e in sers.cache.open(tmp_path / "c.zarr").errors] == ["planned", "u1"]

@@ -171,6 +171,22 @@ def test_resume_after_a_killed_process_equals_an_uninterrupted_run(tmp_path, tin
         np.testing.assert_array_equal(resumed.frames(uid, 1), whole.frames(uid, 1))
 
 
+def test_sigterm_keeps_every_finished_batch(tmp_path, tiny_model):
+    """SLURM time limits send SIGTERM: the run stops after the batch and flushes what it finished."""
+    model_dir = str(tiny_model("wav2vec2-layer"))
+    manifest = str(_corpus(tmp_path / "audio"))
+    script = _KILL_AFTER_TWO_BATCHES.replace("signal.SIGKILL", "signal.SIGTERM").replace(
+        ", pooled_chunk_rows=2", "").format(tests=str(Path(__file__).parent), manifest=manifest, model=model_dir,
+                                            out=str(tmp_path / "t.zarr"))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode != 0 and "KeyboardInterrupt: SIGTERM" in result.stderr
+    partial = sers.cache.open(tmp_path / "t.zarr")
+    assert not partial.complete and 3 <= len(partial.utterances) < 8  # three batches flushed, not one chunk
+    extract(read_manifest(manifest), model_dir, tmp_path / "t.zarr", batch_seconds=2.5, frame_layers=[1],
+            workers=0, progress=False, log=lambda *_: None)
+    assert sers.cache.open(tmp_path / "t.zarr").complete
+
+
 def test_two_shards_merged_equal_a_single_run(tmp_path, tiny_model, monkeypatch):
     model_dir = str(tiny_model("wavlm"))
     manifest = _corpus(tmp_path / "audio")

@@ -40,6 +40,7 @@ class CacheWriter:
         # Rows per pooled chunk, as laid out on disk (a chunk is written once it is whole).
         self._chunk_rows = int(backend.array(schema.pooled_name(self.pool_stats[0])).chunks[1])
         self._buffer: dict[int, tuple[dict, bool, tuple | None]] = {}
+        self._forget_errors_of_pending_rows()
         self.segment_layers = segment_store.layers(backend) if segment_store.exists(backend) else None
         if self.segment_layers is not None:
             segment_store.drop_unfinished(backend, self._done)
@@ -162,6 +163,22 @@ class CacheWriter:
         for name, value in zip(schema.ERROR_COLUMNS, (utterance_id, path, reason)):
             self._backend.array(f"errors/{name}").resize((n + 1,))
             self._backend.write_strings(f"errors/{name}", [value], start=n)
+
+    def _forget_errors_of_pending_rows(self) -> None:
+        """A failure is recorded at once but its row is done only at the next flush: after an
+        interruption the row is extracted again, so its earlier error row must go."""
+        pending = self.pending_rows()
+        errors = {name: self._backend.read_strings(f"errors/{name}") for name in schema.ERROR_COLUMNS}
+        if not len(pending) or not len(errors["id"]):
+            return
+        pending_ids = set(self._backend.read_strings("utterances/id")[pending])
+        keep = np.asarray([uid not in pending_ids for uid in errors["id"]], bool)
+        if keep.all():
+            return
+        for name, values in errors.items():
+            self._backend.array(f"errors/{name}").resize((int(keep.sum()),))
+            if keep.any():
+                self._backend.write_strings(f"errors/{name}", values[keep])
 
     def flush(self) -> None:
         """Write every buffered row and mark it done."""

@@ -15,6 +15,8 @@ import math
 import multiprocessing
 import os
 import shutil
+import signal
+import threading
 import time
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
@@ -300,6 +302,7 @@ def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progres
     # forkserver: decoding workers must not inherit torch's thread pool (a forked copy of it
     # made extraction twice as slow on a 2-core machine).
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) if workers > 0 else None
+    stop = _StopRequests()
     try:
         def submit(batch):
             args = (table.path[batch], table.start[batch], table.end[batch], table.n_samples[batch],
@@ -317,11 +320,35 @@ def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progres
             _extract_batch(writer, upstream, batch, waves, pending, table, frame_stride, strict, segment_plan)
             bar.update(sum(durations[r] for r in batch if r in pending))
             bar.set_postfix_str(f"{bar.n / 3600 / (time.perf_counter() - started):.4f} audio-h/s")
+            if stop.requested:
+                raise KeyboardInterrupt(stop.requested)
     finally:
+        stop.restore()
         bar.close()
-        writer.flush()  # whatever finished is kept, even on Ctrl-C
+        writer.flush()  # whatever finished is kept, on Ctrl-C, SIGTERM (SLURM time limits) and errors
         if pool:
             pool.shutdown(cancel_futures=True)
+
+
+class _StopRequests:
+    """Ctrl-C and SIGTERM (what SLURM time limits and pre-emption send) end the run after the
+    current batch, so that every finished row is flushed; a second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.requested = None
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def restore(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def _extract_batch(writer, upstream, batch, waves, pending, table, frame_stride, strict,
