@@ -60,6 +60,14 @@ def parse_layers(text: str | None) -> list[int] | None:
     return layers
 
 
+def parse_seeds(text: str) -> list[int]:
+    """'0-4' or '0,7' -> [0, 1, 2, 3, 4] / [0, 7]."""
+    try:
+        return parse_layers(text) or [0]
+    except click.BadParameter:
+        raise click.BadParameter(f"{text!r}: expected seeds like 0-4 or 0,7", param_hint="--seeds") from None
+
+
 # --- extract (sers.pipeline.extract) ---
 
 def _alignment_options(required: bool):
@@ -89,7 +97,7 @@ def _alignment_options(required: bool):
 @click.option("--model", required=True, help="Hugging Face hub id or local folder (transformers or CTranslate2 Whisper).")
 @click.option("--manifest", "manifest", required=True, type=click.Path(exists=True),
               help="CSV/TSV/JSONL manifest, or a corpus root with --format msp-podcast/biic-podcast.")
-@click.option("--out", required=True, type=click.Path(), help="Cache to write: *.zarr (default choice) or *.h5.")
+@click.option("-o", "--out", required=True, type=click.Path(), help="Cache to write: *.zarr (default choice) or *.h5.")
 @click.option("--format", "corpus_format", type=click.Choice(["manifest", "msp-podcast", "biic-podcast"]),
               default="manifest", show_default=True, help="How to read --manifest.")
 @click.option("--audio-root", type=click.Path(exists=True, file_okay=False),
@@ -99,7 +107,7 @@ def _alignment_options(required: bool):
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32",
               show_default=True, help="Compute precision (autocast); features are stored as float32/float16.")
-@click.option("--batch-seconds", type=float, default=200.0, show_default=True,
+@click.option("--batch-seconds", type=click.FloatRange(min=0, min_open=True), default=200.0, show_default=True,
               help="Most seconds of padded audio per batch (utterances are sorted by length).")
 @click.option("--frame-layers", default="all", show_default=True,
               help="Layers whose frames are stored: all, none, or a list like 0,6,12 or 3-5.")
@@ -463,7 +471,7 @@ def train(source, target, methods, anchors, out_dir, seeds, lambda_, epochs, bat
     from sers.pipeline.train import format_results, train as run_train
 
     table = run_train(source, target, methods=[m for m in methods.split(",") if m.strip()],
-                      anchors=_parse_anchors(anchors), seeds=parse_layers(seeds) or [0], out_dir=out_dir,
+                      anchors=_parse_anchors(anchors), seeds=parse_seeds(seeds), out_dir=out_dir,
                       lambda_=lambda_, hidden=hidden, dropout=dropout, epochs=epochs, batch_size=batch_size,
                       lr=lr, weight_decay=weight_decay, patience=patience, normalize=normalize,
                       group_weights=group_weights, align=align, vowel_lambda=vowel_lambda, device=device,
@@ -584,7 +592,7 @@ def report(runs_dir, similarity_dir, anchors, out):
 
 
 @main.command()
-@click.option("--out", "out_dir", default="demo_out", show_default=True, type=click.Path(file_okay=False),
+@click.option("-o", "--out", "out_dir", default="demo_out", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the corpus, caches, runs and report.")
 @click.option("--model", help="A pretrained model to use instead (hub id or folder), e.g. microsoft/wavlm-base-plus.")
 @click.option("--random-model", is_flag=True, help="Use the random-weight stand-in even if Whisper tiny.en is installed.")

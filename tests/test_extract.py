@@ -259,3 +259,35 @@ def test_shard_argument_checks():
         resolve_shard("one of four")
     with pytest.raises(SersError, match="I must be in 0..3"):
         resolve_shard("4/4")
+
+
+def test_a_run_where_nothing_can_be_extracted_fails(tmp_path, tiny_model):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    (folder / "m.csv").write_text("path,label\nnot_audio/,N\n")
+    (folder / "not_audio").mkdir()
+    result = _run(["extract", "--model", str(tiny_model("wavlm")), "--manifest", str(folder / "m.csv"), "-o",
+                   str(tmp_path / "c.zarr"), "--workers", "0", "--quiet"])
+    assert result.exit_code == 1 and "no utterance could be extracted (1 failed)" in result.output
+
+
+def test_one_model_folder_typed_two_ways_is_one_model(tmp_path, tiny_model, monkeypatch):
+    model_dir = tiny_model("wavlm")
+    manifest = _corpus(tmp_path / "audio", lengths=[1.0, 1.2])
+    monkeypatch.chdir(model_dir.parent)
+    base = ["--manifest", str(manifest), "--workers", "0", "--quiet"]
+    assert _run(["extract", "--model", model_dir.name, "-o", str(tmp_path / "a.zarr"), *base]).exit_code == 0
+    assert _run(["extract", "--model", str(model_dir) + "/", "-o", str(tmp_path / "b.zarr"), *base]).exit_code == 0
+    a, b = sers.cache.open(tmp_path / "a.zarr"), sers.cache.open(tmp_path / "b.zarr")
+    assert a.model_id == str(model_dir.resolve())
+    a.check_compatible(b)
+
+
+def test_merge_refuses_shards_of_another_precision(tmp_path, tiny_model):
+    model_dir = str(tiny_model("wavlm"))
+    manifest = _corpus(tmp_path / "audio", lengths=[1.0, 1.2, 1.4, 1.6])
+    base = ["extract", "--model", model_dir, "--manifest", str(manifest), "--workers", "0", "--quiet"]
+    assert _run(base + ["-o", str(tmp_path / "s0.zarr"), "--shard", "0/2"]).exit_code == 0
+    assert _run(base + ["-o", str(tmp_path / "s1.zarr"), "--shard", "1/2", "--dtype", "bfloat16"]).exit_code == 0
+    result = _run(["cache", "merge", str(tmp_path / "m.zarr"), str(tmp_path / "s0.zarr"), str(tmp_path / "s1.zarr")])
+    assert result.exit_code == 1 and "dtype is 'bfloat16' there and 'float32' here" in result.output

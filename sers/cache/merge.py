@@ -17,8 +17,8 @@ from sers.cache.writer import CacheWriter
 from sers.errors import SersError
 
 # Attributes that must agree between shards (the rest, such as timings, may differ).
-_MUST_MATCH = ("model_id", "model_revision", "num_layers", "hidden_size", "pool_stats",
-               "frame_layers", "frame_stride", "frame_dtype", "manifest_digest", "sample_rate")
+_MUST_MATCH = ("model_id", "model_revision", "model_family", "num_layers", "hidden_size", "pool_stats",
+               "frame_layers", "frame_stride", "frame_dtype", "dtype", "manifest_digest", "sample_rate")
 
 
 def merge(out, shard_paths, *, overwrite: bool = False) -> Path:
@@ -64,9 +64,12 @@ def _check_shards(shards: list[CacheReader]) -> None:
             if first.attrs.get(key) != shard.attrs.get(key):
                 raise SersError(f"{shard.path} does not belong with {first.path}: {key} is "
                                 f"{shard.attrs.get(key)!r} there and {first.attrs.get(key)!r} here")
+        mine, theirs = (first.attrs.get("settings") or {}), (shard.attrs.get("settings") or {})
+        if mine.get("alignments") != theirs.get("alignments"):
+            raise SersError(f"{shard.path} does not belong with {first.path}: extracted with different --alignments")
     labels = [(shard.attrs.get("settings") or {}).get("shard") for shard in shards]
     if all(label is None for label in labels):
-        return  # caches extracted separately (e.g. per corpus part): ids must still be unique
+        return  # caches with no shard label (e.g. made by from_arrays): ids must still be unique
     if any(label is None for label in labels):
         raise SersError("mixing sharded and unsharded caches; merge the shards of one extraction")
     counts = {int(label.split("/")[1]) for label in labels}

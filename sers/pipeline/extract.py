@@ -31,6 +31,7 @@ import sers.cache
 from sers.audio import audio_info, load_batch, num_samples_after_resampling
 from sers.cache import size_on_disk
 from sers.cache.backends import remove_store
+from sers.cache.schema import POOL_STATS, backend_for
 from sers.errors import SersError
 from sers.tables import format_bytes
 from sers.manifest import Utterance, manifest_digest
@@ -96,6 +97,14 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
         utterances = utterances[shard[0]::shard[1]]
     if frame_stride < 1:
         raise SersError(f"--frame-stride must be >= 1, got {frame_stride}")
+    if not batch_seconds > 0:
+        raise SersError(f"--batch-seconds must be positive, got {batch_seconds}")
+    backend_for(out)  # a wrong suffix or pooling statistic fails before the model loads
+    unknown_stats = [stat for stat in pool_stats if stat not in POOL_STATS]
+    if unknown_stats or not pool_stats:
+        raise SersError(f"--pool {','.join(pool_stats)}: choose from {', '.join(POOL_STATS)}")
+    if Path(str(model)).expanduser().exists():  # a local folder: one name wherever it is typed from
+        model = str(Path(str(model)).expanduser().resolve())
     if alignments is None and vowel_map is not None:
         raise SersError("--vowel-map needs --alignments (the phone alignments it applies to)")
     segment_source = open_segment_source(alignments, alignment_format, phone_tier, vowel_map) \
@@ -143,15 +152,21 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
             raise
 
     with writer:
+        this_run = writer.pending_rows()
         _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan)
         with sers.cache.open(out) as cache:
             table = cache.all_utterances
             n_failed = len(cache.errors)
             hours = float(table.duration[~table.failed].sum()) / 3600
+            hours_this_run = float(table.duration[this_run][~table.failed[this_run]].sum()) / 3600
             stored_vowels = Counter(cache.segments.vowel) if segment_plan else None
         seconds = time.perf_counter() - started
         writer.finish(n_failed=n_failed, audio_hours=hours, extract_seconds=seconds)
-    return ExtractSummary(out, len(table) - int(table.failed.sum()), n_failed, hours, seconds, size_on_disk(out),
+    n_extracted = len(table) - int(table.failed.sum())
+    if n_extracted == 0:
+        raise SersError(f"no utterance could be extracted ({n_failed} failed); `sers inspect {out}` lists why")
+    # The real-time factor counts the audio of this run only (a resumed run did the rest before).
+    return ExtractSummary(out, n_extracted, n_failed, hours_this_run, seconds, size_on_disk(out),
                           segments=segment_plan.summary(stored_vowels) if segment_plan else "")
 
 

@@ -20,6 +20,8 @@ Wrappers compute and never write files.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import transformers
 
@@ -59,6 +61,9 @@ def load_upstream(
         raise SersError("dtype float16 needs a CUDA device; on CPU use bfloat16 or float32")
 
     name = str(model_id_or_path)
+    if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
+        raise SersError(f"--model {name}: no such folder (give a local model folder or a hub id like "
+                        "microsoft/wavlm-large)")
     from sers import ct2
 
     if ct2.is_ctranslate2_model(name):
