@@ -225,3 +225,11 @@ def test_parallel_runs_give_the_sequential_results(caches, runs, tmp_path):
                      out_dir=tmp_path, jobs=2, **FAST)
     assert parallel == table
     assert (tmp_path / "lam/seed1/predictions.csv").read_bytes() == (out / "lam/seed1/predictions.csv").read_bytes()
+
+
+def test_target_labels_unknown_to_the_source_are_reported(caches, tmp_path):
+    lines = []
+    train(caches["source"], caches["garbage"], methods=["last"], seeds=[0], out_dir=tmp_path, log=lines.append,
+          **FAST)
+    note = [line for line in lines if line.startswith("note: target test utterances with labels")]
+    assert len(note) == 1 and "zzz " in note[0]

@@ -288,6 +288,10 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
                              if known.any() else None)
         write_json(Path(result["run_dir"]) / "metrics.json", metrics)
         result["metrics"] = metrics
+    ignored = (results[0]["metrics"].get("target_test") or {}).get("ignored_labels") if results else None
+    if ignored and log:
+        log(f"note: target test utterances with labels the source does not have are left out of the metrics: "
+            f"{', '.join(f'{label} {count}' for label, count in sorted(ignored.items()))}")
     table = summarise(results, list(runs), selection)
     for row in table:
         row["anchors_target_labels"] = (anchor_spec.get("target_labels") or "") if row["method"].startswith("lam") else ""
