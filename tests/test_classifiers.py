@@ -9,15 +9,6 @@ from sers.classifiers.metrics import classification_metrics, uar
 from sers.classifiers.planted import planted_corpora
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and the test machine's cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def planted():
     return planted_corpora(n_source=600, n_target=600, seed=1)

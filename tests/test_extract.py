@@ -129,6 +129,8 @@ def test_rerun_is_a_no_op_and_different_settings_are_refused(tmp_path, tiny_mode
 
 _KILL_AFTER_TWO_BATCHES = """
 import os, signal, sys
+import torch
+torch.set_num_threads(1)  # as the test process (conftest): bitwise equality needs the same threads
 sys.path.insert(0, {tests!r})
 import sers.pipeline.extract as ex
 from sers.manifest import read_manifest

@@ -16,14 +16,6 @@ from sers.pipeline.train import train
 FAST = dict(hidden=32, epochs=30, batch_size=32, lr=3e-3, patience=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def planted():
     d = planted_frames(n=500, seed=1)

@@ -20,14 +20,6 @@ from sers.pipeline.train import train
 FAST = dict(hidden=32, epochs=6, batch_size=32, progress=False, plots=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def write_cache(path, X, labels, splits, language, **attrs):
     n = len(labels)
     attrs = {"model_id": "planted", "sample_rate": 16000, "frame_rate": 50, **attrs}

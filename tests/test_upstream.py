@@ -215,8 +215,12 @@ def test_unsupported_or_missing_models_are_clear_errors(tmp_path):
                             intermediate_size=64).save_pretrained(bert)
     with pytest.raises(SersError, match="is a 'bert' model; sers extracts from wav2vec2"):
         load_upstream(bert)
-    with pytest.raises(SersError, match="cannot load model config for .*nowhere"):
+    with pytest.raises(SersError, match="nowhere: no such folder"):
         load_upstream(tmp_path / "nowhere")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SersError, match="cannot load model config for .*empty"):
+        load_upstream(empty)
 
 
 def test_describe_is_json_metadata(tiny_model):

@@ -20,14 +20,6 @@ from sers.report.inputs import METHOD_ORDER, group_runs, read_runs
 FAST = dict(hidden=32, epochs=6, batch_size=32, progress=False, plots=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def numpy_coral(a, b):
     d = a.shape[1]
     return np.sum((np.cov(a, rowvar=False) - np.cov(b, rowvar=False)) ** 2) / (4 * d * d)
