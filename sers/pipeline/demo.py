@@ -76,13 +76,15 @@ def demo_steps(out_dir, model_path: str, *, utterances_per_language: int = 96, s
     source, target = languages
     corpus = out / "corpus"
     caches = {lang: str(out / f"{lang}.zarr") for lang in languages}
+    # --overwrite: a rerun with other sizes regenerates the corpus, so its caches must follow.
     steps = [Step("generate a bilingual emotional speech corpus",
                   ["synth", str(corpus), "--languages", ",".join(languages),
                    "--utterances-per-language", str(utterances_per_language), "--seed", "0"])]
     for lang in languages:
         steps.append(Step(f"extract every layer of the {lang} corpus (the GPU stage)",
                           ["extract", "--model", model_path, "--manifest", str(corpus / lang / "manifest.csv"),
-                           "--out", caches[lang], "--frame-layers", "none", "--workers", "1", "--quiet"]))
+                           "--out", caches[lang], "--frame-layers", "none", "--workers", "1", "--quiet",
+                           "--overwrite"]))
     steps += [
         Step("compare the languages layer by layer (label-free: no target labels read)",
              ["similarity", caches[source], caches[target], "-o", str(out / "similarity")]),
