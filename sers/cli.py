@@ -446,10 +446,12 @@ def _command_line(ctx) -> str:
               help="joblib backend for --jobs (dask/ray: pip install 'sers[dask]' / 'sers[ray]').")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--no-plots", is_flag=True, help="Skip each run's curves.png (curves.csv is always written).")
+@click.option("--overwrite", is_flag=True, help="Replace the runs already in -o (otherwise such a folder is refused).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(source, target, methods, anchors, out_dir, seeds, lambda_, epochs, batch_size, lr, weight_decay,
           hidden, dropout, patience, normalize, group_weights, align, vowel_lambda, source_train, source_dev,
-          target_train, target_test, target_dev, stat, features, jobs, backend, device, no_plots, quiet):
+          target_train, target_test, target_dev, stat, features, jobs, backend, device, no_plots, overwrite,
+          quiet):
     """Train emotion heads on cached features: methods x seeds, one run folder each.
 
     Source labels train the head; target train data is used unlabelled; target test
@@ -478,6 +480,7 @@ def train(source, target, methods, anchors, out_dir, seeds, lambda_, epochs, bat
                       source_train=source_train,
                       source_dev=source_dev, target_train=target_train, target_test=target_test,
                       target_dev=target_dev, stat=stat, features=features, jobs=jobs, backend=backend, plots=not no_plots,
+                      overwrite=overwrite,
                       progress=not quiet,
                       log=lambda line: click.echo(line, err=True),
                       command=_command_line(click.get_current_context()))

@@ -225,3 +225,12 @@ def test_target_labels_unknown_to_the_source_are_reported(caches, tmp_path):
           **FAST)
     note = [line for line in lines if line.startswith("note: target test utterances with labels")]
     assert len(note) == 1 and "zzz " in note[0]
+
+
+def test_a_runs_folder_is_never_mixed(caches, tmp_path):
+    train(caches["source"], caches["target"], methods=["last"], seeds=[0, 1], out_dir=tmp_path, **FAST)
+    with pytest.raises(SersError, match="already holds runs; pass --overwrite"):
+        train(caches["source"], caches["target"], methods=["last"], seeds=[0], out_dir=tmp_path, **FAST)
+    train(caches["source"], caches["target"], methods=["last"], seeds=[0], out_dir=tmp_path, overwrite=True, **FAST)
+    assert sorted(p.name for p in (tmp_path / "last").iterdir()) == ["seed0"]
+

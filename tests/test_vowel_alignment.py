@@ -253,8 +253,9 @@ def test_align_vowel_on_the_command_line_and_its_errors(caches, tmp_path):
              "`sers segments` covers only the frame layers"),
             (caches["target"], ["--method", "last,coral", "--align", "vowel"], "--method has neither"),
             (caches["target"], ["--method", "coral+vowel"], "coral+vowel: vowel-level alignment works on anchor layers")]:
-        result = sers_train(target, *extra)
+        result = sers_train(target, *extra, "--overwrite")
         assert result.exit_code == 1 and "error: " in result.output and message in result.output, result.output
+    assert (tmp_path / "runs/lam-gl+vowel/seed0/config.json").exists()  # a refused command deletes nothing
 
 
 def test_a_training_split_without_vowel_segments_is_an_error(caches, tmp_path):

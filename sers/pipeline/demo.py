@@ -94,7 +94,7 @@ def demo_steps(out_dir, model_path: str, *, utterances_per_language: int = 96, s
         Step("train every method over seeds (target labels only to score the test split)",
              ["train", "--source", caches[source], "--target", caches[target], "--method", ",".join(METHODS),
               "--anchors", str(out / "anchors.json"), "--seeds", seeds, "--epochs", str(epochs),
-              "-o", str(out / "runs"), "--quiet"]),
+              "-o", str(out / "runs"), "--quiet", "--overwrite"]),
         Step("write the report",
              ["report", str(out / "runs"), "--similarity", str(out / "similarity"), "--anchors",
               str(out / "anchors.json"), "-o", str(out / "report.html")]),

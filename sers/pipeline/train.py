@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -171,7 +172,7 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
           patience=5, normalize="global", group_weights="mean", device="cpu", source_train="train",
           source_dev=None, target_train="train", target_test="test", target_dev=None, stat="mean",
           align="utterance", vowel_lambda=None, features="pooled", jobs=1, backend="loky", plots=True,
-          progress=True, log=None,
+          progress=True, log=None, overwrite=False,
           command=None) -> list[dict]:
     """Train every method x seed from two caches; write run folders and results.{csv,md}; return the table rows.
 
@@ -182,7 +183,10 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     ``features="frames"``: read the caches' stored frames of the needed layers (in memory as
     stored, float16: frames x D x 2 bytes x layers) and pool each branch by attention.
     ``plots=False`` skips the curves.png of each run (a quarter second each).
+    ``overwrite``: replace the runs already in ``out_dir``; without it such a folder is refused,
+    so that `sers report` never mixes runs of two experiments.
     """
+    earlier_runs = _earlier_runs(Path(out_dir), overwrite)
     methods = [m.strip() for m in ([methods] if isinstance(methods, str) else methods) if m.strip()]
     if not methods:
         raise SersError(f"no method given; choose from {', '.join(METHODS)}")
@@ -270,6 +274,7 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
                           "uses_target": templates[method]._uses_target() or normalize != "none",
                           "run_dir": str(out_dir / method / f"seed{seed}"), "splits": splits, "threads": threads,
                           "plots": plots})
+    _remove(earlier_runs)
     try:
         results = _run_all(specs, data, jobs, backend, progress)
     finally:
@@ -297,6 +302,22 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
         row["anchors_target_labels"] = (anchor_spec.get("target_labels") or "") if row["method"].startswith("lam") else ""
     write_results(out_dir, table, results)
     return table
+
+
+def _earlier_runs(out_dir: Path, overwrite: bool) -> list[Path]:
+    """Files of runs already in ``out_dir``: refused without ``overwrite``, removed (only once
+    training starts, so a command that fails its checks deletes nothing) with it."""
+    earlier = sorted({p.parent for p in out_dir.glob("*/seed*/config.json")})
+    earlier += [out_dir / name for name in ("results.csv", "results.md", "runs.csv") if (out_dir / name).exists()]
+    if earlier and not overwrite:
+        raise SersError(f"{out_dir} already holds runs; pass --overwrite to replace them, or choose another -o "
+                        "(sers report reads every run in the folder)")
+    return earlier
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def _feature_config(features: str, stat: str, cache) -> dict:
