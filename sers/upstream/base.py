@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import contextlib
 
 import numpy as np
@@ -13,7 +14,7 @@ from sers.errors import SersError
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-class Upstream:
+class Upstream(abc.ABC):
     """A loaded encoder; the family subclasses say how waveforms become model inputs.
 
     Attributes: model_id, revision, family, num_layers (hidden states, embedding output
@@ -41,9 +42,9 @@ class Upstream:
         self.dtype = dtype
         self.sample_rate = int(feature_extractor.sampling_rate)
 
+    @abc.abstractmethod
     def n_frames(self, num_samples: int) -> int:
         """Number of output frames covering real audio for an input of that many samples."""
-        raise NotImplementedError
 
     def processed_seconds(self, num_samples: int) -> float:
         """Seconds of input the forward pass computes over (what a batch budget should count)."""
@@ -80,13 +81,13 @@ class Upstream:
                 per_input = self._forward(inputs)
         return [states.float().cpu() for states in per_input]
 
+    @abc.abstractmethod
     def _model_inputs(self, waveforms: list[np.ndarray]):
         """What the model takes, built from the waveforms on the CPU."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _forward(self, inputs) -> list[torch.Tensor]:
         """One forward pass; one (num_layers, frames, hidden) tensor per waveform."""
-        raise NotImplementedError
 
     def _autocast(self):
         if self.dtype == "float32":
