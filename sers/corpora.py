@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sers.errors import SersError
+from sers.jsonfile import read_json
 from sers.manifest import Utterance, read_manifest
 
 EMOTION_CLASSES = {"N": "neutral", "H": "happy", "A": "angry", "S": "sad", "U": "surprise",
@@ -58,12 +58,7 @@ def load_label_map(source) -> dict:
         mapping, where = source, "label map"
     else:
         where = str(source)
-        try:
-            mapping = json.loads(Path(source).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SersError(f"label map not found: {source}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise SersError(f"{source}: not a JSON label map ({exc})") from None
+        mapping = read_json(source, missing="label map not found", invalid="not a JSON label map")
     if not isinstance(mapping, dict):
         raise SersError(f"{where}: expected a JSON object like {{\"N\": \"N\", \"C\": null}}")
     for code, label in mapping.items():

@@ -38,15 +38,10 @@ class ZarrBackend:
         self.path = Path(path)
         self._root = zarr.open_group(str(path), mode={"r": "r", "a": "r+", "w": "w"}[mode])
 
-    def create(self, name, shape, dtype, chunks, compress=True):
-        import zarr
-
+    def create(self, name, shape, dtype, chunks):
         dtype = str if np.dtype(dtype) == np.dtype(object) else dtype
-        kwargs = {} if compress else {"compressors": None}
-        if dtype is str:
-            kwargs = {}
         return self._root.create_array(name, shape=shape, dtype=dtype, chunks=chunks,
-                                       fill_value=None if dtype is str else 0, **kwargs)
+                                       fill_value=None if dtype is str else 0)
 
     def array(self, name):
         return self._root[name]
@@ -94,14 +89,14 @@ class HDF5Backend:
         self.path = Path(path)
         self._file = h5py.File(str(path), {"r": "r", "a": "r+", "w": "w"}[mode])
 
-    def create(self, name, shape, dtype, chunks, compress=True):
+    def create(self, name, shape, dtype, chunks):
         import h5py
 
         string = np.dtype(dtype) == np.dtype(object)
         dtype = h5py.string_dtype("utf-8") if string else dtype
-        kwargs = {"compression": "gzip", "compression_opts": 1, "shuffle": True} if compress else {}
         return self._file.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks,
-                                         maxshape=tuple(None for _ in shape), **kwargs)
+                                         maxshape=tuple(None for _ in shape), compression="gzip",
+                                         compression_opts=1, shuffle=True)
 
     def array(self, name):
         return self._file[name]

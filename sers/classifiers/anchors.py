@@ -6,11 +6,11 @@ measure, scores and similarity file that chose them ride along and are ignored h
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from sers.errors import SersError
+from sers.jsonfile import read_json
 
 
 def load_anchors(anchors) -> dict:
@@ -20,12 +20,8 @@ def load_anchors(anchors) -> dict:
     found = {"file": None}
     if isinstance(anchors, (str, os.PathLike)):
         path = Path(anchors)
-        try:
-            anchors = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise SersError(f"{path}: no such anchors file (write one with `sers anchor`)") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise SersError(f"{path}: not an anchors.json ({exc})") from None
+        anchors = read_json(path, missing="no such anchors file (write one with `sers anchor`)",
+                            invalid="not an anchors.json")
         found["file"] = str(path)
     found["target_labels"] = None
     if isinstance(anchors, dict):

@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from sers.errors import SersError
+from sers.jsonfile import read_json
 
 from .binary import ModelBin, float_weights, read_header, read_model_bin, write_model_bin
 from .vocabulary import decode_tokens, read_vocabulary
@@ -83,10 +84,7 @@ def _read_ct2_config(folder: Path) -> dict:
     path = folder / "config.json"
     if not path.is_file():
         return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SersError(f"{path}: not valid JSON ({exc})")
+    return read_json(path)
 
 
 def load_whisper(path):

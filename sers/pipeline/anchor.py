@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from sers.errors import SersError
+from sers.jsonfile import read_json
 from sers.measures import MEASURES
 
 # Default measure: label-free first (the target is usually unlabelled). CORAL first because
@@ -31,13 +32,8 @@ STRATEGIES = ("topk", "group")
 
 
 def load_similarity(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise SersError(f"{path}: no such similarity file (write one with `sers similarity`)")
-    try:
-        result = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SersError(f"{path}: not a similarity.json ({exc})") from None
+    result = read_json(path, missing="no such similarity file (write one with `sers similarity`)",
+                       invalid="not a similarity.json")
     if not isinstance(result, dict) or "measures" not in result or "layers" not in result:
         raise SersError(f"{path}: not a similarity.json (no 'layers' and 'measures')")
     return result

@@ -22,7 +22,7 @@ def describe_cache(path) -> str:
             f"family {attrs.get('model_family') or '-'})",
             f"layers      {cache.num_layers} hidden states (0 = embedding output) x {cache.hidden_size} dims",
             f"pooled      {', '.join(cache.pool_stats)} over frames, padding excluded",
-            f"frames      " + (f"layers {_ranges(frames)}, stride {attrs.get('frame_stride', 1)}, "
+            "frames      " + (f"layers {_ranges(frames)}, stride {attrs.get('frame_stride', 1)}, "
                                f"{attrs.get('frame_dtype')}, {int(table.n_frames.sum())} frames"
                                if frames else "none stored"),
             f"audio       {len(table)} utterances, {float(np.nansum(table.duration)) / 3600:.3f} h, "

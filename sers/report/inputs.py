@@ -7,7 +7,6 @@ A file that cannot be parsed at all is a :class:`SersError` naming it.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import platform
 import re
 import shlex
@@ -20,6 +19,7 @@ import numpy as np
 import sers
 import sers.cache
 from sers.errors import SersError
+from sers.jsonfile import read_json as read_json_file
 
 # Where a run's metrics.json may keep the two evaluations the report needs, first match wins.
 TARGET_TEST_KEYS = (("target_test",), ("target-test",), ("target", "test"), ("test",), ("target",))
@@ -34,13 +34,7 @@ _SEED_IN_NAME = re.compile(r"[_\-/]?seed[_\-]?(\d+)$")
 
 
 def read_json(path) -> dict:
-    path = Path(path)
-    try:
-        value = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SersError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SersError(f"{path}: not valid JSON ({exc})") from None
+    value = read_json_file(path)
     if not isinstance(value, dict):
         raise SersError(f"{path}: expected a JSON object")
     return value
