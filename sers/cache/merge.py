@@ -119,6 +119,14 @@ def _row_segments(shard: CacheReader, rows: np.ndarray):
     return out
 
 
+def _block_frames(shard: CacheReader, layer: int, rows: np.ndarray) -> list[np.ndarray]:
+    """Each row's frames, from one contiguous read spanning the block (not one read per utterance)."""
+    offsets, lengths = shard.utterances.frame_offset[rows], shard.utterances.n_frames[rows]
+    first = int(offsets.min())
+    block = shard.frame_rows(layer, first, int((offsets + lengths).max()))
+    return [block[o - first:o - first + n] for o, n in zip(offsets, lengths)]
+
+
 def _copy_rows(writer: CacheWriter, shards: list[CacheReader]) -> None:
     row = 0
     for shard in shards:
@@ -130,8 +138,7 @@ def _copy_rows(writer: CacheWriter, shards: list[CacheReader]) -> None:
             rows = np.arange(lo, min(lo + block, n))
             pooled = {stat: shard.pooled_layers(range(shard.num_layers), stat=stat, rows=rows)
                       for stat in shard.pool_stats}
-            frames = {layer: [shard.frames(uid, layer) for uid in shard.utterances.id[rows]]
-                      for layer in shard.frame_layers}
+            frames = {layer: _block_frames(shard, layer, rows) for layer in shard.frame_layers}
             segments = _row_segments(shard, rows) if shard.has_segments else {}
             for i in range(len(rows)):
                 writer.add(row, {stat: values[:, i] for stat, values in pooled.items()},
