@@ -49,6 +49,13 @@ POOLED_DTYPE = np.dtype("float32")
 DEFAULT_FRAME_DTYPE = np.dtype("float16")
 
 
+def check_pool_stats(pool_stats) -> list[str]:
+    """The pooled statistics asked for, or a SersError naming the ones that do not exist."""
+    if not pool_stats or set(pool_stats) - set(POOL_STATS):
+        raise SersError(f"--pool {','.join(pool_stats)}: choose from {', '.join(POOL_STATS)}")
+    return list(pool_stats)
+
+
 def frames_name(layer: int) -> str:
     return f"frames/layer_{layer}"
 

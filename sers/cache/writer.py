@@ -71,9 +71,7 @@ class CacheWriter:
             remove_store(path)
         columns = _complete_columns(utterances)
         n_rows = len(columns["id"])
-        unknown = set(pool_stats) - set(schema.POOL_STATS)
-        if unknown or not pool_stats:
-            raise SersError(f"pool statistics must be among {schema.POOL_STATS}, got {list(pool_stats)}")
+        schema.check_pool_stats(pool_stats)
         bad_layers = [layer for layer in frame_layers if not 0 <= layer < num_layers]
         if bad_layers:
             raise SersError(f"frame layers {bad_layers} do not exist: the model has layers 0-{num_layers - 1}")

@@ -31,7 +31,7 @@ import sers.cache
 from sers.audio import audio_info, load_batch, num_samples_after_resampling
 from sers.cache import size_on_disk
 from sers.cache.backends import remove_store
-from sers.cache.schema import POOL_STATS, backend_for
+from sers.cache.schema import backend_for, check_pool_stats
 from sers.errors import SersError
 from sers.tables import format_bytes
 from sers.manifest import Utterance, manifest_digest
@@ -100,9 +100,7 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
     if not batch_seconds > 0:
         raise SersError(f"--batch-seconds must be positive, got {batch_seconds}")
     backend_for(out)  # a wrong suffix or pooling statistic fails before the model loads
-    unknown_stats = [stat for stat in pool_stats if stat not in POOL_STATS]
-    if unknown_stats or not pool_stats:
-        raise SersError(f"--pool {','.join(pool_stats)}: choose from {', '.join(POOL_STATS)}")
+    check_pool_stats(pool_stats)
     if Path(str(model)).expanduser().exists():  # a local folder: one name wherever it is typed from
         model = str(Path(str(model)).expanduser().resolve())
     if alignments is None and vowel_map is not None:
