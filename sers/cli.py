@@ -248,43 +248,59 @@ def cache_import(npz, out, model_id, sample_rate, frame_rate, overwrite):
 
 @main.command("synth")
 @click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--engine", type=click.Choice(["auto", "espeak", "source-filter"]), default="auto",
+              show_default=True,
+              help="espeak: real synthesised speech (espeak-ng from the espeakng-loader package); "
+                   "source-filter: made-up languages, no extra package; auto: espeak when installed.")
 @click.option("--languages", default="en,zh", show_default=True,
-              help="Comma-separated: en (English-like), zh (Mandarin-like, tonal).")
+              help="Comma-separated. espeak: en (English), zh (Mandarin), es (Spanish); "
+                   "source-filter: en (English-like), zh (Mandarin-like, tonal).")
 @click.option("--utterances-per-language", "-n", type=click.IntRange(min=1), default=120,
               show_default=True)
 @click.option("--speakers-per-language", type=click.IntRange(min=3), default=8, show_default=True,
               help="Split about 60/20/20 into train/dev/test speakers.")
-@click.option("--min-seconds", type=float, default=1.5, show_default=True)
-@click.option("--max-seconds", type=float, default=4.0, show_default=True)
+@click.option("--min-seconds", type=float, default=1.5, show_default=True,
+              help="source-filter only (espeak's durations follow its sentences, about 1.5-5 s).")
+@click.option("--max-seconds", type=float, default=4.0, show_default=True, help="source-filter only.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Same seed, same corpus, byte for byte.")
 @click.option("--sample-rate", type=click.IntRange(min=8000), default=16000, show_default=True)
-def synth_command(out_dir, languages, utterances_per_language, speakers_per_language,
+def synth_command(out_dir, engine, languages, utterances_per_language, speakers_per_language,
                   min_seconds, max_seconds, seed, sample_rate):
-    """Generate a small bilingual emotional speech corpus (no download needed).
+    """Generate a small multilingual emotional speech corpus (no download needed).
 
-    A source-filter synthesiser speaks made-up words of an English-like and a
-    Mandarin-like language in four emotions (N, H, A, S), by speakers split
-    into train/dev/test. Writes OUT_DIR/<lang>/wav/*.wav (16-bit mono),
-    OUT_DIR/<lang>/textgrid/*.TextGrid (exact "words" and "phones" tiers) and
-    OUT_DIR/<lang>/manifest.csv (id, path, label, split, speaker, language).
+    Four emotions (N, H, A, S) realised by prosody, by speakers split into
+    train/dev/test. --engine espeak reads sentences of real English, Mandarin
+    (Hanzi) and Spanish with espeak-ng voices; --engine source-filter speaks
+    made-up words of an English-like and a Mandarin-like language. Writes
+    OUT_DIR/<lang>/wav/*.wav (16-bit mono), OUT_DIR/<lang>/textgrid/*.TextGrid
+    ("words" and "phones" tiers) and OUT_DIR/<lang>/manifest.csv (id, path,
+    label, split, speaker, language).
 
     \b
     Example:
-      sers synth corpus/ --utterances-per-language 200 --seed 1
+      sers synth corpus/ --engine espeak --languages en,zh -n 300 --seed 0
       sers extract --model MODEL --manifest corpus/en/manifest.csv --out en.zarr
     """
     from tqdm import tqdm
 
-    from sers.synth import corpus_summary, synthesize_corpus
+    from sers.synth import choose_engine, corpus_summary, synthesize_corpus, synthesize_espeak_corpus
 
+    engine, reason = choose_engine(engine)
+    click.echo(f"engine: {engine} ({reason})")
     codes = [code.strip() for code in languages.split(",") if code.strip()]
     with tqdm(total=len(codes) * utterances_per_language, unit="utt", desc="synth",
               disable=None) as bar:
-        manifests = synthesize_corpus(
-            out_dir, languages=codes, utterances_per_language=utterances_per_language,
-            speakers_per_language=speakers_per_language, min_seconds=min_seconds,
-            max_seconds=max_seconds, seed=seed, sample_rate=sample_rate, progress=bar.update)
+        if engine == "espeak":
+            manifests = synthesize_espeak_corpus(
+                out_dir, languages=codes, utterances_per_language=utterances_per_language,
+                speakers_per_language=speakers_per_language, seed=seed, sample_rate=sample_rate,
+                progress=bar.update)
+        else:
+            manifests = synthesize_corpus(
+                out_dir, languages=codes, utterances_per_language=utterances_per_language,
+                speakers_per_language=speakers_per_language, min_seconds=min_seconds,
+                max_seconds=max_seconds, seed=seed, sample_rate=sample_rate, progress=bar.update)
     click.echo(corpus_summary(manifests))
 
 # --- similarity, anchor (sers.pipeline.similarity / sers.pipeline.anchor) ---
