@@ -80,7 +80,7 @@ def _alignment_options(required: bool):
                      help="Format of --alignments [default: ctm for a *.ctm file, else textgrid]."),
         click.option("--phone-tier", default="phones", show_default=True,
                      help="TextGrid tier holding the phones (MFA's '<speaker> - phones' is found too)."),
-        click.option("--vowel-map", metavar="en-arpabet|en-ipa|cmn-pinyin|cmn-ipa|FILE.json",
+        click.option("--vowel-map", metavar="en-arpabet|en-ipa|cmn-pinyin|cmn-ipa|es-ipa|FILE.json",
                      help="How phones map to the shared vowel classes a e i o u (needed with --alignments); "
                           'a JSON file is {"phone": "class" or null}.'),
     ]
