@@ -24,7 +24,7 @@ import numpy as np
 
 from sers.errors import SersError
 
-__all__ = ["Phoneme", "Word", "Speech", "synthesize", "list_voices", "voice_exists", "is_available",
+__all__ = ["Phoneme", "Word", "Voice", "Speech", "synthesize", "list_voices", "voice_exists", "is_available",
            "INSTALL_HINT"]
 
 INSTALL_HINT = "pip install espeakng-loader"
@@ -77,6 +77,13 @@ class Word:
     start: float
 
 
+@dataclass(frozen=True)
+class Voice:
+    name: str            # e.g. "English (America)"
+    language: str        # the code espeak_SetVoiceByName takes, e.g. "en-us", "cmn", "es"
+    identifier: str      # its file under espeak-ng-data/voices, e.g. "gmw/en-US"
+
+
 @dataclass
 class Speech:
     waveform: np.ndarray          # float32 mono in [-1, 1]
@@ -115,7 +122,7 @@ class _Engine:
         # Keep a reference: ctypes frees a callback whose Python object is collected.
         self._callback = _CALLBACK(self._collect)
         lib.espeak_SetSynthCallback(self._callback)
-        self._voices = self._list_voices()
+        self.voices = self._list_voices()
 
     def _collect(self, samples, n_samples, events) -> int:
         if n_samples > 0:
@@ -129,14 +136,17 @@ class _Engine:
             i += 1
         return 0                  # 0: carry on synthesising
 
-    def _list_voices(self) -> list[str]:
+    def _list_voices(self) -> list[Voice]:
         voices = self.lib.espeak_ListVoices(None)
-        names, i = [], 0
+        found, i = [], 0
         while voices[i]:
-            names.append(voices[i].contents.name.decode("utf-8", "replace"))
-            # "languages" is a list of (priority byte, language string) pairs; the first names the voice.
+            voice = voices[i].contents
+            # `languages` starts with a priority byte, then the voice's first language code.
+            found.append(Voice(voice.name.decode("utf-8", "replace"),
+                               (voice.languages or b"?")[1:].decode("ascii", "replace"),
+                               voice.identifier.decode("utf-8", "replace")))
             i += 1
-        return names
+        return found
 
     def synthesize(self, text: str, voice: str, ssml: bool, seed: int) -> Speech:
         self.lib.espeak_ng_SetRandSeed(seed)
@@ -192,10 +202,10 @@ def is_available() -> bool:
     return True
 
 
-def list_voices() -> list[str]:
-    """Names of espeak-ng's voices (languages), e.g. "English (America)"."""
+def list_voices() -> list[Voice]:
+    """espeak-ng's voices (one per language or dialect); a variant is added as "+m3", "+f2"."""
     with _lock:
-        return list(_get_engine()._voices)
+        return list(_get_engine().voices)
 
 
 def synthesize(text: str, voice: str, ssml: bool = True, seed: int = 0) -> Speech:
