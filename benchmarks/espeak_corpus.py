@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         data = {code: load(corpus, code) for code in languages}
 
     header = ["language", "utterances", "train / dev / test speakers", "UAR dev", "UAR test",
-              "UAR test, per-speaker z", "UAR test, trained on en"]
+              "UAR test, per-speaker z", "UAR test, per-speaker z, trained on en"]
     rows = []
     for code, (x, col) in data.items():
         train, dev, test = (col["split"] == s for s in ("train", "dev", "test"))
@@ -121,7 +121,8 @@ def main(argv=None) -> int:
         if "en" in data and code != "en":
             x_en, col_en = data["en"]
             en_train = col_en["split"] == "train"
-            from_en = f"{probe_uar(per_speaker_z(x_en, col_en['speaker'])[en_train], col_en['label'][en_train], z[test], col['label'][test]):.3f}"
+            z_en = per_speaker_z(x_en, col_en["speaker"])
+            from_en = f"{probe_uar(z_en[en_train], col_en['label'][en_train], z[test], col['label'][test]):.3f}"
         n_speakers = "/".join(str(len(set(col["speaker"][m]))) for m in (train, dev, test))
         rows.append([code, str(len(x)), n_speakers,
                      f"{probe_uar(x[train], col['label'][train], x[dev], col['label'][dev]):.3f}",
@@ -132,10 +133,10 @@ def main(argv=None) -> int:
     if generate_s is not None:
         print(f"generated {sum(len(x) for x, _ in data.values())} utterances in {generate_s:.1f} s")
     if not args.no_write:
-        source = f"`python benchmarks/espeak_corpus.py{' ' + ' '.join(argv or sys.argv[1:]) if (argv or sys.argv[1:]) else ''}`"
+        command = " ".join(["python benchmarks/espeak_corpus.py", *(sys.argv[1:] if argv is None else argv)])
         OUT_MD.write_text(
             "# Benchmark: how learnable the espeak corpus's emotions are (`benchmarks/espeak_corpus.py`)\n\n"
-            f"Printed by {source} (corpus: `sers synth --engine espeak`, seed 0, 8 speakers per language).\n"
+            f"Printed by `{command}` (corpus: `sers synth --engine espeak`, seed 0, 8 speakers per language).\n"
             "A standardised logistic regression on 8 utterance statistics "
             f"({', '.join(FEATURES)}), trained on the train speakers, scored on speakers it never saw.\n"
             "Chance UAR is 0.25. The corpus is meant to sit well above chance and far from 1: emotion is\n"
