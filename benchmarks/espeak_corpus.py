@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import tempfile
 import time
@@ -130,8 +131,11 @@ def main(argv=None) -> int:
                      f"{probe_uar(z[train], col['label'][train], z[test], col['label'][test]):.3f}",
                      from_en])
     print(format_table(header, rows))
+    timing = ""
     if generate_s is not None:
-        print(f"generated {sum(len(x) for x, _ in data.values())} utterances in {generate_s:.1f} s")
+        timing = (f"Generating the {sum(len(x) for x, _ in data.values())} utterances took {generate_s:.1f} s "
+                  f"on {os.cpu_count()} CPU cores.\n")
+        print(timing.strip())
     if not args.no_write:
         command = " ".join(["python benchmarks/espeak_corpus.py", *(sys.argv[1:] if argv is None else argv)])
         OUT_MD.write_text(
@@ -141,7 +145,7 @@ def main(argv=None) -> int:
             f"({', '.join(FEATURES)}), trained on the train speakers, scored on speakers it never saw.\n"
             "Chance UAR is 0.25. The corpus is meant to sit well above chance and far from 1: emotion is\n"
             "learnable from prosody but the classes overlap, as acted emotions do.\n\n"
-            + format_markdown_table(header, rows) + "\n")
+            + format_markdown_table(header, rows) + "\n\n" + timing)
         print(f"wrote {OUT_MD.relative_to(ROOT)}")
     return 0
 

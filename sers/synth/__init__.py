@@ -28,9 +28,6 @@ from sers.synth.speakers import EMOTIONS
 __all__ = ["synthesize_corpus", "synthesize_espeak_corpus", "synthesize_utterance", "corpus_summary",
            "choose_engine", "MANIFEST_COLUMNS", "LANGUAGES", "ESPEAK_LANGUAGES", "EMOTIONS", "vowel_classes"]
 
-ENGINES = ("auto", "espeak", "source-filter")
-
-
 def choose_engine(engine: str = "auto") -> tuple[str, str]:
     """(engine that will run, why): auto means espeak when espeakng-loader is installed."""
     if engine == "source-filter":

@@ -37,8 +37,8 @@ _INITIALIZE_DONT_EXIT = 0x8000
 _CHARS_UTF8 = 1
 _SSML = 0x10
 _POS_CHARACTER = 1
-_EVENT_LIST_TERMINATED, _EVENT_WORD, _EVENT_END, _EVENT_PHONEME, _EVENT_SAMPLERATE = 0, 1, 5, 7, 8
-_EE_OK, _EE_NOT_FOUND = 0, 2
+_EVENT_LIST_TERMINATED, _EVENT_WORD, _EVENT_PHONEME = 0, 1, 7
+_EE_OK = 0
 _BUFFER_MS = 200
 _PUNCTUATION = ".,;:!?¡¿\"'()。，、；：！？“”‘’（）"
 
@@ -67,7 +67,7 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 
 @dataclass(frozen=True)
 class Phoneme:
-    name: str            # IPA, with espeak's stress marks ˈ ˌ and length mark ː
+    name: str            # IPA, with stress marks ˈ ˌ and length mark ː (espeak sends at most 8 bytes)
     start: float         # seconds from the start of the waveform
 
 

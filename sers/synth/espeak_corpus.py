@@ -31,6 +31,7 @@ import os
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 import zlib
 from dataclasses import dataclass
@@ -200,6 +201,12 @@ def _write_language(out_dir: str, code: str, count: int, n_speakers: int, seed: 
     return str(write_manifest(folder, rows))
 
 
+def _forward_lines(code: str, stream, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put((code, line))
+    lines.put((code, None))                # end of this child's output
+
+
 def _run_language_processes(out_dir: Path, languages, options: list[str], progress) -> dict[str, Path]:
     """Run `python -m sers.synth.espeak_corpus` once per language, in parallel.
 
@@ -211,13 +218,14 @@ def _run_language_processes(out_dir: Path, languages, options: list[str], progre
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     lines: queue.Queue = queue.Queue()
-    children = {}
+    children, stderrs = {}, {}
     for code in languages:
-        child = subprocess.Popen([sys.executable, "-m", "sers.synth.espeak_corpus", str(out_dir), code, *options],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        children[code] = child
-        threading.Thread(target=lambda c=code, f=child.stdout: [lines.put((c, line)) for line in f] + [lines.put((c, None))],
-                         daemon=True).start()
+        # stderr goes to a file: a pipe read only at the end could fill up and block the child.
+        stderrs[code] = tempfile.TemporaryFile("w+", encoding="utf-8")
+        children[code] = subprocess.Popen(
+            [sys.executable, "-m", "sers.synth.espeak_corpus", str(out_dir), code, *options],
+            stdout=subprocess.PIPE, stderr=stderrs[code], text=True, encoding="utf-8", env=env)
+        threading.Thread(target=_forward_lines, args=(code, children[code].stdout, lines), daemon=True).start()
     manifests, finished = {}, 0
     try:
         while finished < len(children):
@@ -235,7 +243,9 @@ def _run_language_processes(out_dir: Path, languages, options: list[str], progre
                 child.terminate()
     errors = []
     for code, child in children.items():
-        stderr = child.stderr.read().strip()
+        stderrs[code].seek(0)
+        stderr = stderrs[code].read().strip()
+        stderrs[code].close()
         if child.wait() != 0 or code not in manifests:
             errors.append(f"{code}: {stderr.splitlines()[-1] if stderr else f'exit code {child.returncode}'}")
     if errors:
