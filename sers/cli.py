@@ -260,7 +260,7 @@ def cache_import(npz, out, model_id, sample_rate, frame_rate, overwrite):
 @click.option("--speakers-per-language", type=click.IntRange(min=3), default=8, show_default=True,
               help="Split about 60/20/20 into train/dev/test speakers.")
 @click.option("--min-seconds", type=float, default=1.5, show_default=True,
-              help="source-filter only (espeak's durations follow its sentences, about 1.5-5 s).")
+              help="source-filter only (espeak's durations follow its sentences, about 1.7-5.8 s).")
 @click.option("--max-seconds", type=float, default=4.0, show_default=True, help="source-filter only.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Same seed, same corpus, byte for byte.")
