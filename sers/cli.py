@@ -275,7 +275,7 @@ def synth_command(out_dir, engine, languages, utterances_per_language, speakers_
     made-up words of an English-like and a Mandarin-like language. Writes
     OUT_DIR/<lang>/wav/*.wav (16-bit mono), OUT_DIR/<lang>/textgrid/*.TextGrid
     ("words" and "phones" tiers) and OUT_DIR/<lang>/manifest.csv (id, path,
-    label, split, speaker, language).
+    label, split, speaker, language). Design and limits: docs/synth.md.
 
     \b
     Example:
