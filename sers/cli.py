@@ -459,7 +459,7 @@ def _command_line(ctx) -> str:
                    "--frame-layers); held in memory as stored (float16).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Runs in parallel.")
 @click.option("--backend", type=click.Choice(["loky", "dask", "ray"]), default="loky", show_default=True,
-              help="joblib backend for --jobs (dask/ray: pip install 'sers[dask]' / 'sers[ray]').")
+              help="joblib backend for --jobs (dask/ray: pip install 'sers-lam[dask]' / 'sers-lam[ray]').")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--no-plots", is_flag=True, help="Skip each run's curves.png (curves.csv is always written).")
 @click.option("--overwrite", is_flag=True, help="Replace the runs already in -o (otherwise such a folder is refused).")

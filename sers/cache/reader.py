@@ -213,7 +213,7 @@ class CacheReader:
         try:
             import xarray as xr
         except ImportError:
-            raise SersError("to_xarray needs xarray: pip install 'sers[xarray]'") from None
+            raise SersError("to_xarray needs xarray: pip install 'sers-lam[xarray]'") from None
         layers = list(range(self.num_layers)) if layers is None else list(layers)
         coords = {name: ("utterance", values) for name, values in self.utterances.columns.items()
                   if name not in ("done", "failed")}
