@@ -7,6 +7,7 @@ Every command parses its options, calls one plain function in `sers.pipeline`
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -197,7 +198,7 @@ def segments_command(cache, alignments, alignment_format, phone_tier, vowel_map,
 
 @main.group("cache")
 def cache_group():
-    """Merge shards, import features computed elsewhere."""
+    """Merge shards; import features computed elsewhere; export them."""
 
 
 @cache_group.command("merge")
@@ -220,29 +221,66 @@ def cache_merge(out, shards, overwrite):
 
 
 @cache_group.command("import")
-@click.argument("npz", type=click.Path(exists=True, dir_okay=False))
+@click.argument("source", type=click.Path(exists=True))
 @click.argument("out", type=click.Path())
 @click.option("--model-id", required=True, help="Name of the model the features came from.")
+@click.option("--layout", type=click.Choice(["nld", "lnd"]),
+              help="Axes of an .npz's pooled array when both first axes have one row per id: nld = "
+                   "(utterances, layers, dim), lnd = (layers, utterances, dim). Default: told by the length of id.")
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False),
+              help="Folder import: a manifest giving label, split, speaker, language by id (file name).")
+@click.option("--pool", default="mean", show_default=True,
+              help="Folder import of (layers, frames, dim) hidden states: mean or mean,std.")
 @click.option("--sample-rate", type=int, default=16000, show_default=True)
 @click.option("--frame-rate", type=float, default=50.0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def cache_import(npz, out, model_id, sample_rate, frame_rate, overwrite):
-    """Make a cache from pooled features computed elsewhere (s3prl, EmoBox, your script).
+def cache_import(source, out, model_id, layout, manifest, pool, sample_rate, frame_rate, overwrite):
+    """Make a cache from features computed elsewhere (s3prl, EmoBox, your script).
 
-    The .npz holds `pooled` (or `pooled_mean` [+ `pooled_std`]) of shape (layers,
-    utterances, dim) and 1-D arrays `id` [, label, split, speaker, language, duration].
+    SOURCE is an .npz holding `pooled` (or `pooled_mean` [+ `pooled_std`]) of shape
+    (utterances, layers, dim) or (layers, utterances, dim) and 1-D arrays `id` [, label,
+    split, speaker, language, duration]; or a folder of one .npy/.pt file per utterance,
+    (layers, dim) pooled or (layers, frames, dim) hidden states, named by utterance id.
 
     \b
     Example:
       sers cache import wavlm_features.npz en.zarr --model-id microsoft/wavlm-large
+      sers cache import emobox_feats/ en.zarr --model-id wavlm-large --manifest en.jsonl
     """
     import sers.cache
 
-    sers.cache.import_npz(npz, out, overwrite=overwrite, model_id=model_id, sample_rate=sample_rate,
-                          frame_rate=frame_rate)
+    attrs = dict(overwrite=overwrite, model_id=model_id, sample_rate=sample_rate, frame_rate=frame_rate)
+    if Path(source).is_dir():
+        sers.cache.import_folder(source, out, manifest=manifest, pool_stats=pool.split(","), **attrs)
+    else:
+        sers.cache.import_npz(source, out, layout=layout, **attrs)
     with sers.cache.open(out) as cache:
         click.echo(f"imported {len(cache.utterances)} utterances, {cache.num_layers} layers x "
                    f"{cache.hidden_size} -> {out}")
+
+
+@cache_group.command("export")
+@click.argument("cache", type=click.Path(exists=True))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--split", help="Only this split (default: every good utterance).")
+@click.option("--layers", help="Only these layers, e.g. 0,12,24 or 3-5 (default: all).")
+def cache_export(cache, out, split, layers):
+    """Write a cache's pooled features and utterance columns to .npz or Parquet.
+
+    OUT.npz holds `pooled_<stat>` (layers, utterances, dim), `layers` and the columns, as
+    `sers cache import` reads it; OUT.parquet one row per utterance with a list column
+    `<stat>_layer_<l>` per layer (needs pyarrow).
+
+    \b
+    Example:
+      sers cache export en.zarr en.parquet --split train --layers 0,6,12
+    """
+    import sers.cache
+
+    with sers.cache.open(cache) as reader:
+        reader.require_complete()
+        path = sers.cache.export(reader, out, split=split, layers=parse_layers(layers))
+        click.echo(f"exported {len(reader.rows(split))} utterances -> {path}")
 
 # --- synth (sers.synth) ---
 
