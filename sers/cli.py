@@ -97,9 +97,11 @@ def _alignment_options(required: bool):
 @main.command()
 @click.option("--model", required=True, help="Hugging Face hub id or local folder (transformers or CTranslate2 Whisper).")
 @click.option("--manifest", "manifest", required=True, type=click.Path(exists=True),
-              help="CSV/TSV/JSONL manifest, or a corpus root with --format msp-podcast/biic-podcast.")
+              help="CSV/TSV/JSONL manifest, or a corpus root with --format msp-podcast/biic-podcast, a lhotse "
+                   "CutSet file (--format lhotse), a datasets save_to_disk folder (--format hf-datasets).")
 @click.option("-o", "--out", required=True, type=click.Path(), help="Cache to write: *.zarr (default choice) or *.h5.")
-@click.option("--format", "corpus_format", type=click.Choice(["manifest", "msp-podcast", "biic-podcast"]),
+@click.option("--format", "corpus_format",
+              type=click.Choice(["manifest", "msp-podcast", "biic-podcast", "lhotse", "hf-datasets"]),
               default="manifest", show_default=True, help="How to read --manifest.")
 @click.option("--audio-root", type=click.Path(exists=True, file_okay=False),
               help="Folder that relative manifest paths resolve against (default: the manifest's folder).")
