@@ -68,14 +68,14 @@ def test_object_arrays_of_other_python_objects_are_not_unpickled(tmp_path):
     (dict(pooled=np.full((5, 3, 4), "0.5"), id=np.arange(5)), r"holds <U3 values; features must be numbers"),
     (dict(pooled=np.zeros((5, 3, 4)), id=np.arange(6)), r"there are 6 ids"),
     (dict(pooled=np.zeros((5, 3, 4)), id=np.arange(10).reshape(5, 2)), r"'id' has shape \(5, 2\)"),
-    (dict(pooled=np.zeros((5, 3, 4)), id=np.array(["a", "b", "a", "c", "d"])), r"repeated: a"),
+    (dict(pooled=np.zeros((5, 3, 4)), id=np.array(["a", "b", "a", "c", "d"])), r"repeated: 'a'"),
     (dict(pooled=np.zeros((5, 3, 4)), id=np.arange(5), label=np.array(["N"] * 4)), r"'label' has shape \(4,\)"),
 ])
 def test_bad_npz_is_one_line_on_the_command_line(tmp_path, arrays, message):
     np.savez(tmp_path / "f.npz", **arrays)
     code, output = _cli("cache", "import", tmp_path / "f.npz", tmp_path / "c.zarr", "--model-id", "m")
     assert code == 1 and "Traceback" not in output and len(output.strip().splitlines()) == 1
-    assert output.startswith(f"error: {tmp_path / 'f.npz'}") or "repeated" in output
+    assert output.startswith(f"error: {tmp_path / 'f.npz'}")
     assert pytest.importorskip("re").search(message, output), output
     assert not (tmp_path / "c.zarr").exists()
 
@@ -84,7 +84,7 @@ def test_nan_and_inf_features_are_refused_naming_utterances_and_layers(tmp_path)
     X = _features(n=8)
     X[2, 1, 0], X[6, 1, 3], X[6, 2, 1] = np.nan, np.inf, -np.inf
     np.savez(tmp_path / "f.npz", pooled=X, id=np.array([f"utt{i}" for i in range(8)]))
-    with pytest.raises(SersError, match=r"NaN or infinite values in 2 utterances \(utt2, utt6\) at layers \[1, 2\]"):
+    with pytest.raises(SersError, match=r"NaN or infinite values in 2 utterances \('utt2', 'utt6'\) at layers \[1, 2\]"):
         sers.cache.import_npz(tmp_path / "f.npz", tmp_path / "c.zarr", model_id="m")
     with pytest.raises(SersError, match=r"utt2"):
         sers.cache.from_arrays(tmp_path / "d.zarr", X.transpose(1, 0, 2), {"id": [f"utt{i}" for i in range(8)]})
@@ -121,11 +121,11 @@ def test_folder_errors_name_the_file_and_leave_nothing(tmp_path):
         sers.cache.import_folder(folder, tmp_path / "c.zarr")
     assert not (tmp_path / "c.zarr").exists()
     np.save(folder / "b.npy", np.full((3, 4), np.nan))
-    with pytest.raises(SersError, match=r"b.npy: features has NaN .* \(b\) at layers \[0, 1, 2\]"):
+    with pytest.raises(SersError, match=r"b.npy: features has NaN .* \('b'\) at layers \[0, 1, 2\]"):
         sers.cache.import_folder(folder, tmp_path / "c.zarr")
     (tmp_path / "m.csv").write_text("path,label\na.wav,N\n")
     np.save(folder / "b.npy", np.zeros((3, 4)))
-    with pytest.raises(SersError, match=r"no row for 1 feature files \(b\)"):
+    with pytest.raises(SersError, match=r"no row for 1 feature files \('b'\)"):
         sers.cache.import_folder(folder, tmp_path / "c.zarr", manifest=tmp_path / "m.csv")
 
 

@@ -37,7 +37,7 @@ def check_features(values, name: str, ids, where) -> np.ndarray:
     bad = ~np.isfinite(values).all(axis=2)  # (L, N)
     if bad.any():
         rows, layers = np.flatnonzero(bad.any(axis=0)), np.flatnonzero(bad.any(axis=1))
-        shown = ", ".join(str(ids[r]) for r in rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+        shown = ", ".join(repr(str(ids[r])) if r < len(ids) else f"row {r}" for r in rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
         raise SersError(f"{where}: {name} has NaN or infinite values in {len(rows)} utterances ({shown}) "
                         f"at layers {layers.tolist()}")
     return values
@@ -129,9 +129,13 @@ def _ids(values, where) -> np.ndarray:
     if values.dtype.kind not in "UOSiu":
         raise SersError(f"{where}: 'id' holds {values.dtype} values; ids must be strings or integers")
     ids = np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist()], dtype=object)
-    empty = np.flatnonzero(np.char.str_len(ids.astype(str)) == 0) if len(ids) else []
-    if len(empty):
-        raise SersError(f"{where}: 'id' is empty at rows {list(empty[:5])}; every utterance needs an id")
+    empty = [row for row, uid in enumerate(ids) if not uid]
+    if empty:
+        raise SersError(f"{where}: 'id' is empty at rows {empty[:5]}; every utterance needs an id")
+    unique, counts = np.unique(ids.astype(str), return_counts=True)
+    if (counts > 1).any():
+        raise SersError(f"{where}: utterance ids must be unique; repeated: "
+                        f"{', '.join(map(repr, unique[counts > 1][:5].tolist()))}")
     return ids
 
 
@@ -251,7 +255,7 @@ def _manifest_columns(manifest, ids) -> dict:
     by_id = {u.id: u for u in read_manifest(manifest)}
     missing = [uid for uid in ids if uid not in by_id]
     if missing:
-        raise SersError(f"{manifest}: no row for {len(missing)} feature files ({', '.join(missing[:5])}); "
+        raise SersError(f"{manifest}: no row for {len(missing)} feature files ({', '.join(map(repr, missing[:5]))}); "
                         f"ids are the audio file names without suffix unless an 'id' column gives them")
     return {name: [getattr(by_id[uid], name) for uid in ids] for name in TEXT_COLUMNS}
 

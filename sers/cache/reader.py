@@ -235,7 +235,7 @@ class CacheReader:
                             f"(stored: {self.frame_layers or 'none'})")
         return np.asarray(self._backend.array(schema.frames_name(layer))[start:stop])
 
-    def to_xarray(self, split=None, layers=None, stat: str | None = "mean"):
+    def to_xarray(self, layers=None, stat: str | None = "mean", *, split=None):
         """An xarray Dataset of pooled features (loaded into memory): ``pooled_<stat>`` with dims
         (layer, utterance, dim), indexed by utterance id, the utterance table as coordinates.
         ``stat=None`` gives every stored statistic."""
