@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from sers.atomic import atomic_path  # noqa: E402
+
 _METADATA = {"Software": None}  # no matplotlib version in the file: same data, same bytes
 
 
@@ -134,6 +136,7 @@ def _save(fig, path, tight: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if tight:
         fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata=_METADATA)
+    with atomic_path(path) as partial:
+        fig.savefig(partial, format="png", dpi=110, metadata=_METADATA)
     plt.close(fig)
     return path

@@ -109,7 +109,11 @@ class CacheReader:
 
     def check_compatible(self, other: "CacheReader") -> None:
         """Refuse to compare caches of different models or shapes, naming the difference."""
-        for key in ("model_id", "model_revision", "num_layers", "hidden_size"):
+        difference = schema.model_difference(self.attrs, other.attrs)
+        if difference:
+            raise SersError(f"caches come from different models: {difference} "
+                            f"({self.path} and {other.path})")
+        for key in ("num_layers", "hidden_size"):
             mine, theirs = self.attrs.get(key), other.attrs.get(key)
             if mine != theirs:
                 raise SersError(f"caches come from different models: {key} is {mine!r} in {self.path} "
@@ -163,7 +167,22 @@ class CacheReader:
                 out[i] = array[layer, store_rows[0]:store_rows[-1] + 1]
             elif len(store_rows):
                 out[i] = np.asarray(array[layer])[store_rows]  # one sequential read of the layer
+        self._check_finite(out, layers, rows, f"pooled {stat}")
         return out
+
+    def _check_finite(self, values: np.ndarray, layers, rows, what: str) -> None:
+        """Refuse NaN/inf features (layers x rows x D), naming the layers and utterance ids: one NaN
+        row turns a layer's covariance into NaN, which a ranking then reads as best or worst."""
+        bad = ~np.isfinite(values).all(axis=2)
+        if not bad.any():
+            return
+        bad_layers = [int(layers[i]) for i in np.flatnonzero(bad.any(axis=1))]
+        bad_rows = np.flatnonzero(bad.any(axis=0))
+        ids = [str(self.utterances.id[rows[r]]) for r in bad_rows[:5]]
+        more = f" and {len(bad_rows) - 5} more" if len(bad_rows) > 5 else ""
+        raise SersError(f"{self.path}: non-finite (NaN or inf) {what} features at layer(s) "
+                        f"{','.join(map(str, bad_layers))} for utterance(s) {', '.join(ids)}{more}; "
+                        "re-extract or re-import the cache without them")
 
     # -- aligned segments (vowels) -------------------------------------------------------
 
@@ -212,8 +231,13 @@ class CacheReader:
         index = self._segment_store_index if rows is None else self._segment_store_index[np.asarray(rows, int)]
         array = self._backend.array(f"{segment_store.GROUP}/pooled")
         position = self.segment_layers.index(int(layer))
-        return np.asarray(array[position])[index].astype(np.float32) if len(index) else \
-            np.empty((0, self.hidden_size), np.float32)
+        if not len(index):
+            return np.empty((0, self.hidden_size), np.float32)
+        values = np.asarray(array[position])[index].astype(np.float32)
+        if not np.isfinite(values).all():
+            utterances = self.segments.utterance if rows is None else self.segments.utterance[np.asarray(rows, int)]
+            self._check_finite(values[None], [layer], utterances, "vowel segment")
+        return values
 
     def frames(self, utterance_id: str, layer: int) -> np.ndarray:
         """(n_frames, D) float32 frame features of one utterance at one layer."""

@@ -49,6 +49,27 @@ POOLED_DTYPE = np.dtype("float32")
 DEFAULT_FRAME_DTYPE = np.dtype("float16")
 
 
+# What identifies the model a cache came from: the digest of its weight files (what the numbers
+# depend on) where extraction computed one, and the hub commit; the id or folder path only
+# as a fallback, because the same path can hold other weights and the same weights can move.
+MODEL_DIGEST_ATTR = "model_weights_sha256"
+MODEL_COMMIT_ATTR = "model_commit"
+
+
+def model_difference(mine: dict, theirs: dict) -> str | None:
+    """Why two sets of cache attributes come from different models, or None when they do not."""
+    a, b = mine.get(MODEL_DIGEST_ATTR), theirs.get(MODEL_DIGEST_ATTR)
+    if a and b:
+        return None if a == b else f"the model weights differ ({MODEL_DIGEST_ATTR} {a[:12]}... vs {b[:12]}...)"
+    a, b = mine.get(MODEL_COMMIT_ATTR), theirs.get(MODEL_COMMIT_ATTR)
+    if a and b and mine.get("model_id") == theirs.get("model_id"):
+        return None if a == b else f"the hub commits differ ({a} vs {b})"
+    for key in ("model_id", "model_revision"):
+        if mine.get(key) != theirs.get(key):
+            return f"{key} is {mine.get(key)!r} vs {theirs.get(key)!r}"
+    return None
+
+
 def check_pool_stats(pool_stats) -> list[str]:
     """The pooled statistics asked for, or a SersError naming the ones that do not exist."""
     if not pool_stats or set(pool_stats) - set(POOL_STATS):

@@ -6,6 +6,7 @@ measure, scores and similarity file that chose them ride along and are ignored h
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -23,6 +24,9 @@ def load_anchors(anchors) -> dict:
         anchors = read_json(path, missing="no such anchors file (write one with `sers anchor`)",
                             invalid="not an anchors.json")
         found["file"] = str(path)
+        if not isinstance(anchors, (dict, list)):  # e.g. a file holding 5 or null
+            raise SersError(f"{path}: not an anchors.json (expected an object with 'layers' or 'groups', "
+                            f"found {json.dumps(anchors)})")
     found["target_labels"] = None
     if isinstance(anchors, dict):
         found["target_labels"] = anchors.get("chosen_with_target_labels")

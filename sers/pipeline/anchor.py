@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sers import atomic
 from sers.errors import SersError
 from sers.jsonfile import read_json
 from sers.measures import MEASURES
@@ -112,8 +113,7 @@ def best_groups(candidates: dict[int, float], size: int, count: int, sign: float
 
 def write_anchors(anchors: dict, out) -> Path:
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(anchors, indent=2) + "\n")
+    atomic.write_text(out, json.dumps(anchors, indent=2) + "\n")
     return out
 
 

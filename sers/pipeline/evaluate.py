@@ -15,17 +15,21 @@ from pathlib import Path
 import numpy as np
 
 import sers.cache
+from sers import atomic
+from sers.cache import schema
 from sers.classifiers.estimator import LayerAnchoringClassifier
 from sers.classifiers.metrics import classification_metrics
 from sers.errors import SersError
+from sers.jsonfile import read_json
 
 WEIGHTS = "model.safetensors"
-MODEL_KEYS = ("model_id", "model_revision", "num_layers", "hidden_size")
+MODEL_KEYS = ("model_id", "model_revision", "num_layers", "hidden_size", schema.MODEL_DIGEST_ATTR,
+              schema.MODEL_COMMIT_ATTR)
 STATS_CHOICES = ("target", "source", "cache")
 
 
 def write_json(path, value) -> None:
-    Path(path).write_text(json.dumps(value, indent=2, sort_keys=False) + "\n")
+    atomic.write_text(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
 
 
 def write_predictions(path, columns: dict[str, np.ndarray], classes, proba: np.ndarray) -> None:
@@ -33,7 +37,7 @@ def write_predictions(path, columns: dict[str, np.ndarray], classes, proba: np.n
     classes = [str(c) for c in classes]
     names = list(columns) + ["predicted"] + [f"p_{c}" for c in classes]
     predicted = np.asarray(classes)[proba.argmax(axis=1)]
-    with open(path, "w", newline="") as handle:
+    with atomic.atomic_path(path) as partial, open(partial, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(names)
         for i in range(len(proba)):
@@ -51,8 +55,16 @@ def load_run(run_dir) -> tuple[LayerAnchoringClassifier, dict]:
     config_path, weights = run_dir / "config.json", run_dir / WEIGHTS
     if not config_path.is_file() or not weights.is_file():
         raise SersError(f"{run_dir}: not a run folder (needs config.json and {WEIGHTS}, written by `sers train`)")
-    config = json.loads(config_path.read_text())
-    return LayerAnchoringClassifier.load(weights), config
+    config = read_json(config_path, invalid="not a valid run config (JSON)")
+    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        raise SersError(f"{config_path}: not a run config written by `sers train` (no 'data' section)")
+    try:
+        return LayerAnchoringClassifier.load(weights), config
+    except SersError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - safetensors/torch raise many types for a damaged file
+        raise SersError(f"{weights}: cannot read the trained weights ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'damaged file'}); train the run again") from None
 
 
 def _open(cache):
@@ -63,12 +75,15 @@ def check_cache_matches(config: dict, cache, run_dir) -> None:
     """Refuse a cache whose features come from another model than the run was trained on."""
     trained = config["data"]["source"]["model"]
     offered = model_description(cache.attrs)
-    for key in MODEL_KEYS:
+    difference = schema.model_difference(trained, offered)
+    for key in ("num_layers", "hidden_size"):
         if trained.get(key) != offered.get(key):
-            raise SersError(f"{cache.path} holds features of {offered['model_id']} ({offered['num_layers']} layers x "
-                            f"{offered['hidden_size']}) but run {run_dir} was trained on {trained['model_id']} "
-                            f"({trained['num_layers']} layers x {trained['hidden_size']}): {key} differs; "
-                            f"extract this corpus with the run's model")
+            difference = f"{key} differs"
+    if difference:
+        raise SersError(f"{cache.path} holds features of {offered['model_id']} ({offered['num_layers']} layers x "
+                        f"{offered['hidden_size']}) but run {run_dir} was trained on {trained['model_id']} "
+                        f"({trained['num_layers']} layers x {trained['hidden_size']}): {difference}; "
+                        f"extract this corpus with the run's model")
 
 
 def _features(model, config, cache, rows, run_dir):

@@ -16,6 +16,7 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
+from sers import atomic
 from sers.report import figures as report_figures
 from sers.errors import SersError
 from sers.report.context import commands_section, data_section, similarity_section, versions_section
@@ -64,8 +65,8 @@ def write_report(runs_dir, out_html, similarity_dir=None, anchors=None) -> tuple
             versions_section(runs),
         ])
     out_html.parent.mkdir(parents=True, exist_ok=True)
-    out_html.write_text(render_html(document), encoding="utf-8")
-    md_path.write_text(render_markdown(document, md_path), encoding="utf-8")
+    atomic.write_text(md_path, render_markdown(document, md_path))
+    atomic.write_text(out_html, render_html(document))  # last: the page appears only when all is written
     return out_html, md_path
 
 

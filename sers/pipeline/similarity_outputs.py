@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sers import plots
+from sers import atomic, plots
 
 
 def write_outputs(result: dict, out_dir) -> list[Path]:
@@ -24,9 +24,11 @@ def write_outputs(result: dict, out_dir) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "similarity.json"
-    json_path.write_text(json.dumps(_json_safe(result), indent=2) + "\n")
     csv_path = out_dir / "similarity.csv"
-    csv_path.write_text(to_csv(result))
+    # CSV first, JSON last: similarity.json is what `sers anchor` reads, so it appears only when
+    # the table beside it is whole (each file is renamed into place whole).
+    atomic.write_text(csv_path, to_csv(result))
+    atomic.write_text(json_path, json.dumps(_json_safe(result), indent=2) + "\n")
     written = [json_path, csv_path]
     table = result["measures"]
     directions = {n: m["direction"] for n, m in table.items()}

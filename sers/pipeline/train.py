@@ -30,6 +30,7 @@ import numpy as np
 
 import sers
 import sers.cache
+from sers.atomic import atomic_path, write_text as atomic_write_text
 from sers.classifiers.anchors import anchors_for, load_anchors
 from sers.classifiers.estimator import LayerAnchoringClassifier
 from sers.classifiers.heads import METHODS
@@ -103,12 +104,19 @@ def _layers(part, layers):
 
 
 def _run_one(spec: dict, data: dict) -> dict:
-    """Fit one method x seed, write its folder (everything but metrics.json), return predictions."""
+    """Fit one method x seed, write its folder (everything but metrics.json), return predictions.
+
+    The folder is written under a temporary name and renamed when whole: a killed run leaves
+    no folder with a config.json but no weights."""
+    with atomic_path(spec["run_dir"]) as partial:
+        partial.mkdir()
+        return _fit_and_write(spec, data, partial)
+
+
+def _fit_and_write(spec: dict, data: dict, run_dir: Path) -> dict:
     if spec["threads"]:
         import torch
         torch.set_num_threads(spec["threads"])
-    run_dir = Path(spec["run_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
     model = LayerAnchoringClassifier(**spec["params"])
     uses_target = spec["uses_target"]
     dev, y_dev, dev_domain = ((data["target_dev"], data["y_target_dev"], "target") if "target_dev" in data
@@ -133,7 +141,7 @@ def _run_one(spec: dict, data: dict) -> dict:
                "id": np.concatenate([data[f"ids_{name}"] for name, _ in parts])}
     write_predictions(run_dir / "predictions.csv", columns, model.classes_,
                       np.concatenate([proba[name] for name, _ in parts]))
-    return {"method": spec["method"], "seed": spec["seed"], "run_dir": str(run_dir), "best_epoch": model.best_epoch_,
+    return {"method": spec["method"], "seed": spec["seed"], "run_dir": spec["run_dir"], "best_epoch": model.best_epoch_,
             "classes": model.classes_.tolist(),
             "predicted": {name: model.classes_[p.argmax(1)] for name, p in proba.items()}}
 
@@ -161,7 +169,7 @@ def _write_curves(run_dir: Path, history: list[dict], plot: bool) -> None:
     dev.set_xlabel("epoch")
     dev.set_ylabel("dev UAR")
     fig.tight_layout()
-    fig.savefig(run_dir / "curves.png", dpi=80, metadata={"Software": None})
+    fig.savefig(run_dir / "curves.png", dpi=80, metadata={"Software": None})  # inside the run's partial folder
     plt.close(fig)
 
 
@@ -441,12 +449,12 @@ def format_results(table: list[dict], markdown: bool = False) -> str:
 
 def write_results(out_dir: Path, table: list[dict], results: list[dict]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "results.csv", "w", newline="") as handle:
+    with atomic_path(out_dir / "results.csv") as partial, open(partial, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-    (out_dir / "results.md").write_text("# sers train results\n\n" + format_results(table, markdown=True) + "\n")
-    with open(out_dir / "runs.csv", "w", newline="") as handle:
+    atomic_write_text(out_dir / "results.md", "# sers train results\n\n" + format_results(table, markdown=True) + "\n")
+    with atomic_path(out_dir / "runs.csv") as partial, open(partial, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["method", "seed", "selection", "best_epoch", "target_uar", "target_macro_f1",
                          "source_dev_uar", "run_dir"])

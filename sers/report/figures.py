@@ -15,6 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 
+from sers.atomic import atomic_path  # noqa: E402
+
 _METADATA = {"Software": None}
 _ANCHOR_COLOUR = "tab:red"
 
@@ -108,6 +110,7 @@ def uar_bars(labels: list[str], means, stds, path, *, chance: float | None = Non
 def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata=_METADATA)
+    with atomic_path(path) as partial:
+        fig.savefig(partial, format="png", dpi=110, metadata=_METADATA)
     plt.close(fig)
     return path
