@@ -91,6 +91,8 @@ def _open(path, opener):
         raise SersError(f"{path}: audio file not found")
     if Path(path).is_dir():
         raise SersError(f"{path}: is a folder, not an audio file")
+    if not Path(path).is_file():  # a FIFO or device would block the decoder forever
+        raise SersError(f"{path}: not a regular file (a pipe, socket or device), not an audio file")
     try:
         return opener(str(path))
     except (soundfile.SoundFileError, RuntimeError) as exc:

@@ -2,35 +2,66 @@
 
 Every command parses its options, calls one plain function in `sers.pipeline`
 (or another module), and prints. Exit status: 0 success, 1 bad input or data
-(a one-line `error: ...`), 2 usage error (click), 130 interrupted.
+(a one-line `error: ...`), 2 usage error (click), 130 interrupted. Tracebacks are
+shown only with `sers --debug` or SERS_DEBUG=1.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
 
 from sers import __version__
-from sers.errors import SersError
+from sers.errors import SersError, describe_os_error
+
+
+def _debugging() -> bool:
+    return os.environ.get("SERS_DEBUG", "") not in ("", "0")
 
 
 class _Group(click.Group):
-    """Turn SersError into `error: message` and exit 1, with no traceback."""
+    """Turn every failure into one `error: ...` line on stderr (exit 1), with no traceback
+    unless debugging: SersError as it is, a failed file operation in words, anything else
+    (a bug) named by type with the way to see its traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except SersError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(1)
+            self._fail(ctx, str(exc))
         except KeyboardInterrupt:
             click.echo("interrupted; rerun the same command to resume", err=True)
             ctx.exit(130)
+        except OSError as exc:
+            if _debugging():
+                raise
+            self._fail(ctx, f"{describe_os_error(exc)}; finished outputs are kept: fix that and rerun the command")
+        except (click.exceptions.Exit, click.ClickException):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence against a bare traceback
+            if _debugging():
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            self._fail(ctx, f"unexpected {type(exc).__name__}: {first} (a bug in sers: rerun with "
+                            "SERS_DEBUG=1 for the traceback and report it)")
+
+    @staticmethod
+    def _fail(ctx, message: str):
+        click.echo(f"error: {' '.join(message.split())}", err=True)  # one line, whatever the message held
+        ctx.exit(1)
+
+
+def _set_debug(ctx, param, value):
+    if value:
+        os.environ["SERS_DEBUG"] = "1"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sers")
+@click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+              help="Show the full traceback of an error (same as SERS_DEBUG=1).")
 def main():
     """Cross-lingual speech emotion recognition by layer anchoring.
 
@@ -119,12 +150,15 @@ def _alignment_options(required: bool):
 @click.option("--pool", default="mean", show_default=True, help="Pooled statistics: mean or mean,std.")
 @click.option("--shard", help="Process share I of N (I/N, e.g. 0/4); default: RANK/WORLD_SIZE when set.")
 @click.option("--workers", type=int, default=2, show_default=True, help="Audio decoding processes (0: decode in-process).")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
+              help="Record longer utterances as errors instead of running out of memory (attention memory grows "
+                   "with the square of the length); not applied to Whisper, which reads 30 s windows.")
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable utterance instead of recording it.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing cache instead of resuming it.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_alignment_options(required=False)
 def extract(model, manifest, out, corpus_format, audio_root, language, revision, device, dtype,
-            batch_seconds, frame_layers, frame_stride, pool, shard, workers, strict, overwrite, quiet,
+            batch_seconds, frame_layers, frame_stride, pool, shard, workers, max_seconds, strict, overwrite, quiet,
             alignments, alignment_format, phone_tier, vowel_map):
     """Run a pretrained speech model once and cache every layer's features.
 
@@ -152,7 +186,7 @@ def extract(model, manifest, out, corpus_format, audio_root, language, revision,
                           pool_stats=[p.strip() for p in pool.split(",") if p.strip()], shard=shard,
                           workers=workers, strict=strict, overwrite=overwrite, progress=not quiet,
                           log=click.echo, alignments=alignments, alignment_format=alignment_format,
-                          phone_tier=phone_tier, vowel_map=vowel_map)
+                          phone_tier=phone_tier, vowel_map=vowel_map, max_seconds=max_seconds)
     click.echo(summary.line())
 
 # --- cache: inspect, cache merge, cache import (sers.pipeline.inspect / sers.cache) ---

@@ -8,3 +8,15 @@ class SersError(Exception):
     traceback. Raise it (or a subclass) from any stage for problems the user
     can act on; let genuine bugs propagate as ordinary exceptions.
     """
+
+
+def describe_os_error(exc: OSError) -> str:
+    """What a failed file operation means for the user, in words, naming the file."""
+    import errno
+
+    where = exc.filename or "a file"
+    what = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+            errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+            errno.EROFS: "read-only file system", errno.ENOENT: "no such file or folder (moved or deleted "
+            "while sers ran?)"}.get(exc.errno, exc.strerror or str(exc))
+    return f"{what} while writing or reading {where}"

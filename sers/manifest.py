@@ -83,7 +83,8 @@ def manifest_digest(utterances) -> str:
     """
     rows = sorted(json.dumps([u.id, u.path, u.start, u.end, u.label, u.split, u.speaker, u.language],
                              ensure_ascii=False) for u in utterances)
-    return hashlib.sha256("\n".join(rows).encode("utf-8")).hexdigest()
+    # surrogateescape: a file name that is not valid UTF-8 still has a digest (extraction records it as an error)
+    return hashlib.sha256("\n".join(rows).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 # --- reading rows -------------------------------------------------------------------

@@ -18,10 +18,14 @@ from sers.errors import SersError
 
 # Attributes that must agree between shards (the rest, such as timings, may differ).
 _MUST_MATCH = ("model_id", "model_revision", "model_family", "num_layers", "hidden_size", "pool_stats",
-               "frame_layers", "frame_stride", "frame_dtype", "dtype", "manifest_digest", "sample_rate")
+               "frame_layers", "frame_stride", "frame_dtype", "dtype", "manifest_digest", "sample_rate",
+               schema.MODEL_DIGEST_ATTR)
 
 
 def merge(out, shard_paths, *, overwrite: bool = False) -> Path:
+    for shard in shard_paths:  # --overwrite would delete that input before it is read
+        if Path(shard).resolve() == Path(out).resolve():
+            raise SersError(f"{out} is also one of the shards to merge; write the merged cache to a new path")
     shards = [CacheReader(p) for p in shard_paths]
     try:
         _check_shards(shards)

@@ -109,12 +109,9 @@ class CacheReader:
 
     def check_compatible(self, other: "CacheReader") -> None:
         """Refuse to compare caches of different models or shapes, naming the difference."""
-        difference = schema.model_difference(self.attrs, other.attrs)
-        if difference:
-            raise SersError(f"caches come from different models: {difference} "
-                            f"({self.path} and {other.path})")
-        for key in ("num_layers", "hidden_size"):
-            mine, theirs = self.attrs.get(key), other.attrs.get(key)
+        differences = [schema.model_difference(self.attrs, other.attrs)]
+        differences += [(key, self.attrs.get(key), other.attrs.get(key)) for key in ("num_layers", "hidden_size")]
+        for key, mine, theirs in filter(None, differences):
             if mine != theirs:
                 raise SersError(f"caches come from different models: {key} is {mine!r} in {self.path} "
                                 f"but {theirs!r} in {other.path}")

@@ -56,18 +56,24 @@ MODEL_DIGEST_ATTR = "model_weights_sha256"
 MODEL_COMMIT_ATTR = "model_commit"
 
 
-def model_difference(mine: dict, theirs: dict) -> str | None:
-    """Why two sets of cache attributes come from different models, or None when they do not."""
+def model_difference(mine: dict, theirs: dict) -> tuple[str, object, object] | None:
+    """(attribute, mine, theirs) that shows two caches' models differ, or None when they are the same."""
     a, b = mine.get(MODEL_DIGEST_ATTR), theirs.get(MODEL_DIGEST_ATTR)
-    if a and b:
-        return None if a == b else f"the model weights differ ({MODEL_DIGEST_ATTR} {a[:12]}... vs {b[:12]}...)"
+    if a and b:  # the weights themselves: wherever the folder was, whatever it was called
+        return None if a == b else (MODEL_DIGEST_ATTR, a, b)
     a, b = mine.get(MODEL_COMMIT_ATTR), theirs.get(MODEL_COMMIT_ATTR)
-    if a and b and mine.get("model_id") == theirs.get("model_id"):
-        return None if a == b else f"the hub commits differ ({a} vs {b})"
+    if a and b and a != b and mine.get("model_id") == theirs.get("model_id"):
+        return MODEL_COMMIT_ATTR, a, b
     for key in ("model_id", "model_revision"):
         if mine.get(key) != theirs.get(key):
-            return f"{key} is {mine.get(key)!r} vs {theirs.get(key)!r}"
+            return key, mine.get(key), theirs.get(key)
     return None
+
+
+def storable_text(text) -> str:
+    """A file name that is not valid UTF-8 (undecodable bytes kept as surrogates by Python)
+    cannot be stored as UTF-8 text: it is stored with U+FFFD in place of the bad bytes."""
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def check_pool_stats(pool_stats) -> list[str]:

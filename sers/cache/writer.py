@@ -10,6 +10,11 @@ The writer never lets an unfinished cache look finished:
 
 Reopening an unfinished cache with :meth:`CacheWriter.resume` gives back the rows
 still to do; writing them yields the same arrays as an uninterrupted run.
+
+A writer holds the cache's lock file (:mod:`sers.cache.lock`) from create/resume to close,
+so two writers never share a cache. A new cache is laid out (with the errors known before
+extraction) under a temporary name and renamed into place: a kill during creation leaves
+no half-made store at the cache's path.
 """
 from __future__ import annotations
 
@@ -21,12 +26,14 @@ import numpy as np
 from sers.cache import schema
 from sers.cache import segments as segment_store
 from sers.cache.backends import open_backend, remove_store
+from sers.cache.lock import WriterLock
 from sers.errors import SersError
 
 
 class CacheWriter:
-    def __init__(self, backend):
+    def __init__(self, backend, lock: WriterLock | None = None):
         self._backend = backend
+        self._lock = lock
         attrs = backend.attrs
         self.path = backend.path
         self.num_layers = int(attrs["num_layers"])
@@ -55,7 +62,7 @@ class CacheWriter:
     def create(cls, path, utterances: dict, *, num_layers: int, hidden_size: int,
                pool_stats=("mean",), frame_layers=(), frame_dtype="float16",
                pooled_chunk_rows: int | None = None, segment_layers=None, segment_attrs=None,
-               overwrite: bool = False, **attrs) -> "CacheWriter":
+               overwrite: bool = False, errors=(), **attrs) -> "CacheWriter":
         """Lay out an empty cache for the utterances (columns in row order).
 
         ``utterances`` needs ``id``; ``n_frames`` (stored frames per utterance)
@@ -63,60 +70,42 @@ class CacheWriter:
         ``pooled_chunk_rows``: utterances per pooled chunk (default about 4 MB); rows
         become ``done`` a whole chunk at a time, so it is also the resume granularity.
         ``segment_layers``: layers whose aligned-segment features ``add`` will receive.
+        ``errors``: (id, path, reason) of utterances that failed before extraction (unreadable
+        files): stored with the layout, so that no manifest row is ever neither a row nor an error.
         """
         path = Path(path)
-        if path.exists():
-            if not overwrite:
+        schema.backend_for(path)
+        lock = WriterLock(path).acquire()
+        partial = path.with_name(f".{path.stem}.creating{path.suffix}")
+        try:
+            if path.exists() and not overwrite:
                 raise SersError(f"{path} already exists; pass --overwrite to replace it")
+            remove_store(partial)  # left by a run killed while creating
+            _lay_out(partial, utterances, num_layers, hidden_size, pool_stats, frame_layers, frame_dtype,
+                     pooled_chunk_rows, segment_layers, segment_attrs, errors, attrs)
             remove_store(path)
-        columns = _complete_columns(utterances)
-        n_rows = len(columns["id"])
-        schema.check_pool_stats(pool_stats)
-        bad_layers = [layer for layer in frame_layers if not 0 <= layer < num_layers]
-        if bad_layers:
-            raise SersError(f"frame layers {bad_layers} do not exist: the model has layers 0-{num_layers - 1}")
-        columns["frame_offset"] = np.concatenate([[0], np.cumsum(columns["n_frames"])[:-1]]).astype("int64") \
-            if n_rows else np.zeros(0, "int64")
-        total_frames = int(columns["n_frames"].sum())
-
-        backend = open_backend(path, "w")
-        for name, dtype in schema.UTTERANCE_COLUMNS.items():
-            backend.create(f"utterances/{name}", (n_rows,), dtype, chunks=(max(n_rows, 1),))
-            if name in schema.STRING_COLUMNS:
-                backend.write_strings(f"utterances/{name}", columns[name])
-            elif n_rows:
-                backend.array(f"utterances/{name}")[:] = columns[name]
-        for name in schema.ERROR_COLUMNS:
-            backend.create(f"errors/{name}", (0,), object, chunks=(1024,))
-        chunk_rows = pooled_chunk_rows or schema.pooled_chunk_rows(hidden_size)
-        for stat in pool_stats:
-            backend.create(schema.pooled_name(stat), (num_layers, n_rows, hidden_size),
-                           schema.POOLED_DTYPE, chunks=(1, max(1, min(chunk_rows, n_rows)), hidden_size))
-        frame_rows = schema.frame_chunk_rows(hidden_size)
-        for layer in frame_layers:
-            backend.create(schema.frames_name(layer), (total_frames, hidden_size), np.dtype(frame_dtype),
-                           chunks=(max(1, min(frame_rows, total_frames)), hidden_size))
-        if segment_layers is not None:
-            segment_store.create(backend, list(segment_layers), hidden_size, **(segment_attrs or {}))
-        backend.set_attrs({
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            **attrs,
-            "format": schema.FORMAT, "format_version": schema.FORMAT_VERSION,
-            "sers_version": _sers_version(), "complete": False,
-            "num_layers": int(num_layers), "hidden_size": int(hidden_size),
-            "pool_stats": list(pool_stats), "frame_layers": [int(x) for x in frame_layers],
-            "frame_dtype": str(np.dtype(frame_dtype)), "n_utterances": n_rows,
-        })
-        backend.flush()
-        return cls(backend)
+            partial.rename(path)
+            return cls(open_backend(path, "a"), lock)
+        except BaseException:
+            remove_store(partial)
+            lock.release()
+            raise
 
     @classmethod
     def resume(cls, path) -> "CacheWriter":
-        backend = open_backend(path, "a")
+        lock = WriterLock(path).acquire()
+        try:
+            backend = open_backend(path, "a")
+        except Exception as exc:  # noqa: BLE001 - h5py/zarr raise OSError, KeyError, ... for a damaged store
+            lock.release()
+            raise SersError(f"{path} exists but cannot be opened as a cache ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else 'damaged'}); it was probably cut off "
+                            "while being created: pass --overwrite to start it again") from None
         if backend.attrs.get("format") != schema.FORMAT:
             backend.close()
-            raise SersError(f"{path} is not a sers cache")
-        return cls(backend)
+            lock.release()
+            raise SersError(f"{path} exists and is not a sers cache; choose another --out or pass --overwrite")
+        return cls(backend, lock)
 
     @property
     def attrs(self) -> dict:
@@ -157,10 +146,11 @@ class CacheWriter:
         self._buffer_row(row, {stat: zeros for stat in self.pool_stats}, failed=True)
 
     def record_error(self, utterance_id: str, path: str, reason: str) -> None:
-        n = self._backend.array("errors/id").shape[0]
-        for name, value in zip(schema.ERROR_COLUMNS, (utterance_id, path, reason)):
-            self._backend.array(f"errors/{name}").resize((n + 1,))
-            self._backend.write_strings(f"errors/{name}", [value], start=n)
+        self.record_errors([(utterance_id, path, reason)])
+
+    def record_errors(self, errors) -> None:
+        """Append (id, path, reason) rows to ``errors/``, one resize per column."""
+        _append_errors(self._backend, errors)
 
     def _forget_errors_of_pending_rows(self) -> None:
         """A failure is recorded at once but its row is done only at the next flush: after an
@@ -246,13 +236,73 @@ class CacheWriter:
         self._backend.set_attrs(values)
 
     def close(self) -> None:
-        self._backend.close()
+        try:
+            self._backend.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _lay_out(path: Path, utterances, num_layers, hidden_size, pool_stats, frame_layers, frame_dtype,
+             pooled_chunk_rows, segment_layers, segment_attrs, errors, attrs) -> None:
+    """Write the empty arrays, the utterance table, the known errors and the root attributes."""
+    columns = _complete_columns(utterances)
+    n_rows = len(columns["id"])
+    schema.check_pool_stats(pool_stats)
+    bad_layers = [layer for layer in frame_layers if not 0 <= layer < num_layers]
+    if bad_layers:
+        raise SersError(f"frame layers {bad_layers} do not exist: the model has layers 0-{num_layers - 1}")
+    columns["frame_offset"] = np.concatenate([[0], np.cumsum(columns["n_frames"])[:-1]]).astype("int64") \
+        if n_rows else np.zeros(0, "int64")
+    total_frames = int(columns["n_frames"].sum())
+
+    backend = open_backend(path, "w")
+    for name, dtype in schema.UTTERANCE_COLUMNS.items():
+        backend.create(f"utterances/{name}", (n_rows,), dtype, chunks=(max(n_rows, 1),))
+        if name in schema.STRING_COLUMNS:
+            backend.write_strings(f"utterances/{name}", columns[name])
+        elif n_rows:
+            backend.array(f"utterances/{name}")[:] = columns[name]
+    for name in schema.ERROR_COLUMNS:
+        backend.create(f"errors/{name}", (0,), object, chunks=(1024,))
+    _append_errors(backend, errors)
+    chunk_rows = pooled_chunk_rows or schema.pooled_chunk_rows(hidden_size)
+    for stat in pool_stats:
+        backend.create(schema.pooled_name(stat), (num_layers, n_rows, hidden_size),
+                       schema.POOLED_DTYPE, chunks=(1, max(1, min(chunk_rows, n_rows)), hidden_size))
+    frame_rows = schema.frame_chunk_rows(hidden_size)
+    for layer in frame_layers:
+        backend.create(schema.frames_name(layer), (total_frames, hidden_size), np.dtype(frame_dtype),
+                       chunks=(max(1, min(frame_rows, total_frames)), hidden_size))
+    if segment_layers is not None:
+        segment_store.create(backend, list(segment_layers), hidden_size, **(segment_attrs or {}))
+    backend.set_attrs({
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **attrs,
+        "format": schema.FORMAT, "format_version": schema.FORMAT_VERSION,
+        "sers_version": _sers_version(), "complete": False,
+        "num_layers": int(num_layers), "hidden_size": int(hidden_size),
+        "pool_stats": list(pool_stats), "frame_layers": [int(x) for x in frame_layers],
+        "frame_dtype": str(np.dtype(frame_dtype)), "n_utterances": n_rows,
+    })
+    backend.flush()
+    backend.close()
+
+
+def _append_errors(backend, errors) -> None:
+    errors = [[schema.storable_text(value) for value in error] for error in errors]
+    if not errors:
+        return
+    n = backend.array("errors/id").shape[0]
+    for name, values in zip(schema.ERROR_COLUMNS, zip(*errors)):
+        backend.array(f"errors/{name}").resize((n + len(values),))
+        backend.write_strings(f"errors/{name}", values, start=n)
 
 
 def _complete_columns(utterances: dict) -> dict:

@@ -75,14 +75,14 @@ def check_cache_matches(config: dict, cache, run_dir) -> None:
     """Refuse a cache whose features come from another model than the run was trained on."""
     trained = config["data"]["source"]["model"]
     offered = model_description(cache.attrs)
-    difference = schema.model_difference(trained, offered)
-    for key in ("num_layers", "hidden_size"):
-        if trained.get(key) != offered.get(key):
-            difference = f"{key} differs"
-    if difference:
+    differences = [schema.model_difference(trained, offered)]
+    differences += [(key, trained.get(key), offered.get(key)) for key in ("num_layers", "hidden_size")]
+    for key, mine, theirs in filter(None, differences):
+        if mine == theirs:
+            continue
         raise SersError(f"{cache.path} holds features of {offered['model_id']} ({offered['num_layers']} layers x "
                         f"{offered['hidden_size']}) but run {run_dir} was trained on {trained['model_id']} "
-                        f"({trained['num_layers']} layers x {trained['hidden_size']}): {difference}; "
+                        f"({trained['num_layers']} layers x {trained['hidden_size']}): {key} differs; "
                         f"extract this corpus with the run's model")
 
 

@@ -11,15 +11,18 @@ every layer over each aligned vowel is stored too, from the full-rate hidden sta
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +32,10 @@ import transformers
 
 import sers.cache
 from sers.audio import audio_info, load_batch, num_samples_after_resampling
+from sers.workers import exit_with_parent
 from sers.cache import size_on_disk
-from sers.cache.backends import remove_store
-from sers.cache.schema import backend_for, check_pool_stats
-from sers.errors import SersError
+from sers.cache.schema import backend_for, check_pool_stats, storable_text
+from sers.errors import SersError, describe_os_error
 from sers.tables import format_bytes
 from sers.manifest import Utterance, manifest_digest
 from sers.pipeline.segments import SegmentPlan, open_segment_source, plan_segments
@@ -40,7 +43,19 @@ from sers.upstream import load_upstream
 
 # Settings that change the stored numbers: resuming with any of them different is refused.
 RESULT_SETTINGS = ("model", "revision", "dtype", "pool_stats", "frame_layers", "frame_stride",
-                   "manifest_digest", "shard", "alignments")
+                   "manifest_digest", "shard", "alignments", "model_weights_sha256", "max_seconds")
+
+# Self-attention holds a (frames x frames) matrix per head: for WavLM-large (16 heads, 50 frames/s)
+# 120 s of audio needs 16 * 6000^2 * 4 bytes = 2.3 GB per layer, 20 minutes 230 GB. Longer
+# utterances are recorded as errors instead of crashing the run (cut them with start/end).
+DEFAULT_MAX_SECONDS = 120.0
+# A run stops cleanly (every finished row kept) when its disk has less than this left, rather
+# than meeting ENOSPC mid-write (which HDF5 does not survive).
+DISK_RESERVE_BYTES = 256 * 2**20
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5")
+FAILURES_SHOWN = 10
 
 
 @dataclass
@@ -53,6 +68,7 @@ class ExtractSummary:
     cache_bytes: int
     already_complete: bool = False
     segments: str = ""  # the vowel segment counts, when extracted with alignments
+    failures: list = ()  # the first FAILURES_SHOWN errors: {id, path, reason}
 
     @property
     def real_time_factor(self) -> float:
@@ -64,7 +80,14 @@ class ExtractSummary:
         return (f"extracted {self.n_utterances} utterances ({self.n_failed} failed), "
                 f"{self.audio_hours:.3f} h of audio in {self.seconds:.1f} s, real-time factor "
                 f"{self.real_time_factor:.4f}, cache {format_bytes(self.cache_bytes)} -> {self.path}"
-                + (f"\n{self.segments}" if self.segments else ""))
+                + (f"\n{self.segments}" if self.segments else "") + self._failure_lines())
+
+    def _failure_lines(self) -> str:
+        if not self.n_failed:
+            return ""
+        lines = [f"  {f['id']}: {f['reason']}" for f in self.failures]
+        more = f" (first {len(lines)} below; `sers inspect {self.path}` lists all)" if self.n_failed > len(lines) else ""
+        return f"\nfailed utterances{more}:\n" + "\n".join(lines)
 
 
 @dataclass
@@ -81,13 +104,15 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
             workers: int = 2, strict: bool = False, overwrite: bool = False,
             progress: bool = True, log=print, pooled_chunk_rows: int | None = None,
             alignments=None, alignment_format: str | None = None, phone_tier: str = "phones",
-            vowel_map=None) -> ExtractSummary:
+            vowel_map=None, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> ExtractSummary:
     """Extract ``utterances`` with ``model`` into the cache ``out`` (see module doc).
 
     ``pooled_chunk_rows`` sets how many utterances are flushed (and marked done) at a
     time; the default, about 4 MB of pooled features, suits real models.
     ``alignments``: a TextGrid folder or CTM file; its vowels (``vowel_map``: en-arpabet,
     en-ipa, cmn-pinyin, cmn-ipa or a JSON file) become the cache's ``segments/``.
+    ``max_seconds``: longer utterances are recorded as errors (None: no limit); models that
+    read fixed windows (Whisper) take any length.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -99,6 +124,8 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
         raise SersError(f"--frame-stride must be >= 1, got {frame_stride}")
     if not batch_seconds > 0:
         raise SersError(f"--batch-seconds must be positive, got {batch_seconds}")
+    if max_seconds is not None and not max_seconds > 0:
+        raise SersError(f"--max-seconds must be positive, got {max_seconds}")
     backend_for(out)  # a wrong suffix or pooling statistic fails before the model loads
     check_pool_stats(pool_stats)
     if Path(str(model)).expanduser().exists():  # a local folder: one name wherever it is typed from
@@ -111,7 +138,10 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
     transformers.logging.disable_progress_bar()  # our own bar is the one that matters
     upstream = load_upstream(model, revision=revision, device=device, dtype=dtype)
     layers = _resolve_frame_layers(frame_layers, upstream.num_layers)
-    settings = {"model": model, "revision": revision, "dtype": dtype, "pool_stats": list(pool_stats),
+    identity = model_identity(model, upstream)
+    if upstream.max_window_seconds is not None:
+        max_seconds = None  # windowed models: memory does not grow with the length
+    settings = {**identity, "max_seconds": max_seconds, "model": model, "revision": revision, "dtype": dtype, "pool_stats": list(pool_stats),
                 "frame_layers": layers, "frame_stride": frame_stride, "manifest_digest": digest,
                 "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
                 "batch_seconds": batch_seconds, "device": device,
@@ -119,7 +149,7 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
 
     writer = _open_existing(out, settings, overwrite, log)
     if writer is None:
-        planned, plan_errors = _plan(utterances, upstream, strict)
+        planned, plan_errors = _plan(utterances, upstream, strict, max_seconds)
         planned.sort(key=lambda p: (p.n_samples, p.utterance.id))
         stored_frames = [math.ceil(p.n_frames / frame_stride) if layers else 0 for p in planned]
         _check_disk(out, upstream, len(planned), sum(stored_frames), len(pool_stats), len(layers), log)
@@ -131,12 +161,11 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
             pool_stats=pool_stats, frame_layers=layers, overwrite=overwrite,
             pooled_chunk_rows=pooled_chunk_rows,
             model_id=upstream.model_id, model_revision=upstream.revision, model_family=upstream.family,
+            **identity, errors=[(utt.id, str(utt.path), reason) for utt, reason in plan_errors],
             sample_rate=upstream.sample_rate, frame_rate=upstream.frame_rate, frame_stride=frame_stride,
             dtype=dtype, settings=settings, manifest_digest=digest, model=upstream.describe(),
             segment_layers=list(range(upstream.num_layers)) if segment_plan else None,
             segment_attrs=segment_plan.attrs("hidden states") if segment_plan else None)
-        for utt, reason in plan_errors:
-            writer.record_error(utt.id, str(utt.path), reason)
     elif writer == "complete":
         with sers.cache.open(out) as cache:
             return ExtractSummary(out, len(cache.utterances), len(cache.errors), 0.0, 0.0,
@@ -145,16 +174,29 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
         try:
             with sers.cache.open(out) as cache:
                 segment_plan = _segment_plan(segment_source, cache.all_utterances, upstream)
+                unaccounted = _unaccounted(utterances, cache)
+            # Rows neither laid out nor recorded as errors (a cache of an older sers): plan them again.
+            writer.record_errors((utt.id, str(utt.path), reason) for utt, reason in
+                                 _plan(unaccounted, upstream, strict, max_seconds)[1])
         except BaseException:
             writer.close()
             raise
 
     with writer:
         this_run = writer.pending_rows()
-        _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan)
+        try:
+            _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan)
+        except OSError as exc:
+            raise SersError(f"{out}: {describe_os_error(exc)}; every finished utterance is kept: fix that "
+                            "and rerun the same command to resume") from None
         with sers.cache.open(out) as cache:
             table = cache.all_utterances
             n_failed = len(cache.errors)
+            failures = cache.errors[:FAILURES_SHOWN]
+            missing = _unaccounted(utterances, cache)
+            if missing:  # what the run promises: every manifest row ends as a row or an error
+                raise SersError(f"{out}: {len(missing)} manifest rows are neither extracted nor recorded as "
+                                f"errors (first: {missing[0].id}); rerun the same command")
             hours = float(table.duration[~table.failed].sum()) / 3600
             hours_this_run = float(table.duration[this_run][~table.failed[this_run]].sum()) / 3600
             stored_vowels = Counter(cache.segments.vowel) if segment_plan else None
@@ -165,7 +207,34 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
         raise SersError(f"no utterance could be extracted ({n_failed} failed); `sers inspect {out}` lists why")
     # The real-time factor counts the audio of this run only (a resumed run did the rest before).
     return ExtractSummary(out, n_extracted, n_failed, hours_this_run, seconds, size_on_disk(out),
-                          segments=segment_plan.summary(stored_vowels) if segment_plan else "")
+                          segments=segment_plan.summary(stored_vowels) if segment_plan else "",
+                          failures=failures)
+
+
+def _unaccounted(utterances: list[Utterance], cache) -> list[Utterance]:
+    """The utterances that are neither rows of ``cache`` nor in its errors."""
+    known = set(cache.all_utterances.id) | {error["id"] for error in cache.errors}
+    return [utt for utt in utterances if storable_text(utt.id) not in known]
+
+
+def model_identity(model: str, upstream) -> dict:
+    """What the numbers depend on: the sha256 of a local folder's weight files, and the hub commit.
+
+    A folder path alone is no identity: other weights can be copied to the same path, and the
+    same weights can be read from anywhere."""
+    identity = {"model_weights_sha256": None, "model_commit": upstream.describe().get("resolved_commit")}
+    folder = Path(model)
+    if folder.is_dir():
+        weights = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+        if weights:
+            digest = hashlib.sha256()
+            for path in weights:
+                digest.update(path.name.encode() + b"\0")
+                with open(path, "rb") as handle:
+                    for block in iter(lambda: handle.read(2**22), b""):
+                        digest.update(block)
+            identity["model_weights_sha256"] = digest.hexdigest()
+    return identity
 
 
 def _segment_plan(segment_source, table, upstream) -> SegmentPlan | None:
@@ -209,16 +278,11 @@ def _resolve_frame_layers(frame_layers, num_layers: int) -> list[int]:
 
 
 def _open_existing(out: Path, settings: dict, overwrite: bool, log):
-    """None: start fresh. 'complete': nothing to do. A CacheWriter: resume it."""
-    if not out.exists():
+    """None: start fresh (with --overwrite the old cache goes only once the new one is laid
+    out, under the writer lock). 'complete': nothing to do. A CacheWriter: resume it."""
+    if not out.exists() or overwrite:
         return None
-    if overwrite:
-        remove_store(out)
-        return None
-    try:
-        writer = sers.cache.CacheWriter.resume(out)
-    except SersError:
-        raise SersError(f"{out} exists and is not a sers cache; choose another --out or pass --overwrite")
+    writer = sers.cache.CacheWriter.resume(out)
     stored = writer.attrs.get("settings", {})
     for key in RESULT_SETTINGS:
         if stored.get(key) != settings[key]:
@@ -234,16 +298,22 @@ def _open_existing(out: Path, settings: dict, overwrite: bool, log):
     return writer
 
 
-def _plan(utterances, upstream, strict: bool):
+def _plan(utterances, upstream, strict: bool, max_seconds: float | None = None):
     """Read every header (no decoding): lengths decide the batches and the frame layout."""
     planned, errors = [], []
     for utt in utterances:
         try:
-            native_samples, native_rate, _ = audio_info(utt.path, utt.start, utt.end)
+            if storable_text(utt.path) != utt.path:
+                raise SersError(f"{storable_text(utt.path)}: the file name is not valid UTF-8; rename the file")
+            native_samples, native_rate, seconds = audio_info(utt.path, utt.start, utt.end)
             n_samples = num_samples_after_resampling(native_samples, native_rate, upstream.sample_rate)
             if n_samples < upstream.min_samples:
                 raise SersError(f"{utt.path}: audio too short ({n_samples} samples at "
                                 f"{upstream.sample_rate} Hz; the model needs at least {upstream.min_samples})")
+            if max_seconds is not None and seconds > max_seconds:
+                raise SersError(f"{utt.path}: {seconds:.1f} s of audio is longer than --max-seconds "
+                                f"{max_seconds:g} (self-attention memory grows with the square of the length); "
+                                "cut it into segments with start/end columns, or raise --max-seconds")
         except SersError as exc:
             if strict:
                 raise SersError(f"utterance {utt.id}: {exc} (--strict stops at the first failure)") from None
@@ -314,7 +384,9 @@ def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progres
     started = time.perf_counter()
     # forkserver: decoding workers must not inherit torch's thread pool (a forked copy of it
     # made extraction twice as slow on a 2-core machine).
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) if workers > 0 else None
+    # Each worker ends itself when this process dies (SIGKILL, the OOM killer): nothing else would tell it.
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
+                               initializer=exit_with_parent, initargs=(os.getpid(),)) if workers > 0 else None
     stop = _StopRequests()
     try:
         def submit(batch):
@@ -327,7 +399,12 @@ def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progres
         ahead = deque(submit(b) for b in todo[:prefetch])
         for i, batch in enumerate(todo):
             loaded = ahead.popleft()
-            waves = loaded.result() if pool else loaded
+            try:
+                waves = loaded.result() if pool else loaded
+            except BrokenProcessPool:
+                raise SersError(f"{writer.path}: an audio decoding worker died (killed, or out of memory); every "
+                                "finished utterance is kept: rerun the same command to resume "
+                                "(--workers 0 decodes in the main process)") from None
             if i + prefetch < len(todo):
                 ahead.append(submit(todo[i + prefetch]))
             _extract_batch(writer, upstream, batch, waves, pending, table, frame_stride, strict, segment_plan)
@@ -335,12 +412,24 @@ def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progres
             bar.set_postfix_str(f"{bar.n / 3600 / (time.perf_counter() - started):.4f} audio-h/s")
             if stop.requested:
                 raise KeyboardInterrupt(stop.requested)
+            _check_space_left(writer.path)
     finally:
         stop.restore()
         bar.close()
-        writer.flush()  # whatever finished is kept, on Ctrl-C, SIGTERM (SLURM time limits) and errors
+        try:
+            writer.flush()  # whatever finished is kept, on Ctrl-C, SIGTERM (SLURM time limits) and errors
+        except OSError:
+            if sys.exc_info()[0] is None:
+                raise  # else the first error is the one to report; unflushed rows are redone on resume
         if pool:
             pool.shutdown(cancel_futures=True)
+
+
+def _check_space_left(path: Path) -> None:
+    free = shutil.disk_usage(path.resolve().parent).free
+    if free < DISK_RESERVE_BYTES:
+        raise SersError(f"{path}: the disk is almost full ({format_bytes(free)} left); stopped before it fills "
+                        "up, every finished utterance is kept: free space and rerun the same command to resume")
 
 
 class _StopRequests:
@@ -375,7 +464,23 @@ def _extract_batch(writer, upstream, batch, waves, pending, table, frame_stride,
             writer.add_failure(row, table.id[row], table.path[row], wave)
     if not good:
         return
-    hidden = upstream.hidden_states([wave for _, wave in good])
+    try:
+        hidden = upstream.hidden_states([wave for _, wave in good])
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        if len(good) > 1:  # one at a time: only an utterance too long for memory on its own fails
+            for row, wave in good:
+                _extract_batch(writer, upstream, [row], [wave], pending, table, frame_stride, strict, segment_plan)
+            return
+        row = good[0][0]
+        reason = (f"{table.path[row]}: out of memory running the model on {table.duration[row]:.1f} s of audio; "
+                  "cut it into segments with start/end columns, or lower --max-seconds")
+        if strict:
+            raise SersError(f"utterance {table.id[row]}: {reason} (--strict stops at the first failure)") from None
+        if row in pending:
+            writer.add_failure(row, table.id[row], table.path[row], reason)
+        return
     for (row, _), states in zip(good, hidden):
         if row not in pending:
             continue
@@ -383,6 +488,13 @@ def _extract_batch(writer, upstream, batch, waves, pending, table, frame_stride,
         # Segments always average full-rate frames, whatever --frame-stride stores.
         segments = segment_plan.features(row, states) if segment_plan else None
         writer.add(row, pooled, frames, segments=segments)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """torch reports a failed allocation as a RuntimeError (OutOfMemoryError on CUDA)."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate" in text \
+        or "cannot allocate" in text
 
 
 def _checked(upstream, wave):
