@@ -14,7 +14,7 @@ def describe_os_error(exc: OSError) -> str:
     """What a failed file operation means for the user, in words, naming the file."""
     import errno
 
-    where = exc.filename or "a file"
+    where = exc.filename or "the output"
     what = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
             errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
             errno.EROFS: "read-only file system", errno.ENOENT: "no such file or folder (moved or deleted "

@@ -6,6 +6,7 @@ out for the same inputs, so outputs can be compared byte for byte.
 """
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -21,6 +22,17 @@ from sers.atomic import atomic_path  # noqa: E402
 _METADATA = {"Software": None}  # no matplotlib version in the file: same data, same bytes
 
 
+def plain_text(draw):
+    """Draw with matplotlib's mathtext off: labels come from user data, and a label such as
+    ``$\\frac{a}$`` must print as typed instead of failing to parse as a formula."""
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+    return drawn
+
+
+@plain_text
 def layer_curves(layers, values: dict[str, list], path, *, directions: dict[str, str] | None = None,
                  highlight: list[int] | None = None, title: str | None = None) -> Path:
     """One small panel per measure: value against layer, best layer marked.
@@ -41,6 +53,7 @@ def layer_curves(layers, values: dict[str, list], path, *, directions: dict[str,
     return _finish_panels(fig, axes, len(values), rows, path, title)
 
 
+@plain_text
 def vowel_curves(layers, per_vowel: dict[str, dict[str, list]], path, *,
                  directions: dict[str, str] | None = None, title: str | None = None) -> Path:
     """One panel per measure, one line per vowel class (``per_vowel[vowel][measure]``: a
@@ -70,6 +83,7 @@ def vowel_curves(layers, per_vowel: dict[str, dict[str, list]], path, *,
     return _finish_panels(fig, axes, len(names), rows, path, title, legend_width=0.8, title_lines=2)
 
 
+@plain_text
 def layer_heatmap(matrix, path, *, title: str = "", xlabel: str = "target layer",
                   ylabel: str = "source layer", cmap: str = "viridis") -> Path:
     """A layer x layer matrix as a heatmap (row = first axis), with a colour bar."""

@@ -245,8 +245,12 @@ class CacheWriter:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - a close failing after a failed write (full disk) must not hide it
+            if exc_type is None:
+                raise
 
 
 def _lay_out(path: Path, utterances, num_layers, hidden_size, pool_stats, frame_layers, frame_dtype,

@@ -11,13 +11,13 @@ every layer over each aligned vowel is stored too, from the full-rate hidden sta
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
 import multiprocessing
 import os
 import shutil
 import signal
-import sys
 import threading
 import time
 from collections import Counter, deque
@@ -49,8 +49,9 @@ RESULT_SETTINGS = ("model", "revision", "dtype", "pool_stats", "frame_layers", "
 # 120 s of audio needs 16 * 6000^2 * 4 bytes = 2.3 GB per layer, 20 minutes 230 GB. Longer
 # utterances are recorded as errors instead of crashing the run (cut them with start/end).
 DEFAULT_MAX_SECONDS = 120.0
-# A run stops cleanly (every finished row kept) when its disk has less than this left, rather
-# than meeting ENOSPC mid-write (which HDF5 does not survive).
+# A run stops cleanly (every finished row kept) when its disk has less than this left, or twice
+# what one batch writes, rather than meet ENOSPC mid-write: libhdf5 leaves a damaged file (or
+# crashes) after a failed write, zarr loses only the chunk being written.
 DISK_RESERVE_BYTES = 256 * 2**20
 
 
@@ -186,9 +187,13 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
         this_run = writer.pending_rows()
         try:
             _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan)
-        except OSError as exc:
-            raise SersError(f"{out}: {describe_os_error(exc)}; every finished utterance is kept: fix that "
-                            "and rerun the same command to resume") from None
+        except Exception as exc:
+            if not out.exists():  # zarr then fails with KeyError, HDF5 writes on into the unlinked file
+                raise SersError(f"{out} was deleted or moved while being written; nothing in it can be resumed: "
+                                "rerun the same command to start again") from None
+            if not isinstance(exc, (OSError, RuntimeError)):
+                raise
+            raise SersError(_write_failure(out, exc)) from None
         with sers.cache.open(out) as cache:
             table = cache.all_utterances
             n_failed = len(cache.errors)
@@ -397,7 +402,9 @@ def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progres
         # Decode a few batches ahead in worker processes while the model runs.
         prefetch = 2 * max(workers, 1)
         ahead = deque(submit(b) for b in todo[:prefetch])
+        reserve = _disk_reserve(writer, upstream, batch_seconds, frame_stride)
         for i, batch in enumerate(todo):
+            _check_space_left(writer.path, reserve)
             loaded = ahead.popleft()
             try:
                 waves = loaded.result() if pool else loaded
@@ -412,24 +419,50 @@ def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progres
             bar.set_postfix_str(f"{bar.n / 3600 / (time.perf_counter() - started):.4f} audio-h/s")
             if stop.requested:
                 raise KeyboardInterrupt(stop.requested)
-            _check_space_left(writer.path)
+    except BaseException:
+        try:
+            writer.flush()  # whatever finished is kept, on Ctrl-C, SIGTERM (SLURM time limits) and errors
+        except Exception:  # noqa: BLE001 - the first error is the one to report; unflushed rows are redone
+            pass
+        raise
+    else:
+        writer.flush()
     finally:
         stop.restore()
         bar.close()
-        try:
-            writer.flush()  # whatever finished is kept, on Ctrl-C, SIGTERM (SLURM time limits) and errors
-        except OSError:
-            if sys.exc_info()[0] is None:
-                raise  # else the first error is the one to report; unflushed rows are redone on resume
         if pool:
             pool.shutdown(cancel_futures=True)
 
 
-def _check_space_left(path: Path) -> None:
+def _write_failure(out: Path, exc: Exception) -> str:
+    """One line for a failed write: what happened, what is kept, how to go on."""
+    if backend_for(out) == "hdf5" and (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT, None)):
+        # libhdf5 leaves its file inconsistent after a failed write; a zarr store loses only the chunk.
+        return (f"{out}: {describe_os_error(exc) if getattr(exc, 'errno', None) else str(exc)}; an HDF5 file does "
+                "not survive a failed write: free space and start again with --overwrite (a .zarr store keeps "
+                "every finished utterance through a full disk)")
+    if getattr(exc, "errno", None) is None:
+        raise exc
+    return (f"{out}: {describe_os_error(exc)}; every finished utterance is kept: fix that and rerun the same "
+            "command to resume")
+
+
+def _disk_reserve(writer, upstream, batch_seconds: float, frame_stride: int) -> int:
+    """Bytes to keep free: twice what one batch can write (its frames and pooled rows), at least
+    DISK_RESERVE_BYTES, so that no write meets a full disk."""
+    frames = batch_seconds * upstream.frame_rate / frame_stride * len(writer.frame_layers) * writer.hidden_size * 2
+    pooled = writer._chunk_rows * writer.num_layers * writer.hidden_size * 4 * len(writer.pool_stats)
+    return int(max(DISK_RESERVE_BYTES, 2 * (frames + pooled))) if DISK_RESERVE_BYTES else 0
+
+
+def _check_space_left(path: Path, reserve: int) -> None:
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "vanished", str(path))
     free = shutil.disk_usage(path.resolve().parent).free
-    if free < DISK_RESERVE_BYTES:
-        raise SersError(f"{path}: the disk is almost full ({format_bytes(free)} left); stopped before it fills "
-                        "up, every finished utterance is kept: free space and rerun the same command to resume")
+    if free < reserve:
+        raise SersError(f"{path}: the disk is almost full ({format_bytes(free)} left, a batch needs up to "
+                        f"{format_bytes(reserve)}); stopped before it fills up, every finished utterance is kept: "
+                        "free space and rerun the same command to resume")
 
 
 class _StopRequests:

@@ -26,6 +26,7 @@ import sers.cache
 from sers.alignments import Alignments, OutsideAudioError, frame_span, open_alignments, utterance_phones
 from sers.cache import segments as segment_store
 from sers.cache.backends import open_backend
+from sers.cache.lock import WriterLock
 from sers.cache.schema import frames_name
 from sers.errors import SersError
 from sers.vowels import BUILTIN_MAPS, SILENCE, VowelMap, load_vowel_map
@@ -203,7 +204,12 @@ def add_segments(path, source: SegmentSource, *, overwrite: bool = False, progre
     # Frame spans are model frames; the model made at most stride x stored frames.
     plan = plan_segments(source, table, rows.tolist(), float(attrs["frame_rate"]),
                          [int(n) * stride for n in table.n_frames[rows]])
-    backend = open_backend(path, "a")
+    lock = WriterLock(path).acquire()  # the cache's one writer while the segments are added
+    try:
+        backend = open_backend(path, "a")
+    except BaseException:
+        lock.release()
+        raise
     try:
         segment_store.remove(backend)
         segment_store.create(backend, layers, int(attrs["hidden_size"]),
@@ -221,6 +227,7 @@ def add_segments(path, source: SegmentSource, *, overwrite: bool = False, progre
         raise
     finally:
         backend.close()
+        lock.release()
     return SegmentsSummary(path, layers, stride, sum(stored.values()), plan)
 
 

@@ -16,11 +16,13 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 
 from sers.atomic import atomic_path  # noqa: E402
+from sers.plots import plain_text  # noqa: E402
 
 _METADATA = {"Software": None}
 _ANCHOR_COLOUR = "tab:red"
 
 
+@plain_text
 def anchored_curves(layers, values: dict[str, list], path, *, directions: dict[str, str] | None = None,
                     anchor_layers=(), anchor_groups=(), anchor_measure: str | None = None,
                     title: str | None = None) -> Path:
@@ -57,6 +59,7 @@ def anchored_curves(layers, values: dict[str, list], path, *, directions: dict[s
     return _save(fig, path)
 
 
+@plain_text
 def confusion_heatmap(counts, classes, path, *, title: str = "") -> Path:
     """Row-normalised confusion matrix (rows: true class) with the percentage in each cell."""
     counts = np.asarray(counts, dtype=float)
@@ -81,6 +84,7 @@ def confusion_heatmap(counts, classes, path, *, title: str = "") -> Path:
     return _save(fig, path)
 
 
+@plain_text
 def uar_bars(labels: list[str], means, stds, path, *, chance: float | None = None,
              marked: list[bool] | None = None) -> Path:
     """Target UAR per method with ± std error bars; hatched bars are target-selected runs."""
