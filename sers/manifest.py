@@ -125,7 +125,12 @@ def _table_rows(manifest: Path, text: str):
     header = next(reader, None)
     if header is None:
         return
-    columns = _canonical_names([name.strip().lower() for name in header], str(manifest))
+    names = [name.strip().lower() for name in header]
+    repeated = sorted({name for name in names if name and names.count(name) > 1})
+    if repeated:  # which of the two would be read is a guess: refuse
+        raise SersError(f"{manifest}: column {', '.join(repr(n) for n in repeated)} appears more than once "
+                        "in the header")
+    columns = _canonical_names(names, str(manifest))
     if "path" not in columns:
         found = ", ".join(name for name in columns if name) or "none"
         raise SersError(f"{manifest}: no 'path' column (columns found: {found})")
