@@ -24,11 +24,9 @@ def write_outputs(result: dict, out_dir) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "similarity.json"
+    json_path.unlink(missing_ok=True)  # an earlier result must not stand beside a half-rewritten folder
     csv_path = out_dir / "similarity.csv"
-    # CSV first, JSON last: similarity.json is what `sers anchor` reads, so it appears only when
-    # the table beside it is whole (each file is renamed into place whole).
     atomic.write_text(csv_path, to_csv(result))
-    atomic.write_text(json_path, json.dumps(_json_safe(result), indent=2) + "\n")
     written = [json_path, csv_path]
     table = result["measures"]
     directions = {n: m["direction"] for n, m in table.items()}
@@ -43,6 +41,9 @@ def write_outputs(result: dict, out_dir) -> list[Path]:
     for name, matrix in result["matrices"].items():
         written.append(plots.layer_heatmap(matrix["values"], out_dir / f"similarity_{name}.png",
                                            title=f"{name}: source layer vs target layer"))
+    # Last, each file renamed into place whole: similarity.json (what `sers anchor` and `sers report`
+    # read) appears only once everything beside it is written.
+    atomic.write_text(json_path, json.dumps(_json_safe(result), indent=2) + "\n")
     return written
 
 
