@@ -188,6 +188,8 @@ def _parse_row(manifest: Path, line: int, fields: dict, base: Path, language: st
     raw_path = fields.get("path", "")
     if not raw_path:
         raise SersError(f"{where}: empty path")
+    if "\0" in raw_path:  # no file system allows it; os.stat would fail with a bare ValueError
+        raise SersError(f"{where}: the path contains a NUL byte")
     audio = Path(raw_path).expanduser()
     audio = Path(os.path.abspath(audio if audio.is_absolute() else base / audio))
 
