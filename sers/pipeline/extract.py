@@ -177,8 +177,10 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
                 segment_plan = _segment_plan(segment_source, cache.all_utterances, upstream)
                 unaccounted = _unaccounted(utterances, cache)
             # Rows neither laid out nor recorded as errors (a cache of an older sers): plan them again.
-            writer.record_errors((utt.id, str(utt.path), reason) for utt, reason in
-                                 _plan(unaccounted, upstream, strict, max_seconds)[1])
+            readable_now, errors = _plan(unaccounted, upstream, strict, max_seconds)
+            errors += [(p.utterance, f"{p.utterance.path}: not in the cache's layout (unreadable when it was laid "
+                                     "out); rerun with --overwrite to include it") for p in readable_now]
+            writer.record_errors((utt.id, str(utt.path), reason) for utt, reason in errors)
         except BaseException:
             writer.close()
             raise
