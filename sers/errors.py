@@ -18,5 +18,6 @@ def describe_os_error(exc: OSError) -> str:
     what = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
             errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
             errno.EROFS: "read-only file system", errno.ENOENT: "no such file or folder (moved or deleted "
-            "while sers ran?)"}.get(exc.errno, exc.strerror or str(exc))
+            "while sers ran?)", errno.ENOTDIR: "part of the path is a file, not a folder",
+            errno.EISDIR: "a folder is in the way of a file"}.get(exc.errno, (exc.strerror or str(exc)).lower())
     return f"{what} while writing or reading {where}"

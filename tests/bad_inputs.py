@@ -302,6 +302,12 @@ CASES = [
     Case("run model.safetensors damaged", "runs", "fail", _damaged_run("model.safetensors", b"\x00" * 40)),
     Case("no runs in the folder", "runs", "fail", lambda i, t: Built(
         ["report", str(_mkdir(t / "runs")), "-o", str(t / "r.html")], "no run folders")),
+    # outputs that cannot be written
+    Case("similarity -o under a file", "outputs", "fail", lambda i, t: Built(
+        ["similarity", str(cache(t / "s.zarr")), str(cache(t / "t.zarr")), "-o", str(_write(t / "f.txt", "") / "sim")],
+        "f.txt")),
+    Case("extract --out under a file", "outputs", "fail", lambda i, t: Built(
+        extract_argv(i, manifest(t / "audio", []), _write(t / "f.txt", "") / "c.zarr"), "f.txt")),
     # npz imports (the ones sers cache import must refuse; more in h-eco's import tests)
     Case("npz without pooled", "npz", "fail", _npz({"id": np.array(["a"])}, "'pooled'")),
     Case("npz without ids", "npz", "fail", _npz({"pooled": np.zeros((2, 1, 4))}, "'id'")),
