@@ -111,6 +111,11 @@ class CacheWriter:
     def attrs(self) -> dict:
         return self._backend.attrs
 
+    @property
+    def chunk_rows(self) -> int:
+        """Rows per pooled chunk: rows are flushed (and become done) a whole chunk at a time."""
+        return self._chunk_rows
+
     def pending_rows(self) -> np.ndarray:
         """Rows not yet on disk, in increasing order."""
         return np.flatnonzero(~self._done)

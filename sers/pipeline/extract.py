@@ -32,7 +32,6 @@ import transformers
 
 import sers.cache
 from sers.audio import audio_info, load_batch, num_samples_after_resampling
-from sers.workers import exit_with_parent
 from sers.cache import size_on_disk
 from sers.cache.schema import backend_for, check_pool_stats, storable_text
 from sers.errors import SersError, describe_os_error
@@ -40,6 +39,7 @@ from sers.tables import format_bytes
 from sers.manifest import Utterance, manifest_digest
 from sers.pipeline.segments import SegmentPlan, open_segment_source, plan_segments
 from sers.upstream import load_upstream
+from sers.workers import exit_with_parent
 
 # Settings that change the stored numbers: resuming with any of them different is refused.
 RESULT_SETTINGS = ("model", "revision", "dtype", "pool_stats", "frame_layers", "frame_stride",
@@ -142,8 +142,8 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
     identity = model_identity(model, upstream)
     if upstream.max_window_seconds is not None:
         max_seconds = None  # windowed models: memory does not grow with the length
-    settings = {**identity, "max_seconds": max_seconds, "model": model, "revision": revision, "dtype": dtype, "pool_stats": list(pool_stats),
-                "frame_layers": layers, "frame_stride": frame_stride, "manifest_digest": digest,
+    settings = {"model": model, "revision": revision, "dtype": dtype, "pool_stats": list(pool_stats),
+                **identity, "max_seconds": max_seconds, "frame_layers": layers, "frame_stride": frame_stride, "manifest_digest": digest,
                 "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
                 "batch_seconds": batch_seconds, "device": device,
                 "alignments": segment_source.settings() if segment_source else None}
@@ -190,12 +190,10 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
         try:
             _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan)
         except Exception as exc:
-            if not out.exists():  # zarr then fails with KeyError, HDF5 writes on into the unlinked file
-                raise SersError(f"{out} was deleted or moved while being written; nothing in it can be resumed: "
-                                "rerun the same command to start again") from None
-            if not isinstance(exc, (OSError, RuntimeError)):
+            message = _write_failure(out, exc)
+            if message is None:
                 raise
-            raise SersError(_write_failure(out, exc)) from None
+            raise SersError(message) from None
         with sers.cache.open(out) as cache:
             table = cache.all_utterances
             n_failed = len(cache.errors)
@@ -436,15 +434,22 @@ def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progres
             pool.shutdown(cancel_futures=True)
 
 
-def _write_failure(out: Path, exc: Exception) -> str:
-    """One line for a failed write: what happened, what is kept, how to go on."""
-    if backend_for(out) == "hdf5" and (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT, None)):
+def _write_failure(out: Path, exc: Exception) -> str | None:
+    """One line for a failed write (what happened, what is kept, how to go on); None for other errors."""
+    if not out.exists():  # zarr then fails with KeyError, HDF5 writes on into the unlinked file
+        return (f"{out} was deleted or moved while being written; nothing in it can be resumed: rerun the same "
+                "command to start again")
+    code = getattr(exc, "errno", None)
+    # h5py reports libhdf5's failures as OSError without errno, or RuntimeError naming the failed write.
+    hdf5_failure = (isinstance(exc, OSError) and code is None) or (
+        isinstance(exc, RuntimeError) and "write failed" in str(exc))
+    if backend_for(out) == "hdf5" and (code in (errno.ENOSPC, errno.EDQUOT) or hdf5_failure):
         # libhdf5 leaves its file inconsistent after a failed write; a zarr store loses only the chunk.
-        return (f"{out}: {describe_os_error(exc) if getattr(exc, 'errno', None) else str(exc)}; an HDF5 file does "
-                "not survive a failed write: free space and start again with --overwrite (a .zarr store keeps "
-                "every finished utterance through a full disk)")
-    if getattr(exc, "errno", None) is None:
-        raise exc
+        what = describe_os_error(exc) if code else " ".join(str(exc).split())
+        return (f"{out}: {what}; an HDF5 file does not survive a failed write: free space and start again with "
+                "--overwrite (a .zarr store keeps every finished utterance through a full disk)")
+    if not isinstance(exc, OSError) or code is None:
+        return None
     return (f"{out}: {describe_os_error(exc)}; every finished utterance is kept: fix that and rerun the same "
             "command to resume")
 
@@ -453,7 +458,7 @@ def _disk_reserve(writer, upstream, batch_seconds: float, frame_stride: int) -> 
     """Bytes to keep free: twice what one batch can write (its frames and pooled rows), at least
     DISK_RESERVE_BYTES, so that no write meets a full disk."""
     frames = batch_seconds * upstream.frame_rate / frame_stride * len(writer.frame_layers) * writer.hidden_size * 2
-    pooled = writer._chunk_rows * writer.num_layers * writer.hidden_size * 4 * len(writer.pool_stats)
+    pooled = writer.chunk_rows * writer.num_layers * writer.hidden_size * 4 * len(writer.pool_stats)
     return int(max(DISK_RESERVE_BYTES, 2 * (frames + pooled))) if DISK_RESERVE_BYTES else 0
 
 
