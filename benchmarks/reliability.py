@@ -154,7 +154,7 @@ def bad_inputs(model: Path, work: Path) -> tuple[list[list], list[str]]:
     problems = []
     for number, case in enumerate(CASES):
         tmp = work / f"case{number}"
-        tmp.mkdir()
+        tmp.mkdir(parents=True)
         built = case.build(inputs, tmp)
         before = {path: digest(path) for path in built.keeps}
         try:
@@ -197,7 +197,9 @@ def main() -> None:
         model = make_tiny_model("wavlm", work / "model")
         manifest = corpus(work / "audio", args.utterances)
         kill_rows = kills(model, manifest, work, args.kills, args.seed)
+        print(kill_rows, flush=True)
         orphan_rows = orphans(model, manifest, work, tries=3)
+        print(orphan_rows, flush=True)
         bad_rows, problems = bad_inputs(model, work / "cases")
 
     tables = [
