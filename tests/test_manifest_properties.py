@@ -80,7 +80,7 @@ def test_damaged_manifests_give_a_sers_error(rows, damage):
         lines = path.read_text(encoding="utf-8").splitlines()
         header = lines[0].split(",")
         if damage == "drop path":
-            lines[0] = lines[0].replace("path", "file", 1)
+            lines[0] = lines[0].replace("path", "recording", 1)
         elif damage == "bad time":
             lines.append(f"x{len(rows)},x.wav,,,,,soon,")
         elif damage == "end before start":
