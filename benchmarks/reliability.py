@@ -95,8 +95,10 @@ def kills(model: Path, manifest: Path, work: Path, n_kills: int, seed: int) -> l
             final = subprocess.run([sys.executable, "-c", RUN_EXTRACT, *map(str, argv), "--out", out], env=ENV,
                                    capture_output=True, text=True)
             tracebacks += "Traceback" in final.stderr
-            if final.returncode != 0:
+            if final.returncode != 0:  # the resume refused the cache the kill left: all of it must be redone
                 lost += len(pooled(reference))
+                print(f"{out.name}: resume after {sig.name} failed: {final.stderr.strip().splitlines()[-1:]}",
+                      flush=True)
                 continue
             expected, got = pooled(reference), pooled(out)
             different = sum(1 for uid, value in expected.items()
