@@ -202,7 +202,10 @@ def test_a_tie_at_the_cut_is_an_error_not_a_tie_break():
         select_anchors(result, strategy="group", group_size=1)
     rows = format_table(result).splitlines()
     assert rows[3].split()[1] == "0.6=" and rows[4].split()[1] == "0.6=" and "*" not in format_table(result)
-    from sers.pipeline.anchor import describe
+
+
+def test_the_anchor_line_names_the_measures_passed_over():
+    from sers.pipeline.anchor import describe, select_anchors
 
     line = describe(select_anchors(_result(coral=[0.3] * 6, domain=[0.9, 0.7, 0.6, 0.8, 0.95, 1.0]), k=1),
                     measure_given=False)
