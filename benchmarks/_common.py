@@ -18,11 +18,16 @@ def machine() -> str:
             f"({torch.get_num_threads()} threads), {gpu}")
 
 
-def write_section(name: str, markdown: str, path: Path = BENCHMARKS_MD) -> None:
-    """Replace the text between `<!-- name:start -->` and `<!-- name:end -->` (append if absent)."""
+EXTRACT_TITLE = ("# Benchmark: extraction (`benchmarks/extract.py`)\n\n"
+                 "Every table here is printed by benchmarks/extract.py; rerun it to check.\n")
+
+
+def write_section(name: str, markdown: str, path: Path = BENCHMARKS_MD, title: str = EXTRACT_TITLE) -> None:
+    """Replace the text between `<!-- name:start -->` and `<!-- name:end -->` (append if absent;
+    a new file starts with ``title``)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{markdown.strip()}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmark: extraction (`benchmarks/extract.py`)\n\nEvery table here is printed by benchmarks/extract.py; rerun it to check.\n"
+    text = path.read_text() if path.exists() else title
     if start in text:
         text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:

@@ -37,7 +37,7 @@ from sers.classifiers import data
 from sers.classifiers.data import InputError
 from sers.classifiers.frames import as_frames, padded_batch
 from sers.classifiers.heads import ALIGNING_METHODS, METHODS, LayerHead, method_branches
-from sers.classifiers.losses import coral_loss
+from sers.classifiers.losses import CORAL_SCALES, coral_loss
 from sers.classifiers.metrics import uar
 from sers.classifiers.segments import VowelBatches, aligned_layers, as_segment_pair, vowel_coral
 
@@ -57,6 +57,9 @@ class LayerAnchoringClassifier(BaseEstimator):
     anchors : layer numbers for ``lam`` (e.g. ``[3, 5, 7]``); groups for ``lam-gl``
         (e.g. ``[[3, 4, 5], [8, 9, 10]]``). Ignored by the other methods.
     lambda_ : weight of the alignment term (CORAL sum, or the DANN gradient-reversal strength).
+    coral_scale : "relative" (||C_s - C_t||^2 / (||C_s||^2 + ||C_t||^2): the same for any width and
+        feature scale, so ``lambda_=1`` puts alignment on the scale of the cross-entropy) or "4d2"
+        (Deep CORAL as published, / 4 d^2: about 1e-3 of the cross-entropy; see docs/method.md).
     hidden, dropout : width of the branch projections and MLP; dropout in the MLP.
     epochs, batch_size, lr, weight_decay : Adam training; an epoch is one pass over the source.
     patience : stop after this many epochs without a better dev UAR (needs ``X_dev``); 0 = never stop early.
@@ -77,7 +80,7 @@ class LayerAnchoringClassifier(BaseEstimator):
     def __init__(self, method="lam", anchors=None, lambda_=1.0, hidden=256, dropout=0.2, epochs=30,
                  batch_size=128, lr=1e-3, weight_decay=0.0, patience=5, normalize="global",
                  group_weights="mean", seed=0, device="cpu", verbose=False, align="utterance",
-                 vowel_lambda=None, features="pooled"):
+                 vowel_lambda=None, features="pooled", coral_scale="relative"):
         self.method = method
         self.anchors = anchors
         self.lambda_ = lambda_
@@ -96,6 +99,7 @@ class LayerAnchoringClassifier(BaseEstimator):
         self.align = align
         self.vowel_lambda = vowel_lambda
         self.features = features
+        self.coral_scale = coral_scale
 
     # -- which layers -----------------------------------------------------------------
 
@@ -121,6 +125,8 @@ class LayerAnchoringClassifier(BaseEstimator):
                    f"align='vowel' aligns anchor layers vowel by vowel: it works with methods "
                    f"{' and '.join(VOWEL_METHODS)}, not {self.method!r}"),
                   (self.vowel_lambda is None or self.vowel_lambda >= 0, "vowel_lambda must be >= 0"),
+                  (self.coral_scale in CORAL_SCALES,
+                   f"coral_scale must be one of {', '.join(CORAL_SCALES)}, not {self.coral_scale!r}"),
                   (self.features in FEATURES, f"features must be one of {', '.join(FEATURES)}, not {self.features!r}"),
                   (self.features == "pooled" or self.align == "utterance",
                    "align='vowel' compares pooled vowel segments: use it with features='pooled'")]
@@ -287,7 +293,7 @@ class LayerAnchoringClassifier(BaseEstimator):
             rows = (np.arange(len(source_vowels)), source_vowels, np.arange(len(target_vowels)), target_vowels)
         layers = aligned_layers(self.branches_, aligned)
         return vowel_coral(self.module_, self.branches_, aligned, self._tensor(source, rows[0], "source", layers),
-                           rows[1], self._tensor(target, rows[2], "target", layers), rows[3])
+                           rows[1], self._tensor(target, rows[2], "target", layers), rows[3], self.coral_scale)
 
     def _train(self, source, y, target, aligned, dev, y_dev, dev_domain, segments) -> None:
         model = self.module_
@@ -322,7 +328,8 @@ class LayerAnchoringClassifier(BaseEstimator):
                         model.domain[0].alpha = self.lambda_ * (2 / (1 + math.exp(-10 * progress)) - 1)
                         align = _domain_loss(model, logits_embeddings, target_embeddings)
                     else:
-                        align = sum(coral_loss(logits_embeddings[b], target_embeddings[b]) for b in aligned)
+                        align = sum(coral_loss(logits_embeddings[b], target_embeddings[b], self.coral_scale)
+                                    for b in aligned)
                 loss = ce + (align if self.method == "dann" else self.lambda_ * align)
                 terms = [ce, align]
                 if segments is not None:
@@ -363,6 +370,15 @@ class LayerAnchoringClassifier(BaseEstimator):
 
         ``batch_size``: utterances per forward pass (default 4096 pooled, ``self.batch_size`` frames).
         """
+        return self._forward(X, domain, batch_size, lambda x: torch.softmax(self.module_(*x), dim=1))
+
+    def embed(self, X, domain="target", batch_size=None) -> np.ndarray:
+        """(n, hidden) what the classifier reads: the mean of the branch embeddings (the space the
+        alignment acts in; label-free model selection compares languages there)."""
+        return self._forward(X, domain, batch_size,
+                             lambda x: torch.stack(self.module_.embed(*x)).mean(dim=0))
+
+    def _forward(self, X, domain, batch_size, output) -> np.ndarray:
         layers_data = self._checked_input(X, domain)
         batch_size = batch_size or (4096 if self.features == "pooled" else self.batch_size)
         self.module_.eval()
@@ -370,8 +386,7 @@ class LayerAnchoringClassifier(BaseEstimator):
         with torch.no_grad():
             for start in range(0, data.n_rows(layers_data), batch_size):
                 rows = np.arange(start, min(start + batch_size, data.n_rows(layers_data)))
-                logits = self.module_(*self._inputs(layers_data, rows, domain))
-                out.append(torch.softmax(logits, dim=1).cpu().numpy())
+                out.append(output(self._inputs(layers_data, rows, domain)).cpu().numpy())
         return np.concatenate(out)
 
     def attention_weights(self, X, domain="target", branch=0, batch_size=None) -> np.ndarray:
