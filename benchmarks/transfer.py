@@ -109,6 +109,9 @@ def main(argv=None) -> None:
     parser.add_argument("--label", default="defaults", help="section of docs/benchmarks/transfer.md to write")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    import torch
+    # The heads are small: one thread is fastest, and steady when other work shares the cores.
+    torch.set_num_threads(1)
 
     from sers.cli import parse_seeds
     seeds = parse_seeds(args.seeds)
