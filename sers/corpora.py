@@ -34,6 +34,7 @@ DEFAULT_LABEL_MAP = {code: (code if code in "NHAS" else None) for code in EMOTIO
 SPLIT_NAMES = {"train": "train", "development": "dev", "dev": "dev", "validation": "dev"}
 REQUIRED_COLUMNS = ("FileName", "EmoClass", "Split_Set")
 FORMATS = {"msp-podcast": "en", "biic-podcast": "zh"}  # layout name -> default language
+TOOLKIT_FORMATS = ("lhotse", "hf-datasets")  # other toolkits' corpus descriptions (sers.toolkits)
 
 
 @dataclass
@@ -122,14 +123,21 @@ def map_labels(utterances: list[Utterance], label_map) -> tuple[list[Utterance],
 
 def read_corpus(source, format: str = "manifest", *, audio_root=None, language: str | None = None,
                 label_map=None, splits=None, log=None) -> list[Utterance]:
-    """Read a manifest file or a corpus root, by ``format``: manifest, msp-podcast, biic-podcast.
+    """Read a manifest file or a corpus root, by ``format``: manifest, msp-podcast, biic-podcast,
+    lhotse (a CutSet file), hf-datasets (a ``save_to_disk`` folder).
 
     biic-podcast is the MSP-Podcast reader with Chinese ("zh") as the default language.
     ``label_map`` (podcast layouts; default N/H/A/S) and ``splits`` select utterances;
     the line about dropped classes goes to ``log`` (e.g. ``click.echo``) when given.
     """
-    if format == "manifest":
-        utterances = read_manifest(source, audio_root=audio_root, language=language)
+    if format in ("manifest", *TOOLKIT_FORMATS):
+        if format == "manifest":
+            utterances = read_manifest(source, audio_root=audio_root, language=language)
+        else:
+            from sers import toolkits
+
+            reader = {"lhotse": toolkits.read_lhotse, "hf-datasets": toolkits.read_hf_dataset}[format]
+            utterances = reader(source, language=language)
         if splits is not None:
             wanted = set(splits)
             utterances = [u for u in utterances if u.split in wanted]
@@ -143,7 +151,8 @@ def read_corpus(source, format: str = "manifest", *, audio_root=None, language: 
                                                language=language, splits=splits,
                                                default_language=FORMATS[format])
     else:
-        raise SersError(f"unknown corpus format {format!r}; choose one of: manifest, {', '.join(FORMATS)}")
+        raise SersError(f"unknown corpus format {format!r}; choose one of: manifest, "
+                        f"{', '.join([*FORMATS, *TOOLKIT_FORMATS])}")
     if log is not None and summary.dropped:
         log(summary.dropped_line())
     if not utterances:

@@ -4,7 +4,9 @@ A manifest is a CSV, TSV or JSONL file with one utterance per row:
 
     path (required), id, label, split, speaker, language (or corpus), start, end
 
-``id`` defaults to the file name without extension; ``start``/``end`` (seconds) cut a
+Other toolkits' names are read as ours when ours is absent (``wav``, ``file``, ``audio`` for
+``path``; ``emotion``, ``emo`` for ``label``: see ALIASES). ``id`` defaults to the file name
+without extension; ``start``/``end`` (seconds) cut a
 segment out of a longer file. Relative paths resolve against ``audio_root`` or, without
 one, against the manifest's own folder, so a corpus folder can be moved as a whole.
 Every problem is reported as one :class:`~sers.errors.SersError` line naming the file and
@@ -26,6 +28,10 @@ from typing import NamedTuple
 from sers.errors import SersError
 
 TEXT_FIELDS = ("label", "split", "speaker", "language")
+# Column names other toolkits use (SpeechBrain/EmoBox `wav`, HF `audio`, ...), read as ours
+# when ours is absent.
+ALIASES = {"wav": "path", "file": "path", "audio": "path", "audio_path": "path", "wav_path": "path",
+           "filepath": "path", "emotion": "label", "emo": "label"}
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,8 @@ def _json_rows(manifest: Path, text: str):
             raise SersError(f"{manifest} line {number}: expected a JSON object, got {type(record).__name__}")
         fields = {str(key).strip().lower(): "" if value is None else str(value).strip()
                   for key, value in record.items()}
+        names = _canonical_names(list(fields), f"{manifest} line {number}")
+        fields = {names[i]: value for i, value in enumerate(fields.values()) if names[i]}
         if "path" not in fields:
             found = ", ".join(sorted(fields)) or "none"
             raise SersError(f"{manifest} line {number}: no 'path' field (fields found: {found})")
@@ -116,7 +124,7 @@ def _table_rows(manifest: Path, text: str):
     header = next(reader, None)
     if header is None:
         return
-    columns = [name.strip().lower() for name in header]
+    columns = _canonical_names([name.strip().lower() for name in header], str(manifest))
     if "path" not in columns:
         found = ", ".join(name for name in columns if name) or "none"
         raise SersError(f"{manifest}: no 'path' column (columns found: {found})")
@@ -126,7 +134,23 @@ def _table_rows(manifest: Path, text: str):
         if len(row) > len(columns):
             raise SersError(f"{manifest} line {reader.line_num}: {len(row)} values but the header "
                             f"has {len(columns)} columns")
-        yield reader.line_num, {name: cell.strip() for name, cell in zip(columns, row)}
+        yield reader.line_num, {name: cell.strip() for name, cell in zip(columns, row) if name}
+
+
+def _canonical_names(names: list[str], where: str) -> list[str]:
+    """Column names with aliases replaced by ours; an alias whose column is also present is
+    ignored (""), two aliases of one absent column are ambiguous."""
+    out = list(names)
+    for canonical in sorted(set(ALIASES.values())):
+        if canonical in names:
+            out = ["" if ALIASES.get(name) == canonical else name for name in out]
+            continue
+        aliases = [name for name in names if ALIASES.get(name) == canonical]
+        if len(aliases) > 1:
+            raise SersError(f"{where}: columns {' and '.join(map(repr, aliases))} could both be the "
+                            f"{canonical!r} column; rename one to {canonical!r}")
+        out = [canonical if name in aliases else name for name in out]
+    return out
 
 
 def _delimiter(manifest: Path, text: str) -> str:

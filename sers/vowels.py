@@ -5,7 +5,7 @@ languages have in common. English and Mandarin aligners label phones differently
 (ARPAbet "AA1", pinyin finals "ao3", IPA "a˥˩"), so each notation has a map onto the
 shared classes a, e, i, o, u:
 
-    vowel_map = load_vowel_map("en-arpabet")      # or cmn-pinyin, cmn-ipa, en-ipa, a JSON file
+    vowel_map = load_vowel_map("en-arpabet")      # or cmn-pinyin, cmn-ipa, en-ipa, es-ipa, a JSON file
     vowel_map.classify("AA1")   # "a"
     vowel_map.classify("AH0")   # None: a vowel, but of no shared class (counted as skipped)
     vowel_map.is_vowel("T")     # False: a consonant (counted as skipped)
@@ -21,9 +21,10 @@ What maps where, and why (the same choices for every notation):
   the apical vowels of zi / zhi, and pinyin finals with a nasal coda (an, ing, ...), whose
   segment includes the nasal (English aligners give the nasal its own interval).
 
-The English maps agree with the generated corpus of `sers synth` (`sers.synth.vowel_classes`),
-whose English-like vowels are i ɪ e ɛ æ ɑ ɔ o ʊ u plus ʌ ə, and whose Mandarin-like vowels
-a i u y ə o e are covered by cmn-ipa.
+The IPA maps read the TextGrids of `sers synth --engine espeak` (espeak-ng's phone names,
+stress marks dropped) as well as MFA's. The English maps agree with the source-filter corpus
+of `sers synth` (`sers.synth.vowel_classes`), whose English-like vowels are i ɪ e ɛ æ ɑ ɔ o
+ʊ u plus ʌ ə, and whose Mandarin-like vowels a i u y ə o e are covered by cmn-ipa.
 
 Labels are normalised before lookup: Kaldi word-position suffixes (_B _I _E _S) are
 dropped everywhere; ARPAbet is upper-cased and loses its stress digit; pinyin is
@@ -70,14 +71,24 @@ _PINYIN = _table({
           "ii iii ix iy ih -i",
 })
 
+# The r-coloured vowels written vowel + ɹ (espeak-ng: ɑːɹ ɔːɹ ɛɹ ɪɹ ʊɹ) keep their vowel's
+# class, as ARPAbet's AA R does; ᵻ (reduced i), syllabic əl and triphthongs are skipped.
 _EN_IPA = _table({
-    "a": "æ ɑ a ɒ", "e": "e eɪ ej ɛ", "i": "i ɪ", "o": "o oʊ ow əʊ ɔ", "u": "u ʊ ʉ",
-    None: "ʌ ə ɐ ɚ ɝ ɜ ɪə eə ɛə ʊə ɪɚ ɛɚ ʊɚ aɪ aj aʊ aw ɔɪ ɔj",
+    "a": "æ ɑ a ɒ ɑɹ", "e": "e eɪ ej ɛ ɛɹ", "i": "i ɪ ɪɹ iɹ", "o": "o oʊ ow əʊ ɔ ɔɹ oɹ",
+    "u": "u ʊ ʉ ʊɹ uɹ",
+    None: "ʌ ə ɐ ɚ ɝ ɜ ɪə eə ɛə ʊə ɪɚ ɛɚ ʊɚ aɪ aj aʊ aw ɔɪ ɔj ᵻ əl iə aɪə aɪɚ aʊə",
 })
 
+# espeak-ng writes Mandarin finals with their glide (iɛ iɑ uo yɛ yæ) and ong as oŋ.
 _CMN_IPA = _table({
-    "a": "a ä ɑ ɐ", "e": "e ɛ ei eɪ ej", "i": "i", "o": "o ɔ ou oʊ ow ɤʊ", "u": "u ʊ",
-    None: "y ə ɤ ɚ ɨ ɯ ɿ ʅ ɹ̩ ɻ̩ z̩ ʐ̩ ɻ̍ ai aɪ aj au aʊ aw ɑʊ ɑu ɑw",
+    "a": "a ä ɑ ɐ iɑ ia uɑ ua yæ", "e": "e ɛ ei eɪ ej iɛ ie yɛ", "i": "i",
+    "o": "o ɔ ou oʊ ow ɤʊ uo", "u": "u ʊ",
+    None: "y ə ɤ ɚ ɨ ɯ ɿ ʅ ɹ̩ ɻ̩ z̩ ʐ̩ ɻ̍ i̪ ai aɪ aj au aʊ aw ɑʊ ɑu ɑw iou uei uai iɑu oŋ",
+})
+
+_ES_IPA = _table({
+    "a": "a", "e": "e eɪ ej", "i": "i", "o": "o", "u": "u",
+    None: "aɪ aj aʊ aw eʊ ew oɪ oj",
 })
 
 _POSITION_SUFFIX = re.compile(r"_[BIES]$")
@@ -151,11 +162,12 @@ BUILTIN_MAPS: dict[str, VowelMap] = {
     "en-ipa": _builtin("en-ipa", _EN_IPA, "ipa"),
     "cmn-pinyin": _builtin("cmn-pinyin", _PINYIN, "pinyin"),
     "cmn-ipa": _builtin("cmn-ipa", _CMN_IPA, "ipa"),
+    "es-ipa": _builtin("es-ipa", _ES_IPA, "ipa"),
 }
 
 
 def load_vowel_map(spec: str | Path | VowelMap) -> VowelMap:
-    """A built-in map by name (en-arpabet, en-ipa, cmn-pinyin, cmn-ipa) or a JSON file."""
+    """A built-in map by name (en-arpabet, en-ipa, cmn-pinyin, cmn-ipa, es-ipa) or a JSON file."""
     if isinstance(spec, VowelMap):
         return spec
     if str(spec) in BUILTIN_MAPS:

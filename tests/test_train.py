@@ -180,7 +180,7 @@ def test_anchors_json_of_both_strategies(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("distributed") is not None, reason="dask is installed here")
 def test_dask_backend_without_dask_says_how_to_install(caches, tmp_path):
-    with pytest.raises(SersError, match=r"pip install 'sers\[dask\]'"):
+    with pytest.raises(SersError, match=r"pip install 'sers-lam\[dask\]'"):
         train(caches["source"], caches["target"], methods=["last"], seeds=[0, 1], out_dir=tmp_path, jobs=2,
               backend="dask", **FAST)
 

@@ -17,10 +17,11 @@ from sers.cache.schema import FORMAT, FORMAT_VERSION
 from sers.cache.writer import CacheWriter
 from sers.errors import SersError
 
-__all__ = ["open", "from_arrays", "import_npz", "CacheReader", "CacheWriter", "UtteranceTable",
-           "FORMAT", "FORMAT_VERSION", "size_on_disk", "merge"]
+__all__ = ["open", "from_arrays", "import_npz", "import_folder", "export", "CacheReader", "CacheWriter",
+           "UtteranceTable", "FORMAT", "FORMAT_VERSION", "size_on_disk", "merge"]
 
 from sers.cache.merge import merge  # noqa: E402  (merge uses the reader and writer above)
+from sers.cache.interop import check_features, export, import_folder, import_npz  # noqa: E402
 
 
 def size_on_disk(path) -> int:
@@ -45,7 +46,8 @@ def from_arrays(path, pooled, utterances: dict, frames: dict | None = None, *,
     ``attrs``: model_id, sample_rate, frame_rate, ... stored as root attributes.
     """
     pooled = {"mean": pooled} if not isinstance(pooled, dict) else dict(pooled)
-    pooled = {stat: np.asarray(values, dtype=np.float32) for stat, values in pooled.items()}
+    ids = list(utterances.get("id", []))
+    pooled = {stat: check_features(values, f"pooled {stat}", ids, path) for stat, values in pooled.items()}
     num_layers, n_rows, hidden_size = next(iter(pooled.values())).shape
     for stat, values in pooled.items():
         if values.shape != (num_layers, n_rows, hidden_size):
@@ -72,26 +74,3 @@ def from_arrays(path, pooled, utterances: dict, frames: dict | None = None, *,
                        {layer: np.asarray(per_utt[row]) for layer, per_utt in frames.items()})
         writer.finish()
     return Path(path)
-
-
-def import_npz(npz_path, out_path, *, overwrite: bool = False, **attrs) -> Path:
-    """``sers cache import``: an .npz with ``pooled`` or ``pooled_mean`` (L, N, D) [+ ``pooled_std``]
-    and 1-D arrays ``id`` [label, split, speaker, language, duration] becomes a cache."""
-    with np.load(npz_path, allow_pickle=False) as data:
-        keys = set(data.files)
-        if "pooled" in keys:
-            pooled = {"mean": data["pooled"]}
-        elif "pooled_mean" in keys:
-            pooled = {"mean": data["pooled_mean"]}
-            if "pooled_std" in keys:
-                pooled["std"] = data["pooled_std"]
-        else:
-            raise SersError(f"{npz_path}: needs an array 'pooled' or 'pooled_mean' of shape (layers, "
-                            f"utterances, dim); found {sorted(keys)}")
-        if "id" not in keys:
-            raise SersError(f"{npz_path}: needs an array 'id' with one id per utterance; found {sorted(keys)}")
-        columns = {name: data[name].tolist() for name in
-                   ("id", "label", "split", "speaker", "language", "duration") if name in keys}
-    if Path(out_path).exists() and not overwrite:
-        raise SersError(f"{out_path} already exists; pass --overwrite to replace it")
-    return from_arrays(out_path, pooled, columns, overwrite=True, **attrs)

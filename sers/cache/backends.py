@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sers.cache.schema import backend_for
+from sers.cache.schema import backend_for, dimension_names
 
 
 def open_backend(path, mode: str):
@@ -41,7 +41,8 @@ class ZarrBackend:
     def create(self, name, shape, dtype, chunks):
         dtype = str if np.dtype(dtype) == np.dtype(object) else dtype
         return self._root.create_array(name, shape=shape, dtype=dtype, chunks=chunks,
-                                       fill_value=None if dtype is str else 0)
+                                       fill_value=None if dtype is str else 0,
+                                       dimension_names=dimension_names(name))
 
     def array(self, name):
         return self._root[name]

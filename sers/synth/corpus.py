@@ -27,7 +27,8 @@ from sers.synth.voice import render
 from sers.textgrid import Interval, IntervalTier, TextGrid, write_textgrid
 
 __all__ = ["Utterance", "synthesize_utterance", "synthesize_corpus", "corpus_summary",
-           "MANIFEST_COLUMNS"]
+           "MANIFEST_COLUMNS", "corpus_rng", "write_wav", "check_corpus_options", "prepare_folder",
+           "write_manifest", "balanced_plan"]
 
 MANIFEST_COLUMNS = ("id", "path", "label", "split", "speaker", "language")
 _LEXICON_SIZE = 300
@@ -43,7 +44,8 @@ class Utterance:
     language: str
 
 
-def _rng(seed: int, language: str, *stream: int) -> np.random.Generator:
+def corpus_rng(seed: int, language: str, *stream: int) -> np.random.Generator:
+    """The generator of one stream (speakers, sentences, utterance i, ...) of a language."""
     # crc32 rather than hash(): str hashes change between Python processes.
     return np.random.default_rng([seed, zlib.crc32(language.encode()), *stream])
 
@@ -84,12 +86,13 @@ def synthesize_utterance(language: Language, lexicon: list[Word], speaker: Speak
     return Utterance(utterance_id, audio, _textgrid(plan), emotion, speaker, language.code)
 
 
-def _check_options(languages, utterances_per_language, speakers_per_language,
-                   min_seconds, max_seconds, sample_rate) -> None:
-    unknown = [code for code in languages if code not in LANGUAGES]
+def check_corpus_options(languages, known_languages, utterances_per_language, speakers_per_language,
+                         min_seconds, max_seconds, sample_rate) -> None:
+    """One clear error for options no engine can honour."""
+    unknown = [code for code in languages if code not in known_languages]
     if unknown or not languages:
         raise SersError(f"unknown language(s) {', '.join(unknown) or '(none given)'}; "
-                        f"choose from {', '.join(LANGUAGES)}")
+                        f"choose from {', '.join(known_languages)}")
     if speakers_per_language < 3:
         raise SersError(f"--speakers-per-language {speakers_per_language}: need at least 3 "
                         "(train, dev and test speakers are disjoint)")
@@ -119,25 +122,13 @@ def _write_language(out_dir: Path, language: Language, count: int, n_speakers: i
                     progress) -> Path:
     code = language.code
     folder = out_dir / code
-    speakers = sample_speakers(code, n_speakers, _rng(seed, code, 0))
-    lexicon = make_lexicon(language, _LEXICON_SIZE, _rng(seed, code, 1))
-    # Round-robin over speakers; each speaker cycles through the emotions from
-    # its own starting point, so every speaker (hence every split) is balanced.
-    plan = []
-    for i in range(count):
-        s = i % n_speakers
-        emotion = EMOTIONS[(i // n_speakers + s) % len(EMOTIONS)]
-        plan.append((f"{speakers[s].id}_{i:05d}", speakers[s], emotion))
-
-    try:
-        (folder / "wav").mkdir(parents=True, exist_ok=True)
-        (folder / "textgrid").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SersError(f"{folder}: cannot create the corpus folders ({exc.strerror or exc})") from None
-    _remove_previous(folder, {utt_id for utt_id, _, _ in plan})
+    speakers = sample_speakers(code, n_speakers, corpus_rng(seed, code, 0))
+    lexicon = make_lexicon(language, _LEXICON_SIZE, corpus_rng(seed, code, 1))
+    plan = balanced_plan(speakers, count)
+    prepare_folder(folder, {utt_id for utt_id, _, _ in plan})
     rows = []
     for i, (utt_id, speaker, emotion) in enumerate(plan):
-        utt = synthesize_utterance(language, lexicon, speaker, emotion, _rng(seed, code, 2, i),
+        utt = synthesize_utterance(language, lexicon, speaker, emotion, corpus_rng(seed, code, 2, i),
                                    utt_id, min_seconds, max_seconds, sample_rate)
         wav = Path("wav") / f"{utt_id}.wav"
         write_wav(folder / wav, utt.audio, sample_rate)
@@ -147,8 +138,36 @@ def _write_language(out_dir: Path, language: Language, count: int, n_speakers: i
         if progress is not None:
             progress(1)
 
-    # The manifest is written last, through a temporary name: a corpus with a
-    # manifest is a complete corpus.
+    return write_manifest(folder, rows)
+
+
+def balanced_plan(speakers, count: int) -> list[tuple[str, object, str]]:
+    """(utterance id, speaker, emotion) for `count` utterances.
+
+    Round-robin over speakers; each speaker cycles through the emotions from its
+    own starting point, so every speaker (hence every split) is balanced.
+    """
+    plan = []
+    for i in range(count):
+        s = i % len(speakers)
+        emotion = EMOTIONS[(i // len(speakers) + s) % len(EMOTIONS)]
+        plan.append((f"{speakers[s].id}_{i:05d}", speakers[s], emotion))
+    return plan
+
+
+def prepare_folder(folder: Path, keep: set[str]) -> None:
+    """Create <lang>/wav and <lang>/textgrid, deleting an earlier run's files not in `keep`."""
+    try:
+        (folder / "wav").mkdir(parents=True, exist_ok=True)
+        (folder / "textgrid").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SersError(f"{folder}: cannot create the corpus folders ({exc.strerror or exc})") from None
+    _remove_previous(folder, keep)
+
+
+def write_manifest(folder: Path, rows: list[dict]) -> Path:
+    """The manifest is written last, through a temporary name: a corpus with a manifest
+    is a complete corpus."""
     manifest = folder / "manifest.csv"
     partial = folder / "manifest.csv.partial"
     with partial.open("w", newline="", encoding="utf-8") as f:
@@ -169,7 +188,7 @@ def synthesize_corpus(out_dir: str | Path, languages=("en", "zh"), utterances_pe
     (e.g. a tqdm bar's `update`).
     """
     languages = [languages] if isinstance(languages, str) else list(languages)
-    _check_options(languages, utterances_per_language, speakers_per_language,
+    check_corpus_options(languages, LANGUAGES, utterances_per_language, speakers_per_language,
                    min_seconds, max_seconds, sample_rate)
     out_dir = Path(out_dir)
     return {code: _write_language(out_dir, LANGUAGES[code], utterances_per_language,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["EMOTIONS", "Speaker", "Style", "sample_speakers", "sample_style"]
+__all__ = ["EMOTIONS", "Speaker", "Style", "sample_speakers", "sample_style", "speaker_split"]
 
 EMOTIONS = ("N", "H", "A", "S")
 
@@ -70,19 +70,24 @@ _EMOTION_SHIFTS = {
 }
 
 
-def sample_speakers(language: str, count: int, rng: np.random.Generator) -> list[Speaker]:
-    """`count` speakers, genders alternating, split about 60/20/20 by speaker.
+def speaker_split(index: int, count: int) -> str:
+    """The split of speaker `index` of `count`: about 60/20/20 train/dev/test.
 
     The last fifth of speakers (at least one) are test, the fifth before them
-    dev, so every split gets both genders once there are enough speakers.
+    dev, so with genders alternating every split gets both genders once there
+    are enough speakers.
     """
     n_test = max(1, round(0.2 * count))
     n_dev = max(1, round(0.2 * count))
+    return "test" if index >= count - n_test else "dev" if index >= count - n_test - n_dev else "train"
+
+
+def sample_speakers(language: str, count: int, rng: np.random.Generator) -> list[Speaker]:
+    """`count` speakers, genders alternating, split by `speaker_split`."""
     speakers = []
     for index in range(count):
         gender = "f" if index % 2 == 0 else "m"
-        split = ("test" if index >= count - n_test
-                 else "dev" if index >= count - n_test - n_dev else "train")
+        split = speaker_split(index, count)
         female = gender == "f"
         speakers.append(Speaker(
             id=f"{language}_{gender}{index:02d}",

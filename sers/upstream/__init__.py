@@ -28,6 +28,7 @@ import transformers
 from sers.errors import SersError
 from sers.upstream.base import DTYPES, Upstream
 from sers.upstream.conv import ConvFrontEndUpstream
+from sers.upstream.hub import offline_hint, offline_reason
 from sers.upstream.whisper import WhisperUpstream
 
 CONV_FAMILIES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "unispeech-sat")
@@ -76,10 +77,14 @@ def load_upstream(
         upstream.source = {k: v for k, v in source.items() if k != "architecture"}
         return upstream
 
-    hub = dict(revision=revision, trust_remote_code=trust_remote_code)
+    # A hub id with no hub in reach loads from the local cache only: no retries, a hint if absent.
+    offline = None if Path(name).expanduser().is_dir() else offline_reason()
+    hub = dict(revision=revision, trust_remote_code=trust_remote_code, **({"local_files_only": True} if offline else {}))
     try:
         config = transformers.AutoConfig.from_pretrained(name, **hub)
     except (OSError, ValueError) as err:
+        if offline:
+            raise SersError(offline_hint(name, offline)) from None
         raise SersError(f"cannot load model config for {name}: {_first_line(err)}") from None
     family = config.model_type
     if family not in FAMILIES:
@@ -97,6 +102,8 @@ def load_upstream(
         # float32 whatever the checkpoint stores (transformers 5 defaults to dtype="auto").
         model = transformers.AutoModel.from_pretrained(name, dtype=torch.float32, **hub)
     except (OSError, ValueError) as err:
+        if offline:
+            raise SersError(offline_hint(name, offline)) from None
         raise SersError(f"cannot load model weights for {name}: {_first_line(err)}") from None
 
     upstream_class = WhisperUpstream if family == "whisper" else ConvFrontEndUpstream
