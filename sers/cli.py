@@ -514,8 +514,9 @@ def _command_line(ctx) -> str:
               help="Epochs without a better dev UAR before stopping (0: run all epochs).")
 @click.option("--normalize", type=click.Choice(["none", "global", "per-language"]), default="global",
               show_default=True, help="Feature standardisation (per-language: each corpus by its own statistics).")
-@click.option("--group-weights", type=click.Choice(["mean", "learned"]), default="mean", show_default=True,
-              help="How lam-gl combines the layers of a group.")
+@click.option("--group-weights", type=click.Choice(["mean", "learned", "concat"]), default="mean", show_default=True,
+              help="How lam-gl combines the layers of a group: their mean, learned softmax weights, or "
+                   "concatenated (one projection per layer).")
 @click.option("--align", type=click.Choice(["utterance", "vowel"]), default="utterance", show_default=True,
               help="vowel: lam and lam-gl also align each vowel class on the caches' vowel segments "
                    "(runs named lam+vowel; needs caches extracted with --alignments).")

@@ -107,6 +107,23 @@ def test_coral_term_helps_when_anchor_layers_carry_a_covariance_shift(coral_scal
     assert scores[lambda_] > scores[0.0] + 0.2
 
 
+def test_concatenated_groups_of_one_layer_are_lam_and_wider_groups_read_every_layer(planted):
+    Xs, ys, Xd, yd, Xt, Xtest, _ = split(planted)
+    params = dict(FAST, epochs=3, lambda_=1.0)
+    lam = LayerAnchoringClassifier(method="lam", anchors=[2, 3], **params).fit(Xs, ys, Xt)
+    singletons = LayerAnchoringClassifier(method="lam-gl", anchors=[[2], [3]], group_weights="concat",
+                                          **params).fit(Xs, ys, Xt)
+    np.testing.assert_array_equal(lam.predict_proba(Xtest), singletons.predict_proba(Xtest))
+    group = LayerAnchoringClassifier(method="lam-gl", anchors=[[2, 3]], group_weights="concat", **params)
+    group.fit(Xs, ys, Xt)
+    dim = Xs.shape[2]
+    assert [p.weight.shape[1] for p in group.module_.projections] == [2 * dim, dim]  # group [2, 3], last layer
+    # each layer of the group has its own columns of the projection: changing layer 3 alone changes the output
+    changed = Xtest.copy()
+    changed[:, 3] += 1.0
+    assert not np.allclose(group.predict_proba(changed), group.predict_proba(Xtest))
+
+
 def test_wsum_layer_weights_sum_to_one_and_are_learned(planted):
     Xs, ys, Xd, yd, *_ = split(planted)
     model = LayerAnchoringClassifier(method="wsum", **FAST).fit(Xs, ys, X_dev=Xd, y_dev=yd)

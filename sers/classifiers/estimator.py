@@ -45,6 +45,7 @@ WEIGHTS_FORMAT = "sers-layer-anchoring-classifier/1"
 ALIGN = ("utterance", "vowel")
 VOWEL_METHODS = ("lam", "lam-gl")
 FEATURES = ("pooled", "frames")
+GROUP_WEIGHTS = ("mean", "learned", "concat")
 
 
 class LayerAnchoringClassifier(BaseEstimator):
@@ -65,7 +66,9 @@ class LayerAnchoringClassifier(BaseEstimator):
     patience : stop after this many epochs without a better dev UAR (needs ``X_dev``); 0 = never stop early.
     normalize : "none", "global" (one mean/std over source and target training rows) or
         "per-language" (source rows standardised by source statistics, target rows by target statistics).
-    group_weights : "mean" or "learned": how the layers of a ``lam-gl`` group are combined.
+    group_weights : how the layers of a ``lam-gl`` group are combined before the group's projection:
+        "mean", "learned" (softmax weights) or "concat" (side by side: one projection per layer,
+        summed; a group of one layer is then exactly a ``lam`` anchor).
     seed : same seed, same data -> identical results on CPU.
     device : "cpu" or a torch device such as "cuda".
     align : "utterance" (CORAL on utterance features) or "vowel" (``lam``/``lam-gl`` only): in
@@ -119,7 +122,7 @@ class LayerAnchoringClassifier(BaseEstimator):
                   (self.lr > 0, "lr must be > 0"), (self.lambda_ >= 0, "lambda_ must be >= 0"),
                   ((self.patience or 0) >= 0, "patience must be >= 0"),
                   (self.normalize in data.NORMALIZE, f"normalize must be one of {', '.join(data.NORMALIZE)}"),
-                  (self.group_weights in ("mean", "learned"), "group_weights must be 'mean' or 'learned'"),
+                  (self.group_weights in GROUP_WEIGHTS, f"group_weights must be one of {', '.join(GROUP_WEIGHTS)}"),
                   (self.align in ALIGN, f"align must be one of {', '.join(ALIGN)}, not {self.align!r}"),
                   (self.align != "vowel" or self.method in VOWEL_METHODS,
                    f"align='vowel' aligns anchor layers vowel by vowel: it works with methods "
@@ -268,6 +271,7 @@ class LayerAnchoringClassifier(BaseEstimator):
         self.module_ = LayerHead(self.layers_, branches, self.input_dim_, len(self.classes_), self.hidden,
                                  self.dropout, learned_weights=learned,
                                  domain_classifier=(self.method == "dann"),
+                                 concatenate=(self.method == "lam-gl" and self.group_weights == "concat"),
                                  attentive=(self.features == "frames")).to(self.device)
 
     def _inputs(self, layers_data, rows, domain) -> tuple[torch.Tensor, torch.Tensor | None]:
