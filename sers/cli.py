@@ -512,8 +512,9 @@ def _command_line(ctx) -> str:
 @click.option("--dropout", type=float, default=0.2, show_default=True)
 @click.option("--patience", type=click.IntRange(min=0), default=5, show_default=True,
               help="Epochs without a better dev UAR before stopping (0: run all epochs).")
-@click.option("--normalize", type=click.Choice(["none", "global", "per-language"]), default="global",
-              show_default=True, help="Feature standardisation (per-language: each corpus by its own statistics).")
+@click.option("--normalize", type=click.Choice(["none", "global", "per-language"]), default="per-language",
+              show_default=True, help="Feature standardisation, label-free (per-language: each corpus by the "
+                                      "statistics of its own training split; global: one set for both).")
 @click.option("--group-weights", type=click.Choice(["mean", "learned", "concat"]), default="mean", show_default=True,
               help="How lam-gl combines the layers of a group: their mean, learned softmax weights, or "
                    "concatenated (one projection per layer).")

@@ -64,8 +64,10 @@ class LayerAnchoringClassifier(BaseEstimator):
     hidden, dropout : width of the branch projections and MLP; dropout in the MLP.
     epochs, batch_size, lr, weight_decay : Adam training; an epoch is one pass over the source.
     patience : stop after this many epochs without a better dev UAR (needs ``X_dev``); 0 = never stop early.
-    normalize : "none", "global" (one mean/std over source and target training rows) or
-        "per-language" (source rows standardised by source statistics, target rows by target statistics).
+    normalize : "per-language" (the default: source rows standardised by the statistics of the source
+        training rows, target rows by those of the unlabelled target rows; without ``X_target`` the target
+        side takes the source's), "global" (one mean/std over source and target training rows) or "none".
+        Label-free; see docs/method.md for why per-language is the default.
     group_weights : how the layers of a ``lam-gl`` group are combined before the group's projection:
         "mean", "learned" (softmax weights) or "concat" (side by side: one projection per layer,
         summed; a group of one layer is then exactly a ``lam`` anchor).
@@ -81,7 +83,7 @@ class LayerAnchoringClassifier(BaseEstimator):
     """
 
     def __init__(self, method="lam", anchors=None, lambda_=1.0, hidden=256, dropout=0.2, epochs=30,
-                 batch_size=128, lr=1e-3, weight_decay=0.0, patience=5, normalize="global",
+                 batch_size=128, lr=1e-3, weight_decay=0.0, patience=5, normalize="per-language",
                  group_weights="mean", seed=0, device="cpu", verbose=False, align="utterance",
                  vowel_lambda=None, features="pooled", coral_scale="relative"):
         self.method = method
@@ -186,9 +188,9 @@ class LayerAnchoringClassifier(BaseEstimator):
         if len(self.classes_) < 2:
             raise InputError(f"y_source has a single class {self.classes_.tolist()}; need at least two")
         target = self._checked_other(X_target, "X_target", source) if X_target is not None else None
-        if target is None and (self._uses_target() or self.normalize == "per-language"):
-            raise InputError(f"method {self.method!r} with lambda_={self.lambda_} and normalize="
-                             f"{self.normalize!r} needs unlabelled target rows: pass X_target")
+        if target is None and self._uses_target():
+            raise InputError(f"method {self.method!r} with lambda_={self.lambda_} aligns the languages and "
+                             f"needs unlabelled target rows: pass X_target")
         if (X_dev is None) != (y_dev is None):
             raise InputError("pass both X_dev and y_dev, or neither")
         dev = None
@@ -255,9 +257,10 @@ class LayerAnchoringClassifier(BaseEstimator):
             sides = [source] + ([target] if target is not None else [])
             stats = self.feature_stats(sides, "X_source/X_target")
             self.stats_ = {"source": stats, "target": stats}
-        else:
-            self.stats_ = {"source": self.feature_stats([source], "X_source"),
-                           "target": self.feature_stats([target], "X_target")}
+        else:  # per-language; without target rows the target side can only take the source's statistics
+            source_stats = self.feature_stats([source], "X_source")
+            self.stats_ = {"source": source_stats,
+                           "target": self.feature_stats([target], "X_target") if target is not None else source_stats}
 
     def feature_stats(self, sides, name) -> tuple[np.ndarray, np.ndarray]:
         """(mean, std) per read layer over the rows (pooled) or frames (frames) of ``sides``."""
