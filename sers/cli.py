@@ -495,12 +495,12 @@ def _command_line(ctx) -> str:
                    "anchors.json files (repeat the option) to let --select choose among them.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Runs folder.")
 @click.option("--seeds", default="0-4", show_default=True, help="Seeds, e.g. 0-4 or 0,7.")
-@click.option("--lambda", "lambda_", default="1", show_default=True,
+@click.option("--lambda", "lambda_", default="0.3,1,3", show_default=True,
               help="Weight of the alignment term (CORAL; gradient-reversal strength for dann). A comma list "
-                   "(0.3,1,3,10) trains each as a candidate and keeps the one --select scores best.")
-@click.option("--select", type=click.Choice(["source-dev", "im", "dev"]), default="source-dev", show_default=True,
-              help="How to choose among λ / anchor candidates, reading no target label: source dev UAR, "
-                   "information maximisation on target predictions, or deep embedded validation.")
+                   "trains each as a candidate and keeps, per seed, the one --select scores best.")
+@click.option("--select", type=click.Choice(["source-dev", "im", "dev"]), default="im", show_default=True,
+              help="How to choose among λ / anchor candidates, reading no target label: information "
+                   "maximisation on target predictions (im), source dev UAR, or deep embedded validation.")
 @click.option("--coral-scale", type=click.Choice(["relative", "4d2"]), default="relative", show_default=True,
               help="relative: ||C_s-C_t||²/(||C_s||²+||C_t||²), width- and scale-free (λ=1 acts); "
                    "4d2: Deep CORAL's /(4d²) (about 1e-3 of the cross-entropy).")

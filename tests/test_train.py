@@ -20,7 +20,8 @@ from sers.pipeline.train import train
 # Deep CORAL's scale: these pipeline tests check folders, data flow and the planted anchors'
 # transfer; on 32-row batches of width 32 the relative scale at λ=1 mostly sees the sampling
 # noise of the covariances (see docs/method.md), which is not what they test.
-FAST = dict(hidden=32, epochs=6, batch_size=32, progress=False, plots=False, coral_scale="4d2")
+# One λ: the default trains three candidates per aligning method (tested below on its own).
+FAST = dict(hidden=32, epochs=6, batch_size=32, progress=False, plots=False, coral_scale="4d2", lambda_=1.0)
 
 
 def write_cache(path, X, labels, splits, language, **attrs):
@@ -253,8 +254,8 @@ def _anchor_files(folder):
 @pytest.mark.parametrize("criterion", ["im", "dev", "source-dev"])
 def test_candidates_are_trained_and_the_best_by_the_criterion_is_kept(caches, tmp_path, criterion):
     files = _anchor_files(tmp_path)
-    table = train(caches["source"], caches["target"], methods=["last", "lam"], anchors=files, lambda_=[0.0, 3.0],
-                  select=criterion, seeds=[0, 1], out_dir=tmp_path / "runs", **FAST)
+    table = train(caches["source"], caches["target"], methods=["last", "lam"], anchors=files,
+                  select=criterion, seeds=[0, 1], out_dir=tmp_path / "runs", **{**FAST, "lambda_": [0.0, 3.0]})
     assert [row["method"] for row in table] == ["last", "lam"]
     seed_dir = tmp_path / "runs/lam/seed1"
     tags = sorted(p.name for p in (seed_dir / "candidates").iterdir())
@@ -276,8 +277,8 @@ def test_target_labels_cannot_change_which_candidate_is_kept(caches, tmp_path):
     files = _anchor_files(tmp_path)
     chosen = {}
     for name in ("target", "garbage"):  # the same target features, labels replaced by garbage
-        train(caches["source"], caches[name], methods=["coral", "lam"], anchors=files, lambda_=[0.3, 1.0, 10.0],
-              select="dev", seeds=[0, 1], out_dir=tmp_path / name, **FAST)
+        train(caches["source"], caches[name], methods=["coral", "lam"], anchors=files,
+              select="dev", seeds=[0, 1], out_dir=tmp_path / name, **{**FAST, "lambda_": [0.3, 1.0, 10.0]})
         chosen[name] = {str(p.parent.relative_to(tmp_path / name)): json.loads(p.read_text())["candidate_selection"]
                         for p in (tmp_path / name).glob("*/seed*/config.json")}
     assert len(chosen["target"]) == 4 and chosen["target"] == chosen["garbage"]
@@ -285,8 +286,8 @@ def test_target_labels_cannot_change_which_candidate_is_kept(caches, tmp_path):
 
 def test_candidate_options_are_checked(caches, tmp_path):
     with pytest.raises(SersError, match="--select must be one of source-dev, im, dev, not 'target-test'"):
-        train(caches["source"], caches["target"], methods=["coral"], lambda_=[1.0, 3.0], select="target-test",
-              seeds=[0], out_dir=tmp_path, **FAST)
+        train(caches["source"], caches["target"], methods=["coral"], select="target-test",
+              seeds=[0], out_dir=tmp_path, **{**FAST, "lambda_": [1.0, 3.0]})
     runner = CliRunner()
     result = runner.invoke(main, ["train", "--source", str(caches["source"]), "--target", str(caches["target"]),
                                   "--method", "coral", "--lambda", "1,x", "-o", str(tmp_path / "r")])
