@@ -60,15 +60,17 @@ def probe_grid(caches: dict[str, Path], C: float) -> tuple[dict[tuple[str, str],
     grid = {(s, t): [probe_uar(train[s][0][layer], train[s][1], test[t][0][layer], test[t][1], C=C)
                      for layer in range(num_layers)]
             for s in caches for t in caches}
-    # A UAR averages C class recalls over n_c test utterances each; its binomial standard error
-    # sqrt(sum r(1 - r) / n_c) / C is largest at recall 0.5. The test speakers add variance on top.
-    def worst_error(labels):
-        counts = np.unique(labels, return_counts=True)[1]
-        return math.sqrt(np.sum(0.25 / counts)) / len(counts)
-    return grid, max(worst_error(y) for _, y in test.values())
+    return grid, max(largest_uar_error(y) for _, y in test.values())
 
 
-def test_speakers(caches: dict[str, Path]) -> str:
+def largest_uar_error(labels: np.ndarray) -> float:
+    """A UAR averages K class recalls r over n_k test utterances each: its binomial standard error
+    sqrt(sum r (1 - r) / n_k) / K is largest at r = 0.5. The test speakers add variance on top."""
+    counts = np.unique(labels, return_counts=True)[1]
+    return math.sqrt(np.sum(0.25 / counts)) / len(counts)
+
+
+def count_test_speakers(caches: dict[str, Path]) -> str:
     counts = set()
     for path in caches.values():
         with sers.cache.open(path) as reader:
@@ -132,12 +134,13 @@ def main(argv=None) -> None:
 
     languages = args.languages.split(",")
     ensure_corpus(args.corpus, languages, args.n, args.speakers)
-    sections, probe_seconds = [], 0.0
+    sections, probe_seconds, noise = [], 0.0, 0.0
     for model in args.models.split(","):
         caches = {lang: ensure_cache(args.features, args.corpus, lang, model, args.whisper_input)
                   for lang in languages}
         started = time.perf_counter()
-        grid, noise = probe_grid(caches, args.C)
+        grid, model_noise = probe_grid(caches, args.C)
+        noise = max(noise, model_noise)
         probe_seconds += time.perf_counter() - started
         (uar_header, uar_rows), (gap_header, gap_rows) = tables(grid, languages)
         name = MODEL_NAMES.get(model, model)
@@ -158,9 +161,9 @@ def main(argv=None) -> None:
                 f"`--whisper-input {args.whisper_input}`, pooled means of every hidden state (layer 0 = the "
                 f"embedding output). Probe: `sers.measures.probe_uar`, C = {args.C:g}. Machine: {machine()}; "
                 f"{probe_seconds:.0f} s for the probes.\n\n"
-                f"Each test split has {test_speakers(caches)} speakers: the binomial standard error of one UAR is "
-                f"up to {noise:.3f}, and other test speakers would move it more. Read differences of a few "
-                f"points between cells as noise.\n\n"
+                f"Each test split has {count_test_speakers(caches)} speakers: the binomial standard error of "
+                f"one UAR is up to {noise:.3f}, and other test speakers would move it more. Read differences "
+                f"of a few points between cells as noise.\n\n"
                 + "\n\n".join(sections))
     write_section(args.label, markdown, OUT_MD, title=HEADER)
 
