@@ -38,6 +38,18 @@ def write_section(name: str, markdown: str, path: Path = BENCHMARKS_MD, title: s
 
 # -- the espeak corpus and its real-Whisper caches (transfer and layer-probe benchmarks) -----------
 
+def add_corpus_arguments(parser) -> None:
+    """The corpus and cache options of the benchmarks that read the espeak corpus (one set of defaults)."""
+    root = Path(__file__).resolve().parent / "data"
+    parser.add_argument("--corpus", type=Path, default=root / "corpus")
+    parser.add_argument("--features", type=Path, default=root / "features")
+    parser.add_argument("--languages", default="en,zh,es")
+    parser.add_argument("-n", type=int, default=600, help="utterances per language")
+    parser.add_argument("--speakers", type=int, default=10, help="speakers per language")
+    parser.add_argument("--models", default="base,tiny")
+    parser.add_argument("--whisper-input", default="trimmed")
+
+
 def model_path(name: str) -> str:
     if name == "base":
         from sers.ct2 import whisper_base

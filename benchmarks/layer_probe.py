@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ensure_cache, ensure_corpus, machine, write_section  # noqa: E402
+from _common import add_corpus_arguments, ensure_cache, ensure_corpus, machine, write_section  # noqa: E402
 
 import sers.cache  # noqa: E402
 from sers.measures import best_positions, probe_uar  # noqa: E402
@@ -116,13 +116,7 @@ def tables(grid: dict[tuple[str, str], list[float]], languages: list[str]):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=ROOT / "benchmarks" / "data" / "corpus")
-    parser.add_argument("--features", type=Path, default=ROOT / "benchmarks" / "data" / "features")
-    parser.add_argument("--languages", default="en,zh,es")
-    parser.add_argument("-n", type=int, default=600, help="utterances per language")
-    parser.add_argument("--speakers", type=int, default=10, help="speakers per language")
-    parser.add_argument("--models", default="base,tiny")
-    parser.add_argument("--whisper-input", default="trimmed")
+    add_corpus_arguments(parser)
     parser.add_argument("--C", type=float, default=1.0,
                         help="inverse L2 strength of the probe (1 = what `sers similarity --measure probe` uses)")
     parser.add_argument("--label", default="defaults", help="section of docs/benchmarks/layer_probe.md to write")

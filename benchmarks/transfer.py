@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ensure_cache, ensure_corpus, machine, write_section  # noqa: E402
+from _common import add_corpus_arguments, ensure_cache, ensure_corpus, machine, write_section  # noqa: E402
 
 from sers.tables import format_markdown_table, format_table  # noqa: E402
 
@@ -62,16 +62,10 @@ def run_direction(source: Path, target: Path, seeds: list[int], methods, setting
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=ROOT / "benchmarks" / "data" / "corpus")
-    parser.add_argument("--features", type=Path, default=ROOT / "benchmarks" / "data" / "features")
-    parser.add_argument("--languages", default="en,zh,es")
-    parser.add_argument("-n", type=int, default=600, help="utterances per language")
-    parser.add_argument("--speakers", type=int, default=10, help="speakers per language")
-    parser.add_argument("--models", default="base,tiny")
+    add_corpus_arguments(parser)
     parser.add_argument("--pairs", default="en-zh,zh-en,en-es,es-en")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seeds", default="0-4")
-    parser.add_argument("--whisper-input", default="trimmed")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a sers.pipeline.train.train keyword (lambda_, normalize, coral_scale, ...)")
     parser.add_argument("--anchor", action="append", default=[], metavar="KEY=VALUE",
