@@ -155,11 +155,23 @@ def _write_curves(run_dir: Path, history: list[dict], plot: bool) -> None:
     import matplotlib.pyplot as plt
 
     epochs = [r["epoch"] for r in history]
-    fig, (losses, dev) = plt.subplots(1, 2, figsize=(8, 3))
-    for name in [n for n in names if n.startswith("loss_")]:
+    # The alignment terms live on another scale than the cross-entropy: their own log axis.
+    fig, (losses, alignment, dev) = plt.subplots(1, 3, figsize=(11, 3))
+    for name in ("loss_ce", "loss_total"):
         losses.plot(epochs, [r[name] for r in history], label=name)
     losses.set_xlabel("epoch")
     losses.legend(fontsize=7)
+    for name in [n for n in names if n.startswith("loss_") and n not in ("loss_ce", "loss_total")]:
+        values = [r[name] for r in history]
+        if any(v > 0 for v in values):
+            alignment.plot(epochs, values, label=name)
+    if alignment.lines:
+        alignment.set_yscale("log")
+        alignment.legend(fontsize=7)
+    else:
+        alignment.text(0.5, 0.5, "no alignment term", ha="center", va="center", transform=alignment.transAxes)
+    alignment.set_xlabel("epoch")
+    alignment.set_ylabel("alignment term (unweighted)")
     if "dev_uar" in names:
         dev.plot(epochs, [r["dev_uar"] for r in history], marker="o", markersize=3)
     dev.set_xlabel("epoch")
