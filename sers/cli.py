@@ -555,7 +555,7 @@ def train(source, target, methods, anchors, out_dir, seeds, lambda_, select, cor
       sers train --source en.zarr --target zh.zarr --method last,wsum,coral,lam \\
           --anchors anchors.json --seeds 0-4 -o runs/ --jobs 2
       sers train --source en.zarr --target zh.zarr --method lam-gl --anchors '3-5;8-10' \\
-          --lambda 10 --normalize per-language -o runs-gl/
+          --lambda 1 --group-weights concat -o runs-gl/
       sers train --source en.zarr --target zh.zarr --method lam,lam-gl --anchors anchors.json \\
           --align vowel --vowel-lambda 100 -o runs-vowel/
       sers train --source en.zarr --target zh.zarr --method last,lam --anchors 3,5,7 \\
