@@ -498,9 +498,9 @@ def _command_line(ctx) -> str:
 @click.option("--lambda", "lambda_", default="0.3,1,3", show_default=True,
               help="Weight of the alignment term (CORAL; gradient-reversal strength for dann). A comma list "
                    "trains each as a candidate and keeps, per seed, the one --select scores best.")
-@click.option("--select", type=click.Choice(["source-dev", "im", "dev"]), default="im", show_default=True,
-              help="How to choose among λ / anchor candidates, reading no target label: information "
-                   "maximisation on target predictions (im), source dev UAR, or deep embedded validation.")
+@click.option("--select", type=click.Choice(["source-dev", "im", "dev"]), default="source-dev", show_default=True,
+              help="How to choose among λ / anchor candidates, reading no target label: source dev UAR, "
+                   "information maximisation on target predictions (im), or deep embedded validation (dev).")
 @click.option("--coral-scale", type=click.Choice(["relative", "4d2"]), default="relative", show_default=True,
               help="relative: ||C_s-C_t||²/(||C_s||²+||C_t||²), width- and scale-free (λ=1 acts); "
                    "4d2: Deep CORAL's /(4d²) (about 1e-3 of the cross-entropy).")

@@ -187,7 +187,7 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
           lambda_=(0.3, 1.0, 3.0), hidden=256, dropout=0.2, epochs=30, batch_size=128, lr=1e-3, weight_decay=0.0,
           patience=5, normalize="per-language", group_weights="mean", device="cpu", source_train="train",
           source_dev=None, target_train="train", target_test="test", target_dev=None, stat="mean",
-          align="utterance", vowel_lambda=None, features="pooled", coral_scale="relative", select="im",
+          align="utterance", vowel_lambda=None, features="pooled", coral_scale="relative", select="source-dev",
           jobs=1, backend="loky", plots=True, progress=True, log=None, overwrite=False,
           command=None) -> list[dict]:
     """Train every method x seed from two caches; write run folders and results.{csv,md}; return the table rows.
