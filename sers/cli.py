@@ -482,6 +482,26 @@ def _parse_anchors(text):
     return parse_layers(text)
 
 
+def _anchor_options(values):
+    """One --anchors (a file, layers or groups), or several anchors.json files (candidates)."""
+    if len(values) <= 1:
+        return _parse_anchors(values[0] if values else None)
+    parsed = [_parse_anchors(v) for v in values]
+    if not all(isinstance(p, str) for p in parsed):
+        raise click.BadParameter("several --anchors must each be an anchors.json file", param_hint="--anchors")
+    return parsed
+
+
+def _parse_lambdas(text):
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give a number or a comma list like 0.3,1,3", param_hint="--lambda") from None
+    if not values or any(v < 0 for v in values):
+        raise click.BadParameter(f"{text!r}: weights must be >= 0", param_hint="--lambda")
+    return values if len(values) > 1 else values[0]
+
+
 def _command_line(ctx) -> str:
     """The command with every option spelled out (defaults included), to rerun a training exactly."""
     import shlex
@@ -492,7 +512,10 @@ def _command_line(ctx) -> str:
         if not isinstance(param, click.Option) or value is None or value is False:
             continue
         name = max(param.opts, key=len)  # --jobs rather than -j
-        words += [name] if param.is_flag else [name, str(value)]
+        if param.multiple:
+            words += [w for item in value for w in (name, str(item))]
+        else:
+            words += [name] if param.is_flag else [name, str(value)]
     return shlex.join(words)
 
 
@@ -501,11 +524,20 @@ def _command_line(ctx) -> str:
 @click.option("--target", required=True, type=click.Path(exists=True), help="Target-language cache (same model).")
 @click.option("--method", "methods", default="last,lam", show_default=True,
               help="Comma list of: last, wsum, coral, dann, lam, lam-gl (and lam+vowel, lam-gl+vowel).")
-@click.option("--anchors", help="anchors.json from `sers anchor`, or layers 3,5,7, or groups 3-5;8-10.")
+@click.option("--anchors", "anchors", multiple=True,
+              help="anchors.json from `sers anchor`, or layers 3,5,7, or groups 3-5;8-10. Give several "
+                   "anchors.json files (repeat the option) to let --select choose among them.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Runs folder.")
 @click.option("--seeds", default="0-4", show_default=True, help="Seeds, e.g. 0-4 or 0,7.")
-@click.option("--lambda", "lambda_", type=float, default=1.0, show_default=True,
-              help="Weight of the alignment term (CORAL; gradient-reversal strength for dann).")
+@click.option("--lambda", "lambda_", default="0.3,1,3", show_default=True,
+              help="Weight of the alignment term (CORAL; gradient-reversal strength for dann). A comma list "
+                   "trains each as a candidate and keeps, per seed, the one --select scores best.")
+@click.option("--select", type=click.Choice(["source-dev", "im", "dev"]), default="source-dev", show_default=True,
+              help="How to choose among λ / anchor candidates, reading no target label: source dev UAR, "
+                   "information maximisation on target predictions (im), or deep embedded validation (dev).")
+@click.option("--coral-scale", type=click.Choice(["relative", "4d2"]), default="relative", show_default=True,
+              help="relative: ||C_s-C_t||²/(||C_s||²+||C_t||²), width- and scale-free (λ=1 acts); "
+                   "4d2: Deep CORAL's /(4d²) (about 1e-3 of the cross-entropy).")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
@@ -514,10 +546,12 @@ def _command_line(ctx) -> str:
 @click.option("--dropout", type=float, default=0.2, show_default=True)
 @click.option("--patience", type=click.IntRange(min=0), default=5, show_default=True,
               help="Epochs without a better dev UAR before stopping (0: run all epochs).")
-@click.option("--normalize", type=click.Choice(["none", "global", "per-language"]), default="global",
-              show_default=True, help="Feature standardisation (per-language: each corpus by its own statistics).")
-@click.option("--group-weights", type=click.Choice(["mean", "learned"]), default="mean", show_default=True,
-              help="How lam-gl combines the layers of a group.")
+@click.option("--normalize", type=click.Choice(["none", "global", "per-language"]), default="per-language",
+              show_default=True, help="Feature standardisation, label-free (per-language: each corpus by the "
+                                      "statistics of its own training split; global: one set for both).")
+@click.option("--group-weights", type=click.Choice(["mean", "learned", "concat"]), default="mean", show_default=True,
+              help="How lam-gl combines the layers of a group: their mean, learned softmax weights, or "
+                   "concatenated (one projection per layer).")
 @click.option("--align", type=click.Choice(["utterance", "vowel"]), default="utterance", show_default=True,
               help="vowel: lam and lam-gl also align each vowel class on the caches' vowel segments "
                    "(runs named lam+vowel; needs caches extracted with --alignments).")
@@ -538,7 +572,8 @@ def _command_line(ctx) -> str:
 @click.option("--no-plots", is_flag=True, help="Skip each run's curves.png (curves.csv is always written).")
 @click.option("--overwrite", is_flag=True, help="Replace the runs already in -o (otherwise such a folder is refused).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(source, target, methods, anchors, out_dir, seeds, lambda_, epochs, batch_size, lr, weight_decay,
+def train(source, target, methods, anchors, out_dir, seeds, lambda_, select, coral_scale, epochs, batch_size, lr,
+          weight_decay,
           hidden, dropout, patience, normalize, group_weights, align, vowel_lambda, source_train, source_dev,
           target_train, target_test, target_dev, stat, features, jobs, backend, device, no_plots, overwrite,
           quiet):
@@ -554,7 +589,7 @@ def train(source, target, methods, anchors, out_dir, seeds, lambda_, epochs, bat
       sers train --source en.zarr --target zh.zarr --method last,wsum,coral,lam \\
           --anchors anchors.json --seeds 0-4 -o runs/ --jobs 2
       sers train --source en.zarr --target zh.zarr --method lam-gl --anchors '3-5;8-10' \\
-          --lambda 10 --normalize per-language -o runs-gl/
+          --lambda 1 --group-weights concat -o runs-gl/
       sers train --source en.zarr --target zh.zarr --method lam,lam-gl --anchors anchors.json \\
           --align vowel --vowel-lambda 100 -o runs-vowel/
       sers train --source en.zarr --target zh.zarr --method last,lam --anchors 3,5,7 \\
@@ -563,8 +598,8 @@ def train(source, target, methods, anchors, out_dir, seeds, lambda_, epochs, bat
     from sers.pipeline.train import format_results, train as run_train
 
     table = run_train(source, target, methods=[m for m in methods.split(",") if m.strip()],
-                      anchors=_parse_anchors(anchors), seeds=parse_seeds(seeds), out_dir=out_dir,
-                      lambda_=lambda_, hidden=hidden, dropout=dropout, epochs=epochs, batch_size=batch_size,
+                      anchors=_anchor_options(anchors), seeds=parse_seeds(seeds), out_dir=out_dir,
+                      lambda_=_parse_lambdas(lambda_), select=select, coral_scale=coral_scale, hidden=hidden, dropout=dropout, epochs=epochs, batch_size=batch_size,
                       lr=lr, weight_decay=weight_decay, patience=patience, normalize=normalize,
                       group_weights=group_weights, align=align, vowel_lambda=vowel_lambda, device=device,
                       source_train=source_train,

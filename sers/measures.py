@@ -45,19 +45,53 @@ class MeasureInfo:
     label_free: bool      # usable without target labels
     has_matrix: bool      # also computed source layer l x target layer m
     description: str
+    worst: float | None = None  # the bound meaning "not alike at all" (a saturated measure sits there)
 
 
 MEASURES = {m.name: m for m in (
     MeasureInfo("coral", "lower", True, False, "CORAL distance ||C_s - C_t||_F^2 / (4 d^2)"),
     MeasureInfo("mmd", "lower", True, False, "linear MMD: squared distance of the means"),
-    MeasureInfo("domain", "lower", True, False, "cross-validated balanced accuracy of a source-vs-target classifier"),
-    MeasureInfo("proxy-a-distance", "lower", True, False, "2 (1 - 2 err) of the domain classifier"),
+    MeasureInfo("domain", "lower", True, False, "cross-validated balanced accuracy of a source-vs-target classifier",
+                1.0),
+    MeasureInfo("proxy-a-distance", "lower", True, False, "2 (1 - 2 err) of the domain classifier", 2.0),
     MeasureInfo("centroid-cos", "higher", False, True, "mean cosine of matching class centroids"),
     MeasureInfo("cka", "higher", False, True, "linear CKA of matched class-centroid matrices"),
     MeasureInfo("probe", "higher", False, False, "target UAR of a linear probe trained on source labels"),
 )}
 # What a user can ask for; "domain" also yields "proxy-a-distance".
 MEASURE_NAMES = ("coral", "mmd", "domain", "centroid-cos", "cka", "probe")
+
+
+def ties(a: float, b: float) -> bool:
+    """Two scores a ranking cannot tell apart (balanced accuracies are often exactly equal)."""
+    return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+
+
+def ranking_problem(name: str, values) -> str | None:
+    """Why the per-layer ``values`` of measure ``name`` cannot rank layers, or None when they can.
+
+    A measure that sits at its worst bound at every layer (a domain classifier that separates
+    the languages perfectly everywhere) or has one value at every layer says nothing about which
+    layer is more alike; picking its "best" layer would be a tie-break, not a measurement.
+    """
+    finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+    if not finite:
+        return "no finite values"
+    worst = MEASURES[name].worst if name in MEASURES else None
+    if worst is not None and all(ties(v, worst) for v in finite):
+        return f"saturated: {worst:g} (its worst value) at every layer"
+    if len(finite) > 1 and all(ties(v, finite[0]) for v in finite):
+        return f"constant: {finite[0]:.4g} at every layer"
+    return None
+
+
+def best_positions(values, direction: str) -> list[int]:
+    """Positions of the best finite value, all of them when several tie ([] when none is finite)."""
+    finite = [(i, float(v)) for i, v in enumerate(values) if v is not None and np.isfinite(v)]
+    if not finite:
+        return []
+    best = (min if direction == "lower" else max)(v for _, v in finite)
+    return [i for i, v in finite if ties(v, best)]
 
 
 # -- sufficient statistics --------------------------------------------------------------

@@ -147,3 +147,66 @@ def test_label_aware_anchors_say_which_target_labels_chose_them(tmp_path):
     assert select_anchors(result, measure="cka", k=2)["chosen_with_target_labels"] == "dev"
     assert select_anchors(result, measure="coral", k=2)["chosen_with_target_labels"] is None
 
+
+
+def _result(**columns):
+    """A similarity result with the given per-layer columns (name -> values)."""
+    from sers.measures import MEASURES
+
+    layers = list(range(len(next(iter(columns.values())))))
+    return {"layers": layers, "measures": {name.replace("_", "-"): {
+        "direction": MEASURES[name.replace("_", "-")].direction, "values": values}
+        for name, values in columns.items()}}
+
+
+def test_a_saturated_measure_never_chooses_anchors():
+    from sers.errors import SersError
+    from sers.pipeline.anchor import select_anchors
+    from sers.pipeline.similarity import format_table
+
+    # a domain classifier that separates the languages perfectly at every layer
+    result = _result(domain=[1.0] * 6, proxy_a_distance=[2.0] * 6, mmd=[5.0, 4.0, 1.0, 2.0, 3.0, 6.0])
+    anchors = select_anchors(result, k=2)
+    assert anchors["measure"] == "mmd" and anchors["layers"] == [2, 3]
+    with pytest.raises(SersError, match="'domain' cannot rank layers \\(saturated: 1 \\(its worst value\\)"):
+        select_anchors(result, measure="domain", k=2)
+    only_saturated = _result(domain=[1.0] * 6)
+    with pytest.raises(SersError, match="no measure in the similarity file can rank layers \\(domain: saturated"):
+        select_anchors(only_saturated, k=2)
+    table = format_table(result)
+    assert "domain cannot rank layers (saturated: 1 (its worst value) at every layer)" in table
+    cells = [line.split() for line in table.splitlines()[2:8]]
+    assert [row[1] for row in cells] == ["1"] * 6 and [row[2] for row in cells] == ["2"] * 6  # no star, no tie mark
+    assert [row[3] for row in cells][2] == "1*"  # mmd still marks its best layer
+
+
+def test_the_default_measure_passes_over_saturated_ones_and_says_so():
+    from sers.pipeline.anchor import select_anchors
+
+    result = _result(coral=[0.3] * 6, domain=[0.9, 0.7, 0.6, 0.8, 0.95, 1.0])
+    anchors = select_anchors(result, k=1)
+    assert anchors["measure"] == "domain" and anchors["layers"] == [2]
+    assert anchors["measures_passed_over"] == {"coral": "constant: 0.3 at every layer"}
+
+
+def test_a_tie_at_the_cut_is_an_error_not_a_tie_break():
+    from sers.errors import SersError
+    from sers.pipeline.anchor import select_anchors
+    from sers.pipeline.similarity import format_table
+
+    result = _result(domain=[0.9, 0.6, 0.6, 0.8, 0.95, 1.0])
+    assert select_anchors(result, k=2)["layers"] == [1, 2]  # the tie is inside the top 2: fine
+    with pytest.raises(SersError, match="layers 1, 2 tie at 0.6 by domain, so the top 1 are not determined"):
+        select_anchors(result, k=1)
+    with pytest.raises(SersError, match="layer groups \\[1\\] and \\[2\\] tie"):
+        select_anchors(result, strategy="group", group_size=1)
+    rows = format_table(result).splitlines()
+    assert rows[3].split()[1] == "0.6=" and rows[4].split()[1] == "0.6=" and "*" not in format_table(result)
+
+
+def test_the_anchor_line_names_the_measures_passed_over():
+    from sers.pipeline.anchor import describe, select_anchors
+
+    line = describe(select_anchors(_result(coral=[0.3] * 6, domain=[0.9, 0.7, 0.6, 0.8, 0.95, 1.0]), k=1),
+                    measure_given=False)
+    assert line.endswith("topk: 2; passed over coral (constant: 0.3 at every layer)")

@@ -56,11 +56,14 @@ def test_padding_does_not_change_an_utterance_s_output(planted, fitted):
     np.testing.assert_allclose(with_longer, alone, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("method, anchors", [("lam", [0]), ("lam-gl", [[0, 1]]), ("dann", None), ("wsum", None)])
-def test_every_method_trains_on_frames_deterministically(planted, method, anchors):
+@pytest.mark.parametrize("method, anchors, group_weights", [("lam", [0], "mean"), ("lam-gl", [[0, 1]], "mean"),
+                                                            ("lam-gl", [[0, 1]], "concat"), ("dann", None, "mean"),
+                                                            ("wsum", None, "mean")])
+def test_every_method_trains_on_frames_deterministically(planted, method, anchors, group_weights):
     p = planted
     rows, target = p["train"][:160], p["X"].subset(p["test"])
     make = lambda: LayerAnchoringClassifier(method=method, anchors=anchors, features="frames",  # noqa: E731
+                                            group_weights=group_weights,
                                             **{**FAST, "epochs": 3}).fit(p["X"].subset(rows), p["y"][rows], target)
     first, second = make(), make()
     np.testing.assert_array_equal(first.predict_proba(target), second.predict_proba(target))

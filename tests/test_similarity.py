@@ -112,7 +112,12 @@ def test_matrix_forms_and_record_of_what_was_used(full_result):
     for png in ("similarity.png", "similarity_centroid-cos.png", "similarity_cka.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = format_table(result).splitlines()
-    assert len(table) == 2 + NUM_LAYERS and "coral" in table[0] and "*" in table[2 + PLANTED[0]] + table[3 + 1]
+    layer_rows = [line for line in table if line.split()[0].isdigit()]
+    assert len(layer_rows) == NUM_LAYERS and "coral" in table[0] and "1=" in table[2 + PLANTED[0]]
+    # the planted probe reaches UAR 1.0 at several layers: shown as a tie, explained under the table
+    probe = result["measures"]["probe"]["values"]
+    if probe.count(max(probe)) > 1:
+        assert "= layers tied for best: the measure cannot choose between them" in table
 
 
 def test_without_target_labels_label_aware_measures_are_skipped(planted, tmp_path):
@@ -354,12 +359,13 @@ def test_per_vowel_measures_rank_each_vowels_planted_layers(vowel_planted, tmp_p
 
 
 def assert_best_per_vowel(lines, names):
-    """Lines like '  coral            a 3   i 5   u 0': each vowel's best layer is one of its planted ones."""
+    """Lines like '  coral            a 3   i 5=6   u 0': each vowel's best layer (all of them, when
+    several tie) is one of its planted ones."""
     assert [line.split()[0] for line in lines] == names
     for line in lines:
         pairs = line.split()[1:]
-        best = dict(zip(pairs[::2], map(int, pairs[1::2])))
-        assert list(best) == list(VOWEL_PLANTED) and all(best[v] in VOWEL_PLANTED[v] for v in best), line
+        best = {vowel: [int(layer) for layer in tied.split("=")] for vowel, tied in zip(pairs[::2], pairs[1::2])}
+        assert list(best) == list(VOWEL_PLANTED) and all(set(best[v]) <= set(VOWEL_PLANTED[v]) for v in best), line
 
 
 def test_vowel_curves_are_deterministic_and_skip_missing_measures(tmp_path):

@@ -17,7 +17,11 @@ from sers.pipeline.evaluate import evaluate, predict
 from sers.classifiers.anchors import anchors_for, load_anchors
 from sers.pipeline.train import train
 
-FAST = dict(hidden=32, epochs=6, batch_size=32, progress=False, plots=False)
+# Deep CORAL's scale: these pipeline tests check folders, data flow and the planted anchors'
+# transfer; on 32-row batches of width 32 the relative scale at λ=1 mostly sees the sampling
+# noise of the covariances (see docs/method.md), which is not what they test.
+# One λ: the default trains three candidates per aligning method (tested below on its own).
+FAST = dict(hidden=32, epochs=6, batch_size=32, progress=False, plots=False, coral_scale="4d2", lambda_=1.0)
 
 
 def write_cache(path, X, labels, splits, language, **attrs):
@@ -234,3 +238,60 @@ def test_a_runs_folder_is_never_mixed(caches, tmp_path):
     train(caches["source"], caches["target"], methods=["last"], seeds=[0], out_dir=tmp_path, overwrite=True, **FAST)
     assert sorted(p.name for p in (tmp_path / "last").iterdir()) == ["seed0"]
 
+
+
+# -- candidates: several λ and anchor sets, one kept by a label-free criterion --------------------
+
+def _anchor_files(folder):
+    files = []
+    for name, layers in (("pair", [2, 3]), ("single", [1])):
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps({"measure": "coral", "strategy": "topk", "layers": layers}))
+        files.append(path)
+    return files
+
+
+@pytest.mark.parametrize("criterion", ["im", "dev", "source-dev"])
+def test_candidates_are_trained_and_the_best_by_the_criterion_is_kept(caches, tmp_path, criterion):
+    files = _anchor_files(tmp_path)
+    table = train(caches["source"], caches["target"], methods=["last", "lam"], anchors=files,
+                  select=criterion, seeds=[0, 1], out_dir=tmp_path / "runs", **{**FAST, "lambda_": [0.0, 3.0]})
+    assert [row["method"] for row in table] == ["last", "lam"]
+    seed_dir = tmp_path / "runs/lam/seed1"
+    tags = sorted(p.name for p in (seed_dir / "candidates").iterdir())
+    assert tags == ["lambda=0,anchors=pair", "lambda=0,anchors=single", "lambda=3,anchors=pair",
+                    "lambda=3,anchors=single"]
+    assert not (tmp_path / "runs/last/seed1/candidates").exists()  # no λ, no anchors: one candidate
+    chosen = json.loads((seed_dir / "config.json").read_text())["candidate_selection"]
+    scores = {c["tag"]: c["scores"][criterion] for c in chosen["candidates"]}
+    assert chosen["criterion"] == criterion and chosen["reads_target_labels"] is False
+    assert chosen["chosen"] == max(scores, key=scores.get)
+    # the seed folder is the chosen candidate, files and all
+    for name in ("model.safetensors", "predictions.csv", "metrics.json"):
+        assert (seed_dir / name).read_bytes() == (seed_dir / "candidates" / chosen["chosen"] / name).read_bytes()
+    config = json.loads((seed_dir / "config.json").read_text())
+    assert config["estimator"]["lambda_"] == float(chosen["chosen"].split(",")[0].split("=")[1])
+
+
+def test_target_labels_cannot_change_which_candidate_is_kept(caches, tmp_path):
+    files = _anchor_files(tmp_path)
+    chosen = {}
+    for name in ("target", "garbage"):  # the same target features, labels replaced by garbage
+        train(caches["source"], caches[name], methods=["coral", "lam"], anchors=files,
+              select="dev", seeds=[0, 1], out_dir=tmp_path / name, **{**FAST, "lambda_": [0.3, 1.0, 10.0]})
+        chosen[name] = {str(p.parent.relative_to(tmp_path / name)): json.loads(p.read_text())["candidate_selection"]
+                        for p in (tmp_path / name).glob("*/seed*/config.json")}
+    assert len(chosen["target"]) == 4 and chosen["target"] == chosen["garbage"]
+
+
+def test_candidate_options_are_checked(caches, tmp_path):
+    with pytest.raises(SersError, match="--select must be one of source-dev, im, dev, not 'target-test'"):
+        train(caches["source"], caches["target"], methods=["coral"], select="target-test",
+              seeds=[0], out_dir=tmp_path, **{**FAST, "lambda_": [1.0, 3.0]})
+    runner = CliRunner()
+    result = runner.invoke(main, ["train", "--source", str(caches["source"]), "--target", str(caches["target"]),
+                                  "--method", "coral", "--lambda", "1,x", "-o", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "'1,x': give a number or a comma list like 0.3,1,3" in result.output
+    result = runner.invoke(main, ["train", "--source", str(caches["source"]), "--target", str(caches["target"]),
+                                  "--method", "lam", "--anchors", "2,3", "--anchors", "1", "-o", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "several --anchors must each be an anchors.json file" in result.output

@@ -38,7 +38,7 @@ def test_class_conditional_coral_is_the_mean_of_per_class_coral():
     source_classes = np.array(list("aaaaaaaaaaeeeeeeeeeeiiiiiiiiio"))  # one "o": too few for a covariance
     target_classes = np.array(list("aaaaaaaaeeeeeeeeeooooouuuuu"))[:25]  # no "i"; "o" and "u" only here
     expected = np.mean([numpy_coral(source[source_classes == v], target[target_classes == v]) for v in "ae"])
-    got = class_conditional_coral(torch.tensor(source), source_classes, torch.tensor(target), target_classes)
+    got = class_conditional_coral(torch.tensor(source), source_classes, torch.tensor(target), target_classes, "4d2")
     assert got.item() == pytest.approx(expected, rel=1e-10) and expected > 0.01
     assert class_conditional_coral(torch.tensor(source), source_classes, torch.tensor(source),
                                    source_classes).item() == 0.0
@@ -65,7 +65,7 @@ def test_the_vowel_term_is_per_vowel_coral_of_the_projected_segments(planted):
     """lam-gl with a group [1, 2] (not the last layer): segments need only the group's layers."""
     Xs, ys, _, _, Xt, _, _, training, held_out = split(planted)
     model = LayerAnchoringClassifier(method="lam-gl", anchors=[[1, 2]], align="vowel", hidden=8, epochs=2,
-                                     normalize="per-language").fit(Xs, ys, Xt, **training)
+                                     normalize="per-language", coral_scale="4d2").fit(Xs, ys, Xt, **training)
     assert model.branches_ == [[1, 2], [3]] and model.required_segment_layers(4) == [1, 2]
     weight, bias = (p.detach().numpy().astype(np.float64) for p in model.module_.projections[0].parameters())
 
@@ -87,7 +87,8 @@ def test_vowel_alignment_finds_the_shift_that_utterance_statistics_hide(planted)
     """Layer 3 looks like an anchor by its utterance statistics, but within a vowel the target does
     not vary where the source carries emotion: only the per-vowel covariances show it."""
     Xs, ys, Xd, yd, Xt, Xtest, ytest, training, held_out = split(planted)
-    params = dict(method="lam", anchors=[2, 3], hidden=32, epochs=20, batch_size=64, lr=3e-3)
+    # weights set for Deep CORAL's 1/(4d^2) scale
+    params = dict(method="lam", anchors=[2, 3], hidden=32, epochs=20, batch_size=64, lr=3e-3, coral_scale="4d2")
     utterance = LayerAnchoringClassifier(lambda_=10.0, **params).fit(Xs, ys, Xt)
     vowel = LayerAnchoringClassifier(lambda_=1.0, align="vowel", vowel_lambda=300.0, **params).fit(Xs, ys, Xt, **training)
     scores = {name: m.score(Xtest, ytest) for name, m in (("utterance", utterance), ("vowel", vowel))}

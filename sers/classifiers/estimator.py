@@ -37,7 +37,7 @@ from sers.classifiers import data
 from sers.classifiers.data import InputError
 from sers.classifiers.frames import as_frames, padded_batch
 from sers.classifiers.heads import ALIGNING_METHODS, METHODS, LayerHead, method_branches
-from sers.classifiers.losses import coral_loss
+from sers.classifiers.losses import CORAL_SCALES, coral_loss
 from sers.classifiers.metrics import uar
 from sers.classifiers.segments import VowelBatches, aligned_layers, as_segment_pair, vowel_coral
 
@@ -45,6 +45,7 @@ WEIGHTS_FORMAT = "sers-layer-anchoring-classifier/1"
 ALIGN = ("utterance", "vowel")
 VOWEL_METHODS = ("lam", "lam-gl")
 FEATURES = ("pooled", "frames")
+GROUP_WEIGHTS = ("mean", "learned", "concat")
 
 
 class LayerAnchoringClassifier(BaseEstimator):
@@ -57,12 +58,19 @@ class LayerAnchoringClassifier(BaseEstimator):
     anchors : layer numbers for ``lam`` (e.g. ``[3, 5, 7]``); groups for ``lam-gl``
         (e.g. ``[[3, 4, 5], [8, 9, 10]]``). Ignored by the other methods.
     lambda_ : weight of the alignment term (CORAL sum, or the DANN gradient-reversal strength).
+    coral_scale : "relative" (||C_s - C_t||^2 / (||C_s||^2 + ||C_t||^2): the same for any width and
+        feature scale, so ``lambda_=1`` puts alignment on the scale of the cross-entropy) or "4d2"
+        (Deep CORAL as published, / 4 d^2: about 1e-3 of the cross-entropy; see docs/method.md).
     hidden, dropout : width of the branch projections and MLP; dropout in the MLP.
     epochs, batch_size, lr, weight_decay : Adam training; an epoch is one pass over the source.
     patience : stop after this many epochs without a better dev UAR (needs ``X_dev``); 0 = never stop early.
-    normalize : "none", "global" (one mean/std over source and target training rows) or
-        "per-language" (source rows standardised by source statistics, target rows by target statistics).
-    group_weights : "mean" or "learned": how the layers of a ``lam-gl`` group are combined.
+    normalize : "per-language" (the default: source rows standardised by the statistics of the source
+        training rows, target rows by those of the unlabelled target rows; without ``X_target`` the target
+        side takes the source's), "global" (one mean/std over source and target training rows) or "none".
+        Label-free; see docs/method.md for why per-language is the default.
+    group_weights : how the layers of a ``lam-gl`` group are combined before the group's projection:
+        "mean", "learned" (softmax weights) or "concat" (side by side: one projection per layer,
+        summed; a group of one layer is then exactly a ``lam`` anchor).
     seed : same seed, same data -> identical results on CPU.
     device : "cpu" or a torch device such as "cuda".
     align : "utterance" (CORAL on utterance features) or "vowel" (``lam``/``lam-gl`` only): in
@@ -75,9 +83,9 @@ class LayerAnchoringClassifier(BaseEstimator):
     """
 
     def __init__(self, method="lam", anchors=None, lambda_=1.0, hidden=256, dropout=0.2, epochs=30,
-                 batch_size=128, lr=1e-3, weight_decay=0.0, patience=5, normalize="global",
+                 batch_size=128, lr=1e-3, weight_decay=0.0, patience=5, normalize="per-language",
                  group_weights="mean", seed=0, device="cpu", verbose=False, align="utterance",
-                 vowel_lambda=None, features="pooled"):
+                 vowel_lambda=None, features="pooled", coral_scale="relative"):
         self.method = method
         self.anchors = anchors
         self.lambda_ = lambda_
@@ -96,6 +104,7 @@ class LayerAnchoringClassifier(BaseEstimator):
         self.align = align
         self.vowel_lambda = vowel_lambda
         self.features = features
+        self.coral_scale = coral_scale
 
     # -- which layers -----------------------------------------------------------------
 
@@ -115,12 +124,14 @@ class LayerAnchoringClassifier(BaseEstimator):
                   (self.lr > 0, "lr must be > 0"), (self.lambda_ >= 0, "lambda_ must be >= 0"),
                   ((self.patience or 0) >= 0, "patience must be >= 0"),
                   (self.normalize in data.NORMALIZE, f"normalize must be one of {', '.join(data.NORMALIZE)}"),
-                  (self.group_weights in ("mean", "learned"), "group_weights must be 'mean' or 'learned'"),
+                  (self.group_weights in GROUP_WEIGHTS, f"group_weights must be one of {', '.join(GROUP_WEIGHTS)}"),
                   (self.align in ALIGN, f"align must be one of {', '.join(ALIGN)}, not {self.align!r}"),
                   (self.align != "vowel" or self.method in VOWEL_METHODS,
                    f"align='vowel' aligns anchor layers vowel by vowel: it works with methods "
                    f"{' and '.join(VOWEL_METHODS)}, not {self.method!r}"),
                   (self.vowel_lambda is None or self.vowel_lambda >= 0, "vowel_lambda must be >= 0"),
+                  (self.coral_scale in CORAL_SCALES,
+                   f"coral_scale must be one of {', '.join(CORAL_SCALES)}, not {self.coral_scale!r}"),
                   (self.features in FEATURES, f"features must be one of {', '.join(FEATURES)}, not {self.features!r}"),
                   (self.features == "pooled" or self.align == "utterance",
                    "align='vowel' compares pooled vowel segments: use it with features='pooled'")]
@@ -177,9 +188,9 @@ class LayerAnchoringClassifier(BaseEstimator):
         if len(self.classes_) < 2:
             raise InputError(f"y_source has a single class {self.classes_.tolist()}; need at least two")
         target = self._checked_other(X_target, "X_target", source) if X_target is not None else None
-        if target is None and (self._uses_target() or self.normalize == "per-language"):
-            raise InputError(f"method {self.method!r} with lambda_={self.lambda_} and normalize="
-                             f"{self.normalize!r} needs unlabelled target rows: pass X_target")
+        if target is None and self._uses_target():
+            raise InputError(f"method {self.method!r} with lambda_={self.lambda_} aligns the languages and "
+                             f"needs unlabelled target rows: pass X_target")
         if (X_dev is None) != (y_dev is None):
             raise InputError("pass both X_dev and y_dev, or neither")
         dev = None
@@ -246,9 +257,10 @@ class LayerAnchoringClassifier(BaseEstimator):
             sides = [source] + ([target] if target is not None else [])
             stats = self.feature_stats(sides, "X_source/X_target")
             self.stats_ = {"source": stats, "target": stats}
-        else:
-            self.stats_ = {"source": self.feature_stats([source], "X_source"),
-                           "target": self.feature_stats([target], "X_target")}
+        else:  # per-language; without target rows the target side can only take the source's statistics
+            source_stats = self.feature_stats([source], "X_source")
+            self.stats_ = {"source": source_stats,
+                           "target": self.feature_stats([target], "X_target") if target is not None else source_stats}
 
     def feature_stats(self, sides, name) -> tuple[np.ndarray, np.ndarray]:
         """(mean, std) per read layer over the rows (pooled) or frames (frames) of ``sides``."""
@@ -262,6 +274,7 @@ class LayerAnchoringClassifier(BaseEstimator):
         self.module_ = LayerHead(self.layers_, branches, self.input_dim_, len(self.classes_), self.hidden,
                                  self.dropout, learned_weights=learned,
                                  domain_classifier=(self.method == "dann"),
+                                 concatenate=(self.method == "lam-gl" and self.group_weights == "concat"),
                                  attentive=(self.features == "frames")).to(self.device)
 
     def _inputs(self, layers_data, rows, domain) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -287,7 +300,7 @@ class LayerAnchoringClassifier(BaseEstimator):
             rows = (np.arange(len(source_vowels)), source_vowels, np.arange(len(target_vowels)), target_vowels)
         layers = aligned_layers(self.branches_, aligned)
         return vowel_coral(self.module_, self.branches_, aligned, self._tensor(source, rows[0], "source", layers),
-                           rows[1], self._tensor(target, rows[2], "target", layers), rows[3])
+                           rows[1], self._tensor(target, rows[2], "target", layers), rows[3], self.coral_scale)
 
     def _train(self, source, y, target, aligned, dev, y_dev, dev_domain, segments) -> None:
         model = self.module_
@@ -322,7 +335,8 @@ class LayerAnchoringClassifier(BaseEstimator):
                         model.domain[0].alpha = self.lambda_ * (2 / (1 + math.exp(-10 * progress)) - 1)
                         align = _domain_loss(model, logits_embeddings, target_embeddings)
                     else:
-                        align = sum(coral_loss(logits_embeddings[b], target_embeddings[b]) for b in aligned)
+                        align = sum(coral_loss(logits_embeddings[b], target_embeddings[b], self.coral_scale)
+                                    for b in aligned)
                 loss = ce + (align if self.method == "dann" else self.lambda_ * align)
                 terms = [ce, align]
                 if segments is not None:
@@ -363,6 +377,15 @@ class LayerAnchoringClassifier(BaseEstimator):
 
         ``batch_size``: utterances per forward pass (default 4096 pooled, ``self.batch_size`` frames).
         """
+        return self._forward(X, domain, batch_size, lambda x: torch.softmax(self.module_(*x), dim=1))
+
+    def embed(self, X, domain="target", batch_size=None) -> np.ndarray:
+        """(n, hidden) what the classifier reads: the mean of the branch embeddings (the space the
+        alignment acts in; label-free model selection compares languages there)."""
+        return self._forward(X, domain, batch_size,
+                             lambda x: torch.stack(self.module_.embed(*x)).mean(dim=0))
+
+    def _forward(self, X, domain, batch_size, output) -> np.ndarray:
         layers_data = self._checked_input(X, domain)
         batch_size = batch_size or (4096 if self.features == "pooled" else self.batch_size)
         self.module_.eval()
@@ -370,8 +393,7 @@ class LayerAnchoringClassifier(BaseEstimator):
         with torch.no_grad():
             for start in range(0, data.n_rows(layers_data), batch_size):
                 rows = np.arange(start, min(start + batch_size, data.n_rows(layers_data)))
-                logits = self.module_(*self._inputs(layers_data, rows, domain))
-                out.append(torch.softmax(logits, dim=1).cpu().numpy())
+                out.append(output(self._inputs(layers_data, rows, domain)).cpu().numpy())
         return np.concatenate(out)
 
     def attention_weights(self, X, domain="target", branch=0, batch_size=None) -> np.ndarray:

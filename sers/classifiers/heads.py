@@ -1,7 +1,7 @@
 """One head family for every method: per-branch projections, a shared MLP, optional domain classifier.
 
-A *branch* is one layer or a group of layers. Its layers are combined (mean, or a
-learned softmax-weighted sum), projected to ``hidden`` and passed through a ReLU;
+A *branch* is one layer or a group of layers. Its layers are combined (mean, a
+learned softmax-weighted sum, or concatenated), projected to ``hidden`` and passed through a ReLU;
 the classifier reads the mean of the branch embeddings. With frame features each branch
 first pools its (combined) frames by attention (:mod:`sers.classifiers.frames`), so the
 projections and every loss see one vector per utterance as with pooled features. The methods differ only in
@@ -58,20 +58,24 @@ class LayerHead(nn.Module):
 
     def __init__(self, layers: list[int], branches: list[list[int]], input_dim: int, num_classes: int,
                  hidden: int = 256, dropout: float = 0.2, learned_weights: bool = False,
-                 domain_classifier: bool = False, attentive: bool = False):
+                 domain_classifier: bool = False, attentive: bool = False, concatenate: bool = False):
         super().__init__()
         slot_of = {layer: i for i, layer in enumerate(layers)}
         self.branch_slots = [[slot_of[layer] for layer in branch] for branch in branches]
         # One weight vector per multi-layer branch; zeros -> uniform softmax, i.e. start as the mean.
         self.layer_logits = nn.ParameterList(
             [nn.Parameter(torch.zeros(len(slots)), requires_grad=learned_weights) for slots in self.branch_slots])
-        self.projections = nn.ModuleList([nn.Linear(input_dim, hidden) for _ in branches])
+        # concatenate: a group's layers side by side into its projection, i.e. one projection per
+        # layer, summed before the ReLU (a mean of the layers ties those projections together).
+        self.concatenate = concatenate
+        widths = [input_dim * (len(slots) if concatenate else 1) for slots in self.branch_slots]
+        self.projections = nn.ModuleList([nn.Linear(width, hidden) for width in widths])
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(),
                                         nn.Dropout(dropout), nn.Linear(hidden, num_classes))
         self.domain = (nn.Sequential(GradientReversal(0.0), nn.Linear(hidden, hidden), nn.ReLU(),
                                      nn.Linear(hidden, 1)) if domain_classifier else None)
         # Created last, and only for frames: pooled models keep their parameters and initial values.
-        self.attention = nn.ModuleList([AttentivePooling(input_dim) for _ in branches]) if attentive else None
+        self.attention = nn.ModuleList([AttentivePooling(width) for width in widths]) if attentive else None
 
     def layer_weights(self, branch: int) -> torch.Tensor:
         """Softmax weights of a branch's layers (they sum to one)."""
@@ -86,6 +90,9 @@ class LayerHead(nn.Module):
         (frame by frame for frame inputs)."""
         if len(slots) == 1:
             return x[:, slots[0]]
+        if self.concatenate:  # (batch, [T,] slots x D)
+            picked = x[:, slots]
+            return picked.movedim(1, -2).flatten(-2) if x.dim() == 4 else picked.flatten(1)
         if x.dim() == 4:
             return torch.einsum("bstd,s->btd", x[:, slots], self.layer_weights(branch))
         return torch.einsum("bsd,s->bd", x[:, slots], self.layer_weights(branch))

@@ -11,21 +11,39 @@ def covariance(features: torch.Tensor) -> torch.Tensor:
     return centred.T @ centred / (features.shape[0] - 1)
 
 
-def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Deep CORAL (Sun & Saenko, 2016): ||C_s - C_t||_F^2 / (4 d^2) on batch covariances.
+CORAL_SCALES = ("relative", "4d2")
 
+
+def coral_loss(source: torch.Tensor, target: torch.Tensor, scale: str = "relative") -> torch.Tensor:
+    """CORAL between batch covariances: how differently two batches co-vary.
+
+    ``scale="4d2"`` is Deep CORAL as published (Sun & Saenko, 2016): ||C_s - C_t||_F^2 / (4 d^2).
+    Its value depends on the width d and on the scale of the features: on projected speech
+    features it is about 1e-3 of the cross-entropy, so a weight of 1 does nothing, and a network
+    can lower it by shrinking its features instead of aligning them.
+    ``scale="relative"`` (the default) divides by the covariances' own size instead:
+
+        ||C_s - C_t||_F^2 / (||C_s||_F^2 + ||C_t||_F^2)
+
+    0 for equal covariances, at most 2, the same for any width and any feature scale, so a
+    weight of 1 sets the alignment on the scale of the cross-entropy.
     Only second-order statistics are compared, so the batches may differ in size
     and no pairing between source and target rows is implied.
     """
     if source.shape[1] != target.shape[1]:
         raise ValueError(f"CORAL needs the same feature width, got {source.shape[1]} and {target.shape[1]}")
-    d = source.shape[1]
-    difference = covariance(source) - covariance(target)
-    return (difference * difference).sum() / (4 * d * d)
+    cov_s, cov_t = covariance(source), covariance(target)
+    difference = ((cov_s - cov_t) ** 2).sum()
+    if scale == "4d2":
+        return difference / (4 * source.shape[1] ** 2)
+    if scale != "relative":
+        raise ValueError(f"CORAL scale must be one of {', '.join(CORAL_SCALES)}, not {scale!r}")
+    # the epsilon keeps two constant batches (zero covariances) at 0 instead of 0/0
+    return difference / ((cov_s ** 2).sum() + (cov_t ** 2).sum() + 1e-12)
 
 
 def class_conditional_coral(source: torch.Tensor, source_classes, target: torch.Tensor,
-                            target_classes) -> torch.Tensor:
+                            target_classes, scale: str = "relative") -> torch.Tensor:
     """Mean over shared classes ``c`` of CORAL(source rows of ``c``, target rows of ``c``).
 
     The classes are known on both sides without emotion labels (e.g. vowel classes from forced
@@ -38,7 +56,7 @@ def class_conditional_coral(source: torch.Tensor, source_classes, target: torch.
         source_rows, target_rows = np.flatnonzero(source_classes == name), np.flatnonzero(target_classes == name)
         if len(source_rows) >= 2 and len(target_rows) >= 2:
             terms.append(coral_loss(source[torch.from_numpy(source_rows).to(source.device)],
-                                    target[torch.from_numpy(target_rows).to(target.device)]))
+                                    target[torch.from_numpy(target_rows).to(target.device)], scale))
     return torch.stack(terms).mean() if terms else source.new_zeros(())
 
 

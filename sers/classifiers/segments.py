@@ -22,7 +22,7 @@ def aligned_layers(branches: list[list[int]], aligned) -> list[int]:
 
 
 def vowel_coral(head, branches, aligned, source: torch.Tensor, source_vowels, target: torch.Tensor,
-                target_vowels) -> torch.Tensor:
+                target_vowels, scale: str = "relative") -> torch.Tensor:
     """The vowel-level alignment term: Σ over aligned branches b of the mean over vowel classes v of
     CORAL(P_b source segments of v, P_b target segments of v).
 
@@ -35,7 +35,7 @@ def vowel_coral(head, branches, aligned, source: torch.Tensor, source_vowels, ta
     for b in aligned:
         slots = [layers.index(layer) for layer in branches[b]]
         total = total + class_conditional_coral(head.embed_branch(b, source, slots), source_vowels,
-                                                head.embed_branch(b, target, slots), target_vowels)
+                                                head.embed_branch(b, target, slots), target_vowels, scale)
     return total
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from sers import atomic
 from sers.errors import SersError
 from sers.jsonfile import read_json
-from sers.measures import MEASURES
+from sers.measures import MEASURES, ranking_problem, ties
 
 # Default measure: label-free first (the target is usually unlabelled). CORAL first because
 # the anchoring loss is CORAL: the layers where that distance is already small are where the
@@ -40,18 +40,31 @@ def load_similarity(path) -> dict:
     return result
 
 
-def choose_measure(result: dict, measure: str | None = None) -> str:
+def choose_measure(result: dict, measure: str | None = None) -> tuple[str, dict[str, str]]:
+    """(the measure to rank layers by, {measure passed over: why}).
+
+    A measure that cannot rank layers (saturated or constant, see
+    :func:`sers.measures.ranking_problem`) is never the default; asked for by name it is an error.
+    """
     available = [name for name, column in result["measures"].items()
                  if any(v is not None and math.isfinite(v) for v in column["values"])]
     if measure is not None:
         if measure not in available:
             raise SersError(f"measure {measure!r} is not in the similarity file; available: "
                             f"{', '.join(available) or 'none'}")
-        return measure
+        problem = ranking_problem(measure, result["measures"][measure]["values"])
+        if problem:
+            raise SersError(f"measure {measure!r} cannot rank layers ({problem}); choose another with --measure")
+        return measure, {}
+    skipped = {}
     for name in PREFERENCE:
         if name in available:
-            return name
-    raise SersError("the similarity file has no measure values to choose anchors by")
+            problem = ranking_problem(name, result["measures"][name]["values"])
+            if not problem:
+                return name, skipped
+            skipped[name] = problem
+    reasons = "; ".join(f"{name}: {why}" for name, why in skipped.items())
+    raise SersError("no measure in the similarity file can rank layers" + (f" ({reasons})" if reasons else ""))
 
 
 def select_anchors(result: dict, *, measure: str | None = None, strategy: str = "topk", k: int = 3,
@@ -59,25 +72,31 @@ def select_anchors(result: dict, *, measure: str | None = None, strategy: str = 
     """The anchors.json content for a loaded similarity result."""
     if strategy not in STRATEGIES:
         raise SersError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
-    name = choose_measure(result, measure)
+    name, skipped = choose_measure(result, measure)
     column = result["measures"][name]
     direction = column.get("direction") or MEASURES[name].direction
     scores = {int(layer): value for layer, value in zip(result["layers"], column["values"])}
     excluded = sorted(set(int(x) for x in exclude or []))
     candidates = {layer: value for layer, value in scores.items()
                   if layer not in excluded and value is not None and math.isfinite(value)}
-    # Ranking key: smaller is better in both directions; ties go to the lower layer.
+    # Ranking key: smaller is better in both directions.
     sign = 1.0 if direction == "lower" else -1.0
     anchors = {"measure": name, "direction": direction, "strategy": strategy}
     if strategy == "topk":
         if k > len(candidates):
             raise SersError(f"--k {k} but only {len(candidates)} layers have a {name} score after exclusions")
         ranked = sorted(candidates, key=lambda layer: (sign * candidates[layer], layer))
+        if k < len(ranked) and ties(candidates[ranked[k - 1]], candidates[ranked[k]]):
+            tied = [layer for layer in ranked if ties(candidates[layer], candidates[ranked[k - 1]])]
+            raise SersError(f"layers {', '.join(map(str, tied))} tie at {candidates[ranked[k - 1]]:.4g} by {name}, "
+                            f"so the top {k} are not determined; change --k, --exclude or --measure")
         anchors["layers"] = sorted(ranked[:k])
     else:
         groups, group_scores = best_groups(candidates, group_size, n_groups, sign)
         anchors.update(layers=sorted({layer for group in groups for layer in group}),
                        groups=groups, group_scores=group_scores)
+    if skipped:
+        anchors["measures_passed_over"] = skipped
     # A label-aware measure saw target labels: say which split, so `sers train` can mark its runs.
     label_split = (result.get("target") or {}).get("label_split")
     label_free = MEASURES[name].label_free if name in MEASURES else True  # proxy-a-distance: from domain
@@ -99,12 +118,16 @@ def best_groups(candidates: dict[int, float], size: int, count: int, sign: float
             windows.append((float(np.mean([candidates[layer] for layer in window])), window))
     windows.sort(key=lambda item: (sign * item[0], item[1][0]))
     chosen, taken = [], set()
-    for mean_score, window in windows:
-        if len(chosen) == count:
+    while len(chosen) < count:
+        free = [(score, window) for score, window in windows if taken.isdisjoint(window)]
+        if not free:
             break
-        if taken.isdisjoint(window):
-            chosen.append((window, mean_score))
-            taken.update(window)
+        (mean_score, window), rivals = free[0], [w for s, w in free[1:] if ties(s, free[0][0])]
+        if rivals:
+            raise SersError(f"layer groups {window} and {rivals[0]} tie at a mean score of {mean_score:.4g}, so the "
+                            f"best group is not determined; change --group-size, --exclude or --measure")
+        chosen.append((window, mean_score))
+        taken.update(window)
     if len(chosen) < count:
         raise SersError(f"only {len(chosen)} non-overlapping groups of {size} consecutive layers are "
                         f"available (after exclusions); lower --groups or --group-size")
@@ -148,5 +171,7 @@ def describe(anchors: dict, measure_given: bool) -> str:
     how = "as asked" if measure_given else "default: the best label-free measure available"
     chosen = (" ".join("[" + ",".join(map(str, g)) + "]" for g in anchors["groups"])
               if anchors["strategy"] == "group" else ", ".join(map(str, anchors["layers"])))
+    passed_over = "".join(f"; passed over {name} ({why})"
+                          for name, why in (anchors.get("measures_passed_over") or {}).items())
     return (f"anchors by {anchors['measure']} ({anchors['direction']} is better; {how}), "
-            f"{anchors['strategy']}: {chosen}")
+            f"{anchors['strategy']}: {chosen}{passed_over}")

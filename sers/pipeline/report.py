@@ -158,6 +158,12 @@ def _results_section(results: list[MethodResult], images: Path) -> Section:
             strong.add((i, uar_column))
     notes = ["Percentages: mean ± sample standard deviation over seeds; UAR is the mean of per-class recalls.",
              "Bold: the best target UAR among runs whose model was selected on source dev data."]
+    criteria = sorted({run.config["candidate_selection"]["criterion"] for r in results for run in r.runs
+                       if run.config.get("candidate_selection")})
+    if criteria:
+        notes.append(f"λ (and, where several anchor files were given, the anchors) chosen for each seed among "
+                     f"candidates by {', '.join(criteria)}, a criterion that reads no target label; "
+                     f"each seed's folder holds its candidates.")
     if any(r.target_selected for r in results):
         notes.append("target-selected: the model (epoch) was selected with labelled target dev data; "
                      "these runs saw target labels and are not comparable with unsupervised transfer.")

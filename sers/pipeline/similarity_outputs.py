@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sers import atomic, plots
+from sers import atomic, measures, plots
 
 
 def write_outputs(result: dict, out_dir) -> list[Path]:
@@ -58,14 +58,17 @@ def to_csv(result: dict) -> str:
 
 
 def format_table(result: dict) -> str:
-    """Layers x measures for the terminal; '*' marks the best layer of each measure.
-    At segment level a line per measure follows with each vowel class's best layer."""
+    """Layers x measures for the terminal; '*' marks the best layer of each measure, '=' layers
+    tied for best, and a measure that cannot rank layers (saturated, constant) is named below
+    the table and marks no layer. At segment level a line per measure follows with each vowel
+    class's best layer."""
     names = list(result["measures"])
-    best = {}
+    marks, problems = {}, {}
     for name in names:
-        index = _best_index(result["measures"][name]["values"], result["measures"][name]["direction"])
-        if index is not None:
-            best[name] = index
+        column = result["measures"][name]
+        problems[name] = measures.ranking_problem(name, column["values"])
+        best = [] if problems[name] else measures.best_positions(column["values"], column["direction"])
+        marks[name] = {i: "*" if len(best) == 1 else "=" for i in best}
     widths = [max(len(n), 9) for n in names]
     lines = ["layer  " + "  ".join(n.rjust(w) for n, w in zip(names, widths))]
     arrows = ["lower" if result["measures"][n]["direction"] == "lower" else "higher" for n in names]
@@ -75,8 +78,13 @@ def format_table(result: dict) -> str:
         for name, w in zip(names, widths):
             value = result["measures"][name]["values"][i]
             text = "nan" if value is None or not math.isfinite(value) else f"{value:.4g}"
-            cells.append((text + ("*" if best.get(name) == i else " ")).rjust(w + 1))
+            cells.append((text + marks[name].get(i, " ")).rjust(w + 1))
         lines.append(f"{layer:>5} " + " ".join(cells))
+    if any(len(m) > 1 for m in marks.values()):
+        lines.append("= layers tied for best: the measure cannot choose between them")
+    for name, problem in problems.items():
+        if problem:
+            lines.append(f"{name} cannot rank layers ({problem}): it chooses no anchors")
     if result.get("per_vowel"):
         lines.append("best layer per vowel class:")
         for name in names:
@@ -87,16 +95,12 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _best_index(values, direction: str) -> int | None:
-    vals = np.array([np.nan if v is None else v for v in values], float)
-    if not np.isfinite(vals).any():
-        return None
-    return int(np.nanargmin(vals) if direction == "lower" else np.nanargmax(vals))
-
-
 def _best_layer(result: dict, values, name: str) -> str:
-    index = _best_index(values, result["measures"][name]["direction"])
-    return "-" if index is None else str(result["layers"][index])
+    """The best layer's number; '-' when none is finite or the measure cannot rank; ties joined by '='."""
+    if measures.ranking_problem(name, values):
+        return "-"
+    best = measures.best_positions(values, result["measures"][name]["direction"])
+    return "=".join(str(result["layers"][i]) for i in best) or "-"
 
 
 def _number(value) -> str:

@@ -35,8 +35,10 @@ from sers.classifiers.anchors import anchors_for, load_anchors
 from sers.classifiers.estimator import LayerAnchoringClassifier
 from sers.classifiers.heads import METHODS
 from sers.classifiers.metrics import classification_metrics
+from sers.classifiers.selection import score_candidate
 from sers.errors import SersError
 from sers.pipeline.evaluate import WEIGHTS, model_description, write_json, write_predictions
+from sers.pipeline.candidates import candidates_for, check_criterion, keep_selected
 from sers.pipeline.frame_features import check_frame_layers, read_frames
 from sers.pipeline.vowel_alignment import alignment_config, check_segments, read_segments, run_names
 from sers.tables import format_markdown_table, format_table
@@ -141,8 +143,10 @@ def _fit_and_write(spec: dict, data: dict, run_dir: Path) -> dict:
                "id": np.concatenate([data[f"ids_{name}"] for name, _ in parts])}
     write_predictions(run_dir / "predictions.csv", columns, model.classes_,
                       np.concatenate([proba[name] for name, _ in parts]))
+    scores = (score_candidate(model, _layers(dev, spec["layers"]), y_dev, _layers(data["source_train"], spec["layers"]),
+                              _layers(data["target_train"], spec["layers"])) if spec["candidate"] else None)
     return {"method": spec["method"], "seed": spec["seed"], "run_dir": spec["run_dir"], "best_epoch": model.best_epoch_,
-            "classes": model.classes_.tolist(),
+            "classes": model.classes_.tolist(), "candidate": spec["candidate"], "selection_scores": scores,
             "predicted": {name: model.classes_[p.argmax(1)] for name, p in proba.items()}}
 
 
@@ -159,11 +163,23 @@ def _write_curves(run_dir: Path, history: list[dict], plot: bool) -> None:
     import matplotlib.pyplot as plt
 
     epochs = [r["epoch"] for r in history]
-    fig, (losses, dev) = plt.subplots(1, 2, figsize=(8, 3))
-    for name in [n for n in names if n.startswith("loss_")]:
+    # The alignment terms live on another scale than the cross-entropy: their own log axis.
+    fig, (losses, alignment, dev) = plt.subplots(1, 3, figsize=(11, 3))
+    for name in ("loss_ce", "loss_total"):
         losses.plot(epochs, [r[name] for r in history], label=name)
     losses.set_xlabel("epoch")
     losses.legend(fontsize=7)
+    for name in [n for n in names if n.startswith("loss_") and n not in ("loss_ce", "loss_total")]:
+        values = [r[name] for r in history]
+        if any(v > 0 for v in values):
+            alignment.plot(epochs, values, label=name)
+    if alignment.lines:
+        alignment.set_yscale("log")
+        alignment.legend(fontsize=7)
+    else:
+        alignment.text(0.5, 0.5, "no alignment term", ha="center", va="center", transform=alignment.transAxes)
+    alignment.set_xlabel("epoch")
+    alignment.set_ylabel("alignment term (unweighted)")
     if "dev_uar" in names:
         dev.plot(epochs, [r["dev_uar"] for r in history], marker="o", markersize=3)
     dev.set_xlabel("epoch")
@@ -176,11 +192,11 @@ def _write_curves(run_dir: Path, history: list[dict], plot: bool) -> None:
 # -- the command --------------------------------------------------------------------------------
 
 def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2, 3, 4), out_dir="runs", *,
-          lambda_=1.0, hidden=256, dropout=0.2, epochs=30, batch_size=128, lr=1e-3, weight_decay=0.0,
-          patience=5, normalize="global", group_weights="mean", device="cpu", source_train="train",
+          lambda_=(0.3, 1.0, 3.0), hidden=256, dropout=0.2, epochs=30, batch_size=128, lr=1e-3, weight_decay=0.0,
+          patience=5, normalize="per-language", group_weights="mean", device="cpu", source_train="train",
           source_dev=None, target_train="train", target_test="test", target_dev=None, stat="mean",
-          align="utterance", vowel_lambda=None, features="pooled", jobs=1, backend="loky", plots=True,
-          progress=True, log=None, overwrite=False,
+          align="utterance", vowel_lambda=None, features="pooled", coral_scale="relative", select="source-dev",
+          jobs=1, backend="loky", plots=True, progress=True, log=None, overwrite=False,
           command=None) -> list[dict]:
     """Train every method x seed from two caches; write run folders and results.{csv,md}; return the table rows.
 
@@ -193,6 +209,9 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     ``plots=False`` skips the curves.png of each run (a quarter second each).
     ``overwrite``: replace the runs already in ``out_dir``; without it such a folder is refused,
     so that `sers report` never mixes runs of two experiments.
+    ``lambda_`` may be a list and ``anchors`` a list of anchors.json files: each aligning method
+    then trains every λ x anchor set as a candidate and keeps, per seed, the one ``select``
+    scores best (no target labels read; see :mod:`sers.pipeline.candidates`).
     """
     earlier_runs = _earlier_runs(Path(out_dir), overwrite)
     methods = [m.strip() for m in ([methods] if isinstance(methods, str) else methods) if m.strip()]
@@ -202,20 +221,25 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     if backend not in BACKENDS:
         raise SersError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     seeds = [int(s) for s in seeds]
-    anchor_spec = load_anchors(anchors)
+    check_criterion(select)
+    lambdas = [float(v) for v in (lambda_ if isinstance(lambda_, (list, tuple)) else [lambda_])]
+    anchor_specs = [load_anchors(a) for a in _anchor_list(anchors)]
     src = source if isinstance(source, sers.cache.CacheReader) else sers.cache.open(source).require_complete()
     tgt = target if isinstance(target, sers.cache.CacheReader) else sers.cache.open(target).require_complete()
     src.check_compatible(tgt)
-    hyper = dict(lambda_=lambda_, hidden=hidden, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
+    hyper = dict(hidden=hidden, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
                  weight_decay=weight_decay, patience=patience, normalize=normalize, group_weights=group_weights,
-                 device=device, features=features)
-    templates = {name: LayerAnchoringClassifier(method=m, anchors=anchors_for(m, anchor_spec), align=a,
-                                                **({"vowel_lambda": vowel_lambda} if a == "vowel" else {}), **hyper)
-                 for name, (m, a) in runs.items()}
-    needed = {m: t.required_layers(src.num_layers) for m, t in templates.items()}
+                 device=device, features=features, coral_scale=coral_scale)
+    # (run name, candidate) -> estimator template; one candidate unless several λ or anchor files
+    candidates = {name: candidates_for(m, lambdas, anchor_specs) for name, (m, _) in runs.items()}
+    templates = {(name, c.tag): LayerAnchoringClassifier(method=m, anchors=anchors_for(m, c.anchors), align=a,
+                                                     lambda_=c.lambda_, **hyper,
+                                                     **({"vowel_lambda": vowel_lambda} if a == "vowel" else {}))
+                 for name, (m, a) in runs.items() for c in candidates[name]}
+    needed = {key: t.required_layers(src.num_layers) for key, t in templates.items()}
     layers = sorted({layer for ls in needed.values() for layer in ls})
-    segment_needed = {m: t.required_segment_layers(src.num_layers) if t.align == "vowel" else []
-                      for m, t in templates.items()}
+    segment_needed = {key: t.required_segment_layers(src.num_layers) if t.align == "vowel" else []
+                      for key, t in templates.items()}
     segment_layers = sorted({layer for ls in segment_needed.values() for layer in ls})
     if segment_layers:  # before any feature is read: a wrong cache fails in seconds
         for cache in (src, tgt):
@@ -266,22 +290,27 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 and backend == "loky" else None
     out_dir = Path(out_dir).resolve()  # absolute: dask/ray workers may run in another directory
     specs = []
-    for method in runs:
-        alignment = alignment_config(templates[method], segment_needed[method], data, splits)
+    for (method, tag), template in templates.items():
+        alignment = alignment_config(template, segment_needed[method, tag], data, splits)
+        candidate = next(c for c in candidates[method] if c.tag == tag)
+        several = len(candidates[method]) > 1
         for seed in seeds:
-            params = {**templates[method].get_params(), "seed": seed}
-            config = {"method": method, "seed": seed, "anchors": params["anchors"], "anchors_file": anchor_spec["file"],
+            params = {**template.get_params(), "seed": seed}
+            run_dir = out_dir / method / f"seed{seed}"
+            config = {"method": method, "seed": seed, "anchors": params["anchors"],
+                      "anchors_file": candidate.anchors["file"],
                       "features": features, **_feature_config(features, stat, src), **alignment,
                       "estimator": params, "selection": selection,
                       "target_dev": target_dev, "target_labels_used_for_selection": bool(target_dev),
-                      "anchors_chosen_with_target_labels": (anchor_spec.get("target_labels")
+                      "anchors_chosen_with_target_labels": (candidate.anchors.get("target_labels")
                                                             if method.startswith("lam") else None),
                       "data": provenance, "sers_version": sers.__version__, "command": command}
-            specs.append({"method": method, "seed": seed, "params": params, "config": config, "layers": needed[method],
-                          "segment_layers": segment_needed[method],
-                          "uses_target": templates[method]._uses_target() or normalize != "none",
-                          "run_dir": str(out_dir / method / f"seed{seed}"), "splits": splits, "threads": threads,
-                          "plots": plots})
+            specs.append({"method": method, "seed": seed, "params": params, "config": config,
+                          "layers": needed[method, tag], "segment_layers": segment_needed[method, tag],
+                          "uses_target": template._uses_target() or normalize != "none",
+                          "candidate": candidate.tag if several else None,
+                          "run_dir": str(run_dir / "candidates" / candidate.tag if several else run_dir),
+                          "splits": splits, "threads": threads, "plots": plots})
     _remove(earlier_runs)
     try:
         results = _run_all(specs, data, jobs, backend, progress)
@@ -290,26 +319,37 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
         if spill:
             spill.cleanup()
 
+    # Candidates are chosen before any target test label is read (the scores come from training data).
+    results = keep_selected(results, select)
     # Only now, after every model is trained, are the target test labels read: to score predictions.
     test_labels = tgt.utterances.label[rows["target_test"]].astype(str)
     truth = {"source_dev": labels["source_dev"], "target_test": test_labels, "target_dev": labels.get("target_dev")}
     for result in results:
-        metrics = {"selection": selection, "best_epoch": result["best_epoch"]}
-        for name, predicted in result["predicted"].items():
-            known = truth[name] != ""
-            metrics[name] = (classification_metrics(truth[name][known], predicted[known], result["classes"])
-                             if known.any() else None)
-        write_json(Path(result["run_dir"]) / "metrics.json", metrics)
-        result["metrics"] = metrics
+        for scored in [result] + result.get("candidates", []):  # candidates scored too, for analysis only
+            metrics = {"selection": selection, "best_epoch": scored["best_epoch"]}
+            for name, predicted in scored["predicted"].items():
+                known = truth[name] != ""
+                metrics[name] = (classification_metrics(truth[name][known], predicted[known], scored["classes"])
+                                 if known.any() else None)
+            write_json(Path(scored["run_dir"]) / "metrics.json", metrics)
+            scored["metrics"] = metrics
     ignored = (results[0]["metrics"].get("target_test") or {}).get("ignored_labels") if results else None
     if ignored and log:
         log(f"note: target test utterances with labels the source does not have are left out of the metrics: "
             f"{', '.join(f'{label} {count}' for label, count in sorted(ignored.items()))}")
     table = summarise(results, list(runs), selection)
     for row in table:
-        row["anchors_target_labels"] = (anchor_spec.get("target_labels") or "") if row["method"].startswith("lam") else ""
+        informed = sorted({spec["target_labels"] for spec in anchor_specs} - {None})
+        row["anchors_target_labels"] = ", ".join(informed) if row["method"].startswith("lam") else ""
     write_results(out_dir, table, results)
     return table
+
+
+def _anchor_list(anchors) -> list:
+    """Several anchor files (a list of paths or anchors.json dicts) or one anchors specification."""
+    if isinstance(anchors, (list, tuple)) and anchors and all(isinstance(a, (str, os.PathLike, dict)) for a in anchors):
+        return list(anchors)
+    return [anchors]
 
 
 def _earlier_runs(out_dir: Path, overwrite: bool) -> list[Path]:
@@ -378,8 +418,8 @@ def _run_all(specs, data, jobs, backend, progress) -> list[dict]:
             results.append(result)
             bar.update()
     bar.close()
-    order = {(s["method"], s["seed"]): i for i, s in enumerate(specs)}
-    return sorted(results, key=lambda r: order[(r["method"], r["seed"])])
+    order = {(s["method"], s["seed"], s["candidate"]): i for i, s in enumerate(specs)}
+    return sorted(results, key=lambda r: order[(r["method"], r["seed"], r["candidate"])])
 
 
 def _backend(backend: str, jobs: int):

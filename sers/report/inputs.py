@@ -126,10 +126,16 @@ def _run(folder: Path, config: dict, metrics: dict) -> Run:
     target_selected = bool(find_key(both, ("target_selected",))) or "target" in selection.lower() \
         or bool(find_key(config, ("target_dev", "target_dev_split")))
     lambda_ = find_key(config, ("lambda_", "lambda"))
+    anchors = describe_anchors(find_key(config, ANCHOR_KEYS)) if uses_anchors(str(method)) else ""
+    chosen = config.get("candidate_selection")
+    if chosen:  # λ (and the anchors) differ from seed to seed: the seeds are one result of the selection
+        lambda_ = None
+        if uses_anchors(str(method)) and "anchors=" in str(chosen.get("chosen")):
+            anchors = f"chosen by {chosen.get('criterion')}"
     return Run(folder=folder, method=str(method), seed=None if seed is None else int(seed), config=config,
                source_dev=metrics_at(metrics, SOURCE_DEV_KEYS), target_test=metrics_at(metrics, TARGET_TEST_KEYS),
                target_selected=target_selected,
-               anchors=describe_anchors(find_key(config, ANCHOR_KEYS)) if uses_anchors(str(method)) else "",
+               anchors=anchors,
                lambda_=float(lambda_) if isinstance(lambda_, (int, float)) and aligns(str(method)) else None,
                command=_command(find_key(config, ("command", "argv", "cmdline"))),
                best_epoch=_integer(find_key(both, ("best_epoch",))))

@@ -1,0 +1,77 @@
+"""`sers train` with several λ values or anchor files: candidates per run, one kept by a label-free criterion.
+
+``--lambda 0.3,1,3,10`` and ``--anchors a.json --anchors b.json`` give each aligning method
+several *candidates* (λ × anchor set; methods without alignment have one). Every candidate is
+trained for every seed, into ``<method>/seed<k>/candidates/<tag>/``; then, per method and seed,
+the candidate with the best selection score (:mod:`sers.classifiers.selection`; no target label
+is read) is copied to ``<method>/seed<k>/`` with what chose it in its config.json. Reports and
+``sers evaluate`` read ``<method>/seed<k>/`` as for a single candidate, so a seed's result
+includes the variance of the selection itself.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from sers import atomic
+from sers.classifiers.heads import ALIGNING_METHODS
+from sers.classifiers.selection import CRITERIA, choose
+from sers.errors import SersError
+
+
+@dataclass
+class Candidate:
+    tag: str            # folder name under candidates/, e.g. "lambda=3,anchors=coral-top3"
+    lambda_: float
+    anchors: dict       # a load_anchors() result
+
+
+def candidates_for(method: str, lambdas: list[float], anchor_specs: list[dict]) -> list[Candidate]:
+    """λ × anchor sets for an aligning method; the first λ and anchor set for the others."""
+    base = method.split("+")[0]  # lam+vowel trains as lam
+    lambdas = lambdas if base in ALIGNING_METHODS else lambdas[:1]
+    specs = anchor_specs if base in ("lam", "lam-gl") else anchor_specs[:1]
+    names = _anchor_names(specs)
+    return [Candidate(",".join([f"lambda={lam:g}"] + ([f"anchors={name}"] if len(specs) > 1 else [])), lam, spec)
+            for spec, name in zip(specs, names) for lam in lambdas]
+
+
+def _anchor_names(specs: list[dict]) -> list[str]:
+    names = [Path(spec["file"]).stem if spec.get("file") else "given" for spec in specs]
+    if len(set(names)) < len(names):  # two files of one name in different folders
+        names = [f"{i}-{name}" for i, name in enumerate(names)]
+    return names
+
+
+def check_criterion(criterion: str) -> None:
+    if criterion not in CRITERIA:
+        raise SersError(f"--select must be one of {', '.join(CRITERIA)}, not {criterion!r}")
+
+
+def keep_selected(results: list[dict], criterion: str) -> list[dict]:
+    """One result per method x seed: the candidate ``criterion`` scores best, its files copied
+    up to the seed folder. Results without candidates pass through unchanged."""
+    kept, groups = [], {}
+    for result in results:
+        if result.get("candidate") is None:
+            kept.append(result)
+        else:
+            groups.setdefault((result["method"], result["seed"]), []).append(result)
+    for (method, seed), group in groups.items():
+        best = group[choose([r["selection_scores"] for r in group], criterion)]
+        seed_dir = Path(best["run_dir"]).parent.parent
+        # config.json, which makes the folder a run, is written last and atomically
+        for item in Path(best["run_dir"]).iterdir():
+            if item.is_file() and item.name != "config.json":
+                shutil.copy2(item, seed_dir / item.name)
+        config = json.loads((Path(best["run_dir"]) / "config.json").read_text())
+        config["candidate_selection"] = {
+            "criterion": criterion, "chosen": best["candidate"],
+            "reads_target_labels": False,
+            "candidates": [{"tag": r["candidate"], "scores": r["selection_scores"]} for r in group]}
+        atomic.write_text(seed_dir / "config.json", json.dumps(config, indent=2) + "\n")
+        kept.append({**best, "run_dir": str(seed_dir), "candidates": group})
+    order = {(r["method"], r["seed"]): i for i, r in enumerate(results)}
+    return sorted(kept, key=lambda r: order[(r["method"], r["seed"])])
