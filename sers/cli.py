@@ -141,6 +141,10 @@ def _alignment_options(required: bool):
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32",
               show_default=True, help="Compute precision (autocast); features are stored as float32/float16.")
+@click.option("--whisper-input", type=click.Choice(["padded", "trimmed"]), default="padded", show_default=True,
+              help="Whisper only: each 30 s window padded to 30 s, as Whisper was trained, or trimmed to the frames "
+                   "covering the audio (a 3 s utterance costs about a tenth; the last layers' features differ, "
+                   "see docs/benchmarks/extract.md). Caches of different inputs are never mixed.")
 @click.option("--batch-seconds", type=click.FloatRange(min=0, min_open=True), default=200.0, show_default=True,
               help="Most seconds of padded audio per batch (utterances are sorted by length).")
 @click.option("--frame-layers", default="all", show_default=True,
@@ -157,7 +161,7 @@ def _alignment_options(required: bool):
 @click.option("--overwrite", is_flag=True, help="Replace an existing cache instead of resuming it.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_alignment_options(required=False)
-def extract(model, manifest, out, corpus_format, audio_root, language, revision, device, dtype,
+def extract(model, manifest, out, corpus_format, audio_root, language, revision, device, dtype, whisper_input,
             batch_seconds, frame_layers, frame_stride, pool, shard, workers, max_seconds, strict, overwrite, quiet,
             alignments, alignment_format, phone_tier, vowel_map):
     """Run a pretrained speech model once and cache every layer's features.
@@ -186,7 +190,8 @@ def extract(model, manifest, out, corpus_format, audio_root, language, revision,
                           pool_stats=[p.strip() for p in pool.split(",") if p.strip()], shard=shard,
                           workers=workers, strict=strict, overwrite=overwrite, progress=not quiet,
                           log=click.echo, alignments=alignments, alignment_format=alignment_format,
-                          phone_tier=phone_tier, vowel_map=vowel_map, max_seconds=max_seconds)
+                          phone_tier=phone_tier, vowel_map=vowel_map, max_seconds=max_seconds,
+                          whisper_input=whisper_input)
     click.echo(summary.line())
 
 # --- cache: inspect, cache merge, cache import (sers.pipeline.inspect / sers.cache) ---

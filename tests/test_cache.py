@@ -10,6 +10,7 @@ import zarr
 
 import sers.cache
 from sers.cache import CacheWriter
+from sers.cache import schema
 from sers.errors import SersError
 
 
@@ -173,6 +174,24 @@ def test_check_compatible_names_the_difference(tmp_path):
     b = sers.cache.open(sers.cache.from_arrays(tmp_path / "b.zarr", pooled, utterances, model_id="hubert"))
     with pytest.raises(SersError, match="model_id is 'wavlm' in .*a.zarr but 'hubert'"):
         a.check_compatible(b)
+
+
+def test_caches_of_different_whisper_inputs_are_not_compared(tmp_path):
+    pooled, utterances, _ = _arrays()
+
+    def whisper_cache(name, **attrs):
+        path = sers.cache.from_arrays(tmp_path / name, pooled, utterances, model_id="whisper-tiny",
+                                      model_family="whisper", **attrs)
+        return sers.cache.open(path)
+
+    old, padded, trimmed = whisper_cache("old.zarr"), whisper_cache("p.zarr", whisper_input="padded"), \
+        whisper_cache("t.h5", whisper_input="trimmed")
+    assert [schema.whisper_input(c.attrs) for c in (old, padded, trimmed)] == ["padded", "padded", "trimmed"]
+    old.check_compatible(padded)  # written before the option existed: padded, as sers did then
+    with pytest.raises(SersError, match=r"different Whisper inputs: .*p.zarr was extracted with "
+                                        r"--whisper-input padded, .*t.h5 with trimmed"):
+        padded.check_compatible(trimmed)
+    assert schema.whisper_input({"model_family": "wavlm"}) is None
 
 
 def _shard(tmp_path, name, index, count, pooled, utterances, frames):

@@ -15,6 +15,7 @@ from sers.cli import main
 from sers.errors import SersError
 from sers.manifest import read_manifest
 from sers.pipeline.extract import extract, resolve_shard, stride_mean
+from sers.upstream import load_upstream
 from tiny_models import tiny_model  # noqa: F401  (pytest fixture)
 
 LENGTHS = [0.61, 1.0, 1.37, 0.5, 2.2, 0.83, 1.9, 0.72]
@@ -223,6 +224,38 @@ def test_whisper_keeps_only_frames_covering_audio(tmp_path, tiny_model):
     frames = dict(zip(cache.utterances.id, cache.utterances.n_frames))
     assert frames == {"u0": 50, "u1": 165}
     assert cache.attrs["model_family"] == "whisper" and cache.frames("u1", 2).shape == (165, 32)
+
+
+def test_whisper_trimmed_is_stored_resumed_and_never_mixed(tmp_path, tiny_model):
+    model_dir = str(tiny_model("whisper"))
+    manifest = _corpus(tmp_path / "audio", lengths=[1.0, 3.3, 0.7, 2.0])
+    base = ["extract", "--model", model_dir, "--manifest", str(manifest), "--workers", "0", "--quiet",
+            "--frame-layers", "2"]
+    trimmed = base + ["--whisper-input", "trimmed"]
+    assert _run(trimmed + ["-o", str(tmp_path / "t.zarr")]).exit_code == 0
+    assert _run(base + ["-o", str(tmp_path / "p.zarr")]).exit_code == 0
+    t, p = sers.cache.open(tmp_path / "t.zarr"), sers.cache.open(tmp_path / "p.zarr")
+    assert t.attrs["whisper_input"] == "trimmed" and t.attrs["model"]["whisper_input"] == "trimmed"
+    assert p.attrs["whisper_input"] == "padded"
+    assert list(t.utterances.n_frames) == list(p.utterances.n_frames)
+    # The stored features are the wrapper's, one utterance at a time.
+    upstream = load_upstream(model_dir, whisper_input="trimmed")
+    for i, uid in enumerate(t.utterances.id):
+        (states,) = upstream.hidden_states([sf.read(tmp_path / "audio" / f"{uid}.wav", dtype="float32")[0]])
+        np.testing.assert_allclose(t.pooled_layers(range(3), rows=[i])[:, 0], states.mean(1).numpy(), atol=1e-4)
+    with pytest.raises(SersError, match="different Whisper inputs"):
+        t.check_compatible(p)
+    # Resuming or re-running with the other input is refused, not silently mixed.
+    again = _run(base + ["-o", str(tmp_path / "t.zarr")])
+    assert again.exit_code == 1 and "extracted with --whisper-input trimmed, this run asks for padded" in again.output
+    # Shards of different inputs do not merge.
+    assert _run(trimmed + ["-o", str(tmp_path / "s0.zarr"), "--shard", "0/2"]).exit_code == 0
+    assert _run(base + ["-o", str(tmp_path / "s1.zarr"), "--shard", "1/2"]).exit_code == 0
+    merged = _run(["cache", "merge", str(tmp_path / "m.zarr"), str(tmp_path / "s0.zarr"), str(tmp_path / "s1.zarr")])
+    assert merged.exit_code == 1 and "extracted with --whisper-input padded there and trimmed here" in merged.output
+    wavlm = _run(["extract", "--model", str(tiny_model("wavlm")), "--manifest", str(manifest), "--workers", "0",
+                  "--quiet", "-o", str(tmp_path / "w.zarr"), "--whisper-input", "trimmed"])
+    assert wavlm.exit_code == 1 and "applies to Whisper models" in wavlm.output
 
 
 def test_msp_podcast_layout_through_the_cli(tmp_path, tiny_model):

@@ -135,6 +135,69 @@ def test_whisper_long_audio_joins_30s_windows(tiny_model):
     assert upstream.processed_seconds(45 * SR) == 60.0
 
 
+def trimmed_reference(path, window):
+    """Encoder states of one <= 30 s window fed only its own frames: transformers' own
+    WhisperEncoder, rebuilt with max_source_positions = the window's frames (the positional
+    embeddings cut to them), so that its forward takes the short input."""
+    full = transformers.AutoModel.from_pretrained(path).encoder
+    frames = -(-len(window) // 320)
+    config = transformers.WhisperConfig.from_pretrained(path, max_source_positions=frames)
+    encoder = transformers.models.whisper.modeling_whisper.WhisperEncoder(config)
+    weights = full.state_dict()
+    weights["embed_positions.weight"] = weights["embed_positions.weight"][:frames]
+    encoder.load_state_dict(weights)
+    extractor = transformers.WhisperFeatureExtractor.from_pretrained(path)
+    padded = np.pad(window, (0, frames * 320 + 400 - len(window)))  # zeros after, as 30 s padding has
+    features = extractor(padded, sampling_rate=SR, padding="max_length", max_length=len(padded),
+                         return_tensors="pt")["input_features"][:, :, : 2 * frames]
+    return reference_hidden_states(encoder.eval(), features)
+
+
+def test_whisper_trimmed_equals_an_encoder_of_that_length(tiny_model):
+    path = tiny_model("whisper")
+    upstream = load_upstream(path, whisper_input="trimmed")
+    waveform = audio(52801)  # 3.3 s and one sample: 166 frames
+    (states,) = upstream.hidden_states([waveform])
+    assert states.shape == (3, 166, 32)
+    torch.testing.assert_close(states, trimmed_reference(path, waveform), atol=FP32_ATOL, rtol=0)
+    assert upstream.processed_seconds(52801) == pytest.approx(3.32)
+    assert upstream.describe()["whisper_input"] == "trimmed"
+    padded = load_upstream(path)
+    assert padded.describe()["whisper_input"] == "padded" and padded.processed_seconds(52801) == 30.0
+    # Padding is not a detail: the last layer changes when real frames no longer see 27 s of silence.
+    (padded_states,) = padded.hidden_states([waveform])
+    assert (padded_states[-1] - states[-1]).abs().max() > 0.01
+
+
+def test_whisper_trimmed_batched_equals_one_at_a_time(tiny_model):
+    upstream = load_upstream(tiny_model("whisper"), whisper_input="trimmed")
+    lengths = [52800, 401, 16000, 45 * SR, 9999, 16000]  # one of 45 s: a full window and a trimmed one
+    waveforms = [audio(n, seed=i) for i, n in enumerate(lengths)]
+    batched = upstream.hidden_states(waveforms)
+    for waveform, together in zip(waveforms, batched):
+        (alone,) = upstream.hidden_states([waveform])
+        assert together.shape == alone.shape == (3, upstream.n_frames(len(waveform)), 32)
+        torch.testing.assert_close(together, alone, atol=FP32_ATOL, rtol=0)
+
+
+def test_whisper_trimmed_and_padded_agree_on_full_windows(tiny_model):
+    path = tiny_model("whisper")
+    waveform = audio(45 * SR, seed=3)
+    (padded,) = load_upstream(path).hidden_states([waveform])
+    (trimmed,) = load_upstream(path, whisper_input="trimmed").hidden_states([waveform])
+    torch.testing.assert_close(trimmed[:, :1500], padded[:, :1500], atol=FP32_ATOL, rtol=0)
+    torch.testing.assert_close(trimmed[:, 1500:], trimmed_reference(path, waveform[30 * SR:]),
+                               atol=FP32_ATOL, rtol=0)
+
+
+def test_whisper_input_is_checked(tiny_model):
+    with pytest.raises(SersError, match="--whisper-input 'cropped': choose padded or trimmed"):
+        load_upstream(tiny_model("whisper"), whisper_input="cropped")
+    with pytest.raises(SersError, match="--whisper-input trimmed applies to Whisper models; .* is a 'wavlm' model"):
+        load_upstream(tiny_model("wavlm"), whisper_input="trimmed")
+    assert load_upstream(tiny_model("wavlm")).whisper_input is None
+
+
 @pytest.mark.parametrize(
     "family, head_class, body",
     [("whisper", "WhisperForConditionalGeneration", "model.encoder"),

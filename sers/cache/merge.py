@@ -68,6 +68,9 @@ def _check_shards(shards: list[CacheReader]) -> None:
             if first.attrs.get(key) != shard.attrs.get(key):
                 raise SersError(f"{shard.path} does not belong with {first.path}: {key} is "
                                 f"{shard.attrs.get(key)!r} there and {first.attrs.get(key)!r} here")
+        if schema.whisper_input(first.attrs) != schema.whisper_input(shard.attrs):
+            raise SersError(f"{shard.path} does not belong with {first.path}: extracted with --whisper-input "
+                            f"{schema.whisper_input(shard.attrs)} there and {schema.whisper_input(first.attrs)} here")
         mine, theirs = (first.attrs.get("settings") or {}), (shard.attrs.get("settings") or {})
         if mine.get("alignments") != theirs.get("alignments"):
             raise SersError(f"{shard.path} does not belong with {first.path}: extracted with different --alignments")

@@ -115,6 +115,10 @@ class CacheReader:
             if mine != theirs:
                 raise SersError(f"caches come from different models: {key} is {mine!r} in {self.path} "
                                 f"but {theirs!r} in {other.path}")
+        mine, theirs = schema.whisper_input(self.attrs), schema.whisper_input(other.attrs)
+        if mine != theirs:
+            raise SersError(f"caches come from different Whisper inputs: {self.path} was extracted with "
+                            f"--whisper-input {mine}, {other.path} with {theirs}; extract both the same way")
 
     # -- features -----------------------------------------------------------------------
 

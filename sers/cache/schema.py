@@ -45,6 +45,18 @@ ROOT_ATTRS = (
     "frame_dtype", "dtype", "settings", "manifest_digest", "n_utterances",
 )
 
+
+def whisper_input(attrs) -> str | None:
+    """How Whisper's encoder saw each 30 s window, "padded" or "trimmed" (the root attribute
+    "whisper_input", see sers.upstream.whisper); None for other models.
+
+    Caches written before the choice existed have no attribute and were padded.
+    """
+    if attrs.get("model_family") != "whisper":
+        return None
+    return attrs.get("whisper_input") or "padded"
+
+
 POOLED_DTYPE = np.dtype("float32")
 DEFAULT_FRAME_DTYPE = np.dtype("float16")
 

@@ -33,7 +33,7 @@ import transformers
 import sers.cache
 from sers.audio import audio_info, load_batch, num_samples_after_resampling
 from sers.cache import size_on_disk
-from sers.cache.schema import backend_for, check_pool_stats, storable_text
+from sers.cache.schema import backend_for, check_pool_stats, storable_text, whisper_input as stored_whisper_input
 from sers.errors import SersError, describe_os_error
 from sers.tables import format_bytes
 from sers.manifest import Utterance, manifest_digest
@@ -105,7 +105,8 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
             workers: int = 2, strict: bool = False, overwrite: bool = False,
             progress: bool = True, log=print, pooled_chunk_rows: int | None = None,
             alignments=None, alignment_format: str | None = None, phone_tier: str = "phones",
-            vowel_map=None, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> ExtractSummary:
+            vowel_map=None, max_seconds: float | None = DEFAULT_MAX_SECONDS,
+            whisper_input: str = "padded") -> ExtractSummary:
     """Extract ``utterances`` with ``model`` into the cache ``out`` (see module doc).
 
     ``pooled_chunk_rows`` sets how many utterances are flushed (and marked done) at a
@@ -114,6 +115,8 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
     en-ipa, cmn-pinyin, cmn-ipa or a JSON file) become the cache's ``segments/``.
     ``max_seconds``: longer utterances are recorded as errors (None: no limit); models that
     read fixed windows (Whisper) take any length.
+    ``whisper_input``: "padded" or "trimmed" 30 s windows (Whisper only, see
+    :mod:`sers.upstream.whisper`), stored as the cache attribute ``whisper_input``.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -137,7 +140,7 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
         if alignments is not None else None
 
     transformers.logging.disable_progress_bar()  # our own bar is the one that matters
-    upstream = load_upstream(model, revision=revision, device=device, dtype=dtype)
+    upstream = load_upstream(model, revision=revision, device=device, dtype=dtype, whisper_input=whisper_input)
     layers = _resolve_frame_layers(frame_layers, upstream.num_layers)
     identity = model_identity(model, upstream)
     if upstream.max_window_seconds is not None:
@@ -145,7 +148,7 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
     settings = {"model": model, "revision": revision, "dtype": dtype, "pool_stats": list(pool_stats),
                 **identity, "max_seconds": max_seconds, "frame_layers": layers, "frame_stride": frame_stride, "manifest_digest": digest,
                 "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
-                "batch_seconds": batch_seconds, "device": device,
+                "batch_seconds": batch_seconds, "device": device, "whisper_input": upstream.whisper_input,
                 "alignments": segment_source.settings() if segment_source else None}
 
     writer = _open_existing(out, settings, overwrite, log)
@@ -165,6 +168,7 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
             **identity, errors=[(utt.id, str(utt.path), reason) for utt, reason in plan_errors],
             sample_rate=upstream.sample_rate, frame_rate=upstream.frame_rate, frame_stride=frame_stride,
             dtype=dtype, settings=settings, manifest_digest=digest, model=upstream.describe(),
+            **({"whisper_input": upstream.whisper_input} if upstream.whisper_input else {}),
             segment_layers=list(range(upstream.num_layers)) if segment_plan else None,
             segment_attrs=segment_plan.attrs("hidden states") if segment_plan else None)
     elif writer == "complete":
@@ -296,6 +300,10 @@ def _open_existing(out: Path, settings: dict, overwrite: bool, log):
                 f"it was made with {key}={stored.get(key)!r}, this run asks for {settings[key]!r}"
             raise SersError(f"{out} was extracted with different settings: {hint}; "
                             "pass --overwrite to start again or choose another --out")
+    if stored_whisper_input(writer.attrs) != settings["whisper_input"]:  # a root attribute; old caches: padded
+        writer.close()
+        raise SersError(f"{out} was extracted with --whisper-input {stored_whisper_input(writer.attrs)}, this run asks "
+                        f"for {settings['whisper_input']}; pass --overwrite to start again or choose another --out")
     if writer.attrs.get("complete"):
         writer.close()
         return "complete"

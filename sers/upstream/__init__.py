@@ -12,8 +12,8 @@ Two kinds of encoder:
 
 * wav2vec2, HuBERT, WavLM, data2vec-audio, UniSpeech-SAT: raw waveform, conv front-end,
   50 frames/s; batching is exact (:mod:`sers.upstream.conv` says how).
-* Whisper, encoder only: log-mel input in 30 s windows, 50 frames/s
-  (:mod:`sers.upstream.whisper`).
+* Whisper, encoder only: log-mel input in 30 s windows, each padded to 30 s or trimmed to
+  the audio (``whisper_input``), 50 frames/s (:mod:`sers.upstream.whisper`).
 
 Wrappers compute and never write files.
 """
@@ -29,12 +29,12 @@ from sers.errors import SersError
 from sers.upstream.base import DTYPES, Upstream
 from sers.upstream.conv import ConvFrontEndUpstream
 from sers.upstream.hub import offline_hint, offline_reason
-from sers.upstream.whisper import WhisperUpstream
+from sers.upstream.whisper import WHISPER_INPUTS, WhisperUpstream
 
 CONV_FAMILIES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "unispeech-sat")
 FAMILIES = CONV_FAMILIES + ("whisper",)
 
-__all__ = ["load_upstream", "Upstream", "FAMILIES", "DTYPES"]
+__all__ = ["load_upstream", "Upstream", "FAMILIES", "DTYPES", "WHISPER_INPUTS"]
 
 
 def load_upstream(
@@ -43,12 +43,15 @@ def load_upstream(
     device: str = "cpu",
     dtype: str = "float32",
     trust_remote_code: bool = False,
+    whisper_input: str = "padded",
 ) -> Upstream:
     """Load a speech encoder by hub id or local folder through the transformers Auto classes.
 
     The weights are loaded in float32; dtype float16/bfloat16 runs them under
     ``torch.autocast``. float16 needs a CUDA device (CPU float16 kernels are missing or
     slow), so on CPU it is refused with a SersError: use bfloat16 there.
+    ``whisper_input``: "padded" or "trimmed", how Whisper windows reach the encoder
+    (:class:`WhisperUpstream`); other families take only "padded", their one way.
     """
     if dtype not in DTYPES:
         raise SersError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
@@ -73,7 +76,8 @@ def load_upstream(
         upstream = WhisperUpstream(model=model.model, feature_extractor=feature_extractor,
                                    feature_extractor_source=source.get("feature_extractor_source",
                                                                        "CTranslate2 folder"),
-                                   model_id=name, revision=revision, device=device, dtype=dtype)
+                                   model_id=name, revision=revision, device=device, dtype=dtype,
+                                   whisper_input=whisper_input)
         upstream.source = {k: v for k, v in source.items() if k != "architecture"}
         return upstream
 
@@ -91,6 +95,8 @@ def load_upstream(
         raise SersError(
             f"model {name} is a {family!r} model; sers extracts from {', '.join(FAMILIES)}"
         )
+    if family != "whisper" and whisper_input != "padded":
+        raise SersError(f"--whisper-input {whisper_input} applies to Whisper models; {name} is a {family!r} model")
     try:
         feature_extractor = transformers.AutoFeatureExtractor.from_pretrained(name, **hub)
         feature_extractor_source = "preprocessor_config.json"
@@ -106,8 +112,10 @@ def load_upstream(
             raise SersError(offline_hint(name, offline)) from None
         raise SersError(f"cannot load model weights for {name}: {_first_line(err)}") from None
 
+    extra = {"whisper_input": whisper_input} if family == "whisper" else {}
     upstream_class = WhisperUpstream if family == "whisper" else ConvFrontEndUpstream
     return upstream_class(
+        **extra,
         model=model,
         feature_extractor=feature_extractor,
         feature_extractor_source=feature_extractor_source,

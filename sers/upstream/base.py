@@ -28,6 +28,7 @@ class Upstream(abc.ABC):
     min_samples: int
     max_window_seconds: float | None = None
     padding_policy = ""  # one line for describe(): how padding is kept out of the results
+    whisper_input: str | None = None  # Whisper only: "padded" or "trimmed" (sers.upstream.whisper)
 
     def __init__(self, *, model, feature_extractor, feature_extractor_source, model_id,
                  revision, device, dtype):
