@@ -326,3 +326,18 @@ def test_merge_refuses_shards_of_another_precision(tmp_path, tiny_model):
     assert _run(base + ["-o", str(tmp_path / "s1.zarr"), "--shard", "1/2", "--dtype", "bfloat16"]).exit_code == 0
     result = _run(["cache", "merge", str(tmp_path / "m.zarr"), str(tmp_path / "s0.zarr"), str(tmp_path / "s1.zarr")])
     assert result.exit_code == 1 and "dtype is 'bfloat16' there and 'float32' here" in result.output
+
+
+def test_progress_text_is_rounded_and_never_negative(monkeypatch):
+    import sers.pipeline.extract as ex
+
+    clock = iter([100.0, 160.0, 400.0])
+    monkeypatch.setattr(ex.time, "perf_counter", lambda: next(clock))
+    progress = ex._Progress(total_seconds=1379.95, total_utterances=512)
+    progress.add(3, 11.318249999999999)
+    assert progress.text() == ("3/512 utterances, 0.00/0.38 h audio, 0.189x real time (5.24e-05 audio-h/s), "
+                               "ETA 2 h 00 min")
+    progress.add(509, 1368.6317500001)  # float sums in another order may pass the total a hair
+    assert progress.text() == "512/512 utterances, 0.38/0.38 h audio, 4.6x real time (0.00128 audio-h/s), ETA 0 s"
+    assert [ex.format_duration(s) for s in (None, -3, 37.4, 252, 3720)] == ["?", "0 s", "37 s", "4 min 12 s",
+                                                                            "1 h 02 min"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import math
-import multiprocessing
 import os
 import shutil
 import signal
@@ -392,9 +391,10 @@ def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progres
     costs = [upstream.processed_seconds(int(n)) for n in table.n_samples]
     pending = set(writer.pending_rows().tolist())
     todo = [b for b in _batches(costs, batch_seconds) if pending.intersection(b)]
-    total_seconds = float(sum(durations[r] for r in pending))
-    bar = tqdm(total=round(total_seconds, 2), unit="s audio", disable=not progress, dynamic_ncols=True)
-    started = time.perf_counter()
+    progress_line = _Progress(float(sum(durations[r] for r in pending)), len(pending))
+    # The bar runs over milliseconds of audio (what compute scales with); the text is ours (_Progress).
+    bar = tqdm(total=round(progress_line.total_seconds * 1000), disable=not progress, dynamic_ncols=True,
+               bar_format="extract {percentage:3.0f}%|{bar}| {desc}", desc=progress_line.text())
     # forkserver: decoding workers must not inherit torch's thread pool (a forked copy of it
     # made extraction twice as slow on a 2-core machine).
     # Each worker ends itself when this process dies (SIGKILL, the OOM killer): nothing else would tell it.
@@ -423,8 +423,10 @@ def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progres
             if i + prefetch < len(todo):
                 ahead.append(submit(todo[i + prefetch]))
             _extract_batch(writer, upstream, batch, waves, pending, table, frame_stride, strict, segment_plan)
-            bar.update(sum(durations[r] for r in batch if r in pending))
-            bar.set_postfix_str(f"{bar.n / 3600 / (time.perf_counter() - started):.4f} audio-h/s")
+            done = [r for r in batch if r in pending]
+            progress_line.add(len(done), float(sum(durations[r] for r in done)))
+            bar.set_description_str(progress_line.text(), refresh=False)
+            bar.update(round(progress_line.seconds * 1000) - bar.n)  # absolute: float sums do not drift
             if stop.requested:
                 raise KeyboardInterrupt(stop.requested)
     except BaseException:
@@ -478,6 +480,44 @@ def _check_space_left(path: Path, reserve: int) -> None:
         raise SersError(f"{path}: the disk is almost full ({format_bytes(free)} left, a batch needs up to "
                         f"{format_bytes(reserve)}); stopped before it fills up, every finished utterance is kept: "
                         "free space and rerun the same command to resume")
+
+
+class _Progress:
+    """The progress text: utterances, hours of audio, speed and time left, all rounded.
+
+    The speed and the time left count audio, not utterances: rows run shortest first, so a
+    count-based estimate would promise the long tail far too soon.
+    """
+
+    def __init__(self, total_seconds: float, total_utterances: int):
+        self.total_seconds, self.total_utterances = total_seconds, total_utterances
+        self.seconds = 0.0
+        self.utterances = 0
+        self.started = time.perf_counter()
+
+    def add(self, utterances: int, seconds: float) -> None:
+        self.utterances += utterances
+        self.seconds += seconds
+
+    def text(self) -> str:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        speed = self.seconds / elapsed  # seconds of audio per second
+        left = max(self.total_seconds - self.seconds, 0.0) / speed if speed > 0 else None
+        return (f"{self.utterances}/{self.total_utterances} utterances, {self.seconds / 3600:.2f}/"
+                f"{self.total_seconds / 3600:.2f} h audio, {speed:.3g}x real time "
+                f"({speed / 3600:.3g} audio-h/s), ETA {format_duration(left)}")
+
+
+def format_duration(seconds: float | None) -> str:
+    """1 h 02 min, 4 min 12 s, 37 s ('?' when unknown)."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = max(int(round(seconds)), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 class _StopRequests:
