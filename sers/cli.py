@@ -147,8 +147,11 @@ def _alignment_options(required: bool):
                    "see docs/benchmarks/extract.md). Caches of different inputs are never mixed.")
 @click.option("--batch-seconds", type=click.FloatRange(min=0, min_open=True), default=200.0, show_default=True,
               help="Most seconds of padded audio per batch (utterances are sorted by length).")
-@click.option("--frame-layers", default="all", show_default=True,
-              help="Layers whose frames are stored: all, none, or a list like 0,6,12 or 3-5.")
+@click.option("--frame-layers", default="none", show_default=True,
+              help="Layers whose frames are stored: none, all, or a list like 0,6,12 or 3-5. Pooled means of "
+                   "every layer are always stored and are all most methods read; frames (for --features frames "
+                   "and `sers segments`) of every layer are ~80x the audio's size for a large model, so name "
+                   "the layers you need. The size estimate is printed before anything is written.")
 @click.option("--frame-stride", type=int, default=1, show_default=True,
               help="Store the mean of every K frames (K=2 halves the frame storage).")
 @click.option("--pool", default="mean", show_default=True, help="Pooled statistics: mean or mean,std.")

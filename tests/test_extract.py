@@ -258,6 +258,17 @@ def test_whisper_trimmed_is_stored_resumed_and_never_mixed(tmp_path, tiny_model)
     assert wavlm.exit_code == 1 and "applies to Whisper models" in wavlm.output
 
 
+def test_frames_are_opt_in_and_their_size_is_said_first(tmp_path, tiny_model):
+    manifest = _corpus(tmp_path / "audio", lengths=[1.0, 2.0])
+    base = ["extract", "--model", str(tiny_model("wavlm")), "--manifest", str(manifest), "--workers", "0", "--quiet"]
+    default = _run(base + ["-o", str(tmp_path / "d.zarr")])
+    assert default.exit_code == 0 and "frames 0 B for 0 layers)" in default.output
+    assert sers.cache.open(tmp_path / "d.zarr").frame_layers == []
+    every = _run(base + ["-o", str(tmp_path / "a.zarr"), "--frame-layers", "all"])
+    # 3 layers x 32 dims x 50 frames/s x 2 bytes against 16 000 samples/s x 2 bytes: 0.3x.
+    assert every.exit_code == 0 and "frames 28.4 kB for 3 layers, 0.3x the size of the 16-bit audio)" in every.output
+
+
 def test_msp_podcast_layout_through_the_cli(tmp_path, tiny_model):
     root = tmp_path / "MSP-Podcast"
     (root / "Audios").mkdir(parents=True)

@@ -100,7 +100,7 @@ class _Planned:
 
 def extract(utterances: list[Utterance], model: str, out, *, revision: str | None = None,
             device: str = "cpu", dtype: str = "float32", batch_seconds: float = 200.0,
-            frame_layers="all", frame_stride: int = 1, pool_stats=("mean",), shard=None,
+            frame_layers="none", frame_stride: int = 1, pool_stats=("mean",), shard=None,
             workers: int = 2, strict: bool = False, overwrite: bool = False,
             progress: bool = True, log=print, pooled_chunk_rows: int | None = None,
             alignments=None, alignment_format: str | None = None, phone_tier: str = "phones",
@@ -155,7 +155,8 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
         planned, plan_errors = _plan(utterances, upstream, strict, max_seconds)
         planned.sort(key=lambda p: (p.n_samples, p.utterance.id))
         stored_frames = [math.ceil(p.n_frames / frame_stride) if layers else 0 for p in planned]
-        _check_disk(out, upstream, len(planned), sum(stored_frames), len(pool_stats), len(layers), log)
+        _check_disk(out, upstream, len(planned), sum(stored_frames), len(pool_stats), len(layers), log,
+                    audio_bytes=2 * sum(p.n_samples for p in planned))
         columns = _columns(planned, stored_frames, upstream.sample_rate)
         # Alignments are checked before the cache exists: a wrong folder costs seconds.
         segment_plan = _segment_plan(segment_source, columns, upstream)
@@ -350,11 +351,14 @@ def _columns(planned: list[_Planned], stored_frames: list[int], sample_rate: int
     }
 
 
-def _check_disk(out: Path, upstream, n_rows, total_frames, n_stats, n_frame_layers, log) -> None:
+def _check_disk(out: Path, upstream, n_rows, total_frames, n_stats, n_frame_layers, log, audio_bytes=0) -> None:
     pooled = upstream.num_layers * n_rows * upstream.hidden_size * 4 * n_stats
     frames = total_frames * upstream.hidden_size * 2 * n_frame_layers
+    # Frames of every layer of a large model are ~80x the 16-bit audio: say so before writing them.
+    ratio = frames / audio_bytes if audio_bytes else 0
+    ratio = f", {ratio:.{0 if ratio >= 10 else 1}f}x the size of the 16-bit audio" if frames and ratio else ""
     log(f"estimated cache size: {format_bytes(pooled + frames)} before compression "
-        f"(pooled {format_bytes(pooled)}, frames {format_bytes(frames)} for {n_frame_layers} layers)")
+        f"(pooled {format_bytes(pooled)}, frames {format_bytes(frames)} for {n_frame_layers} layers{ratio})")
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(parent).free
