@@ -146,7 +146,8 @@ def _alignment_options(required: bool):
                    "covering the audio (a 3 s utterance costs about a tenth; the last layers' features differ, "
                    "see docs/benchmarks/extract.md). Caches of different inputs are never mixed.")
 @click.option("--batch-seconds", type=click.FloatRange(min=0, min_open=True), default=200.0, show_default=True,
-              help="Most seconds of padded audio per batch (utterances are sorted by length).")
+              help="Most seconds of audio the model computes over per batch, padding included (a padded "
+                   "Whisper window counts 30 s); utterances are sorted by length, on CPU as on GPU.")
 @click.option("--frame-layers", default="none", show_default=True,
               help="Layers whose frames are stored: none, all, or a list like 0,6,12 or 3-5. Pooled means of "
                    "every layer are always stored and are all most methods read; frames (for --features frames "
