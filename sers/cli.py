@@ -182,6 +182,8 @@ def extract(model, manifest, out, corpus_format, audio_root, language, revision,
           --manifest /data/MSP-Podcast --out msp.zarr --shard 0/4
       sers extract --model microsoft/wavlm-large --manifest en.csv --out en.zarr \\
           --alignments mfa_textgrids/ --vowel-map en-arpabet
+      sers extract --model "$(sers models whisper-base)" --manifest zh.csv --out zh.zarr \\
+          --whisper-input trimmed
     """
     from sers.corpora import read_corpus
     from sers.pipeline.extract import extract as run_extract
