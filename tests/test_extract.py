@@ -294,7 +294,7 @@ def test_not_enough_disk_is_refused_before_any_work(tmp_path, tiny_model, monkey
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
     manifest = _corpus(tmp_path / "audio", lengths=[1.0])
     result = _run(["extract", "--model", str(tiny_model("wavlm")), "--manifest", str(manifest), "--out",
-                   str(tmp_path / "c.zarr"), "--workers", "0", "--quiet"])
+                   str(tmp_path / "c.zarr"), "--workers", "0", "--quiet", "--frame-layers", "all"])
     assert result.exit_code == 1 and "has 1.0 kB free" in result.output and "--frame-layers" in result.output
     assert not (tmp_path / "c.zarr").exists()
 
