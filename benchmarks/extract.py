@@ -209,7 +209,7 @@ def main() -> None:
         for i in inputs:
             forward_only(model_path, batches[i][:1], args, i)  # warm-up
         best = {name: float("inf") for name in methods}
-        cpu = dict(best)  # CPU seconds of this process (decoding threads included): what others' load disturbs least
+        cpu = dict(best)  # CPU seconds of this process (not its decoding workers): what others' load disturbs least
         for _ in range(args.rounds):
             for name, (run, _) in methods.items():
                 started, started_cpu = time.perf_counter(), time.process_time()
@@ -233,7 +233,7 @@ def main() -> None:
                 "Ratios above 1 mean faster than the reference. *forward only* is the limit: the model on "
                 "pre-decoded audio in sers's batches, without decoding, pooling or writing. Wall-clock ratios "
                 "move by tens of percent when other work shares the machine; the CPU-time ratios (this "
-                "process, decoding threads included) are the steadier comparison of work done."]
+                "process only: decoding worker processes are not counted) are the steadier comparison of work done."]
     if cosines:
         cos_header = ["layer"] + [str(layer) for layer in range(len(cosines))]
         cos_rows = [["mean cosine"] + [f"{mean:.3f}" for mean, _ in cosines],

@@ -412,7 +412,7 @@ def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progres
                     upstream.sample_rate)
             return pool.submit(load_batch, *args) if pool else load_batch(*args)
 
-        # Decode a few batches ahead in the threads while the model runs.
+        # Decode a few batches ahead in worker processes while the model runs.
         prefetch = 2 * max(workers, 1)
         ahead = deque(submit(b) for b in todo[:prefetch])
         reserve = _disk_reserve(writer, upstream, batch_seconds, frame_stride)
