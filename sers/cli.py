@@ -141,10 +141,11 @@ def _alignment_options(required: bool):
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32",
               show_default=True, help="Compute precision (autocast); features are stored as float32/float16.")
-@click.option("--whisper-input", type=click.Choice(["padded", "trimmed"]), default="padded", show_default=True,
-              help="Whisper only: each 30 s window padded to 30 s, as Whisper was trained, or trimmed to the frames "
-                   "covering the audio (a 3 s utterance costs about a tenth; the last layers' features differ, "
-                   "see docs/benchmarks/extract.md). Caches of different inputs are never mixed.")
+@click.option("--whisper-input", type=click.Choice(["padded", "trimmed"]),
+              help="Whisper only: each 30 s window trimmed to the frames covering the audio [the default: a 3 s "
+                   "utterance costs a fraction, and the features transfer as well, docs/benchmarks/transfer.md], "
+                   "or padded to 30 s as Whisper was trained (the last layers' features differ, "
+                   "docs/benchmarks/extract.md). Caches of different inputs are never mixed.")
 @click.option("--batch-seconds", type=click.FloatRange(min=0, min_open=True), default=200.0, show_default=True,
               help="Most seconds of audio the model computes over per batch, padding included (a padded "
                    "Whisper window counts 30 s); utterances are sorted by length, on CPU as on GPU.")

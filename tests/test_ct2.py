@@ -419,7 +419,7 @@ def _extract_through_sers(tmp_path, model_dir, seconds=2.0):
     (tmp_path / "m.csv").write_text("path,label\ntone.wav,N\n")
     result = CliRunner().invoke(main, ["extract", "--model", str(model_dir), "--manifest", str(tmp_path / "m.csv"),
                                        "--out", str(tmp_path / "c.zarr"), "--workers", "0", "--quiet",
-                                       "--frame-layers", "none"])
+                                       "--frame-layers", "none", "--whisper-input", "padded"])
     assert result.exit_code == 0, result.output
     return audio, sers.cache.open(tmp_path / "c.zarr")
 

@@ -231,9 +231,11 @@ def test_whisper_trimmed_is_stored_resumed_and_never_mixed(tmp_path, tiny_model)
     manifest = _corpus(tmp_path / "audio", lengths=[1.0, 3.3, 0.7, 2.0])
     base = ["extract", "--model", model_dir, "--manifest", str(manifest), "--workers", "0", "--quiet",
             "--frame-layers", "2"]
-    trimmed = base + ["--whisper-input", "trimmed"]
+    trimmed, padded = base + ["--whisper-input", "trimmed"], base + ["--whisper-input", "padded"]
     assert _run(trimmed + ["-o", str(tmp_path / "t.zarr")]).exit_code == 0
-    assert _run(base + ["-o", str(tmp_path / "p.zarr")]).exit_code == 0
+    assert _run(padded + ["-o", str(tmp_path / "p.zarr")]).exit_code == 0
+    assert _run(base + ["-o", str(tmp_path / "d.zarr")]).exit_code == 0  # the default
+    assert sers.cache.open(tmp_path / "d.zarr").attrs["whisper_input"] == "trimmed"
     t, p = sers.cache.open(tmp_path / "t.zarr"), sers.cache.open(tmp_path / "p.zarr")
     assert t.attrs["whisper_input"] == "trimmed" and t.attrs["model"]["whisper_input"] == "trimmed"
     assert p.attrs["whisper_input"] == "padded"
@@ -246,11 +248,11 @@ def test_whisper_trimmed_is_stored_resumed_and_never_mixed(tmp_path, tiny_model)
     with pytest.raises(SersError, match="different Whisper inputs"):
         t.check_compatible(p)
     # Resuming or re-running with the other input is refused, not silently mixed.
-    again = _run(base + ["-o", str(tmp_path / "t.zarr")])
+    again = _run(padded + ["-o", str(tmp_path / "t.zarr")])
     assert again.exit_code == 1 and "extracted with --whisper-input trimmed, this run asks for padded" in again.output
     # Shards of different inputs do not merge.
     assert _run(trimmed + ["-o", str(tmp_path / "s0.zarr"), "--shard", "0/2"]).exit_code == 0
-    assert _run(base + ["-o", str(tmp_path / "s1.zarr"), "--shard", "1/2"]).exit_code == 0
+    assert _run(padded + ["-o", str(tmp_path / "s1.zarr"), "--shard", "1/2"]).exit_code == 0
     merged = _run(["cache", "merge", str(tmp_path / "m.zarr"), str(tmp_path / "s0.zarr"), str(tmp_path / "s1.zarr")])
     assert merged.exit_code == 1 and "extracted with --whisper-input padded there and trimmed here" in merged.output
     wavlm = _run(["extract", "--model", str(tiny_model("wavlm")), "--manifest", str(manifest), "--workers", "0",

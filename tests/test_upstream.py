@@ -106,7 +106,7 @@ def test_frame_counts_for_odd_lengths(tiny_model, family):
 
 def test_whisper_keeps_frames_of_real_audio(tiny_model):
     path = tiny_model("whisper")
-    upstream = load_upstream(path)
+    upstream = load_upstream(path, whisper_input="padded")
     assert (upstream.family, upstream.num_layers, upstream.hidden_size) == ("whisper", 3, 32)
     assert upstream.frame_rate == 50 and upstream.max_window_seconds == 30.0
     assert upstream.n_frames(52800) == 165  # 3.3 s
@@ -121,7 +121,7 @@ def test_whisper_keeps_frames_of_real_audio(tiny_model):
 
 def test_whisper_long_audio_joins_30s_windows(tiny_model):
     path = tiny_model("whisper")
-    upstream = load_upstream(path)
+    upstream = load_upstream(path, whisper_input="padded")
     waveform, short = audio(45 * SR, seed=3), audio(12345, seed=4)
     long_states, short_states = upstream.hidden_states([waveform, short])
     encoder = transformers.AutoModel.from_pretrained(path).encoder
@@ -162,7 +162,8 @@ def test_whisper_trimmed_equals_an_encoder_of_that_length(tiny_model):
     torch.testing.assert_close(states, trimmed_reference(path, waveform), atol=FP32_ATOL, rtol=0)
     assert upstream.processed_seconds(52801) == pytest.approx(3.32)
     assert upstream.describe()["whisper_input"] == "trimmed"
-    padded = load_upstream(path)
+    assert load_upstream(path).whisper_input == "trimmed"  # the default for Whisper
+    padded = load_upstream(path, whisper_input="padded")
     assert padded.describe()["whisper_input"] == "padded" and padded.processed_seconds(52801) == 30.0
     # Padding is not a detail: the last layer changes when real frames no longer see 27 s of silence.
     (padded_states,) = padded.hidden_states([waveform])
@@ -183,7 +184,7 @@ def test_whisper_trimmed_batched_equals_one_at_a_time(tiny_model):
 def test_whisper_trimmed_and_padded_agree_on_full_windows(tiny_model):
     path = tiny_model("whisper")
     waveform = audio(45 * SR, seed=3)
-    (padded,) = load_upstream(path).hidden_states([waveform])
+    (padded,) = load_upstream(path, whisper_input="padded").hidden_states([waveform])
     (trimmed,) = load_upstream(path, whisper_input="trimmed").hidden_states([waveform])
     torch.testing.assert_close(trimmed[:, :1500], padded[:, :1500], atol=FP32_ATOL, rtol=0)
     torch.testing.assert_close(trimmed[:, 1500:], trimmed_reference(path, waveform[30 * SR:]),

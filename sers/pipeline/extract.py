@@ -106,7 +106,7 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
             progress: bool = True, log=print, pooled_chunk_rows: int | None = None,
             alignments=None, alignment_format: str | None = None, phone_tier: str = "phones",
             vowel_map=None, max_seconds: float | None = DEFAULT_MAX_SECONDS,
-            whisper_input: str = "padded") -> ExtractSummary:
+            whisper_input: str | None = None) -> ExtractSummary:
     """Extract ``utterances`` with ``model`` into the cache ``out`` (see module doc).
 
     ``pooled_chunk_rows`` sets how many utterances are flushed (and marked done) at a
@@ -304,7 +304,8 @@ def _open_existing(out: Path, settings: dict, overwrite: bool, log):
     if stored_whisper_input(writer.attrs) != settings["whisper_input"]:  # a root attribute; old caches: padded
         writer.close()
         raise SersError(f"{out} was extracted with --whisper-input {stored_whisper_input(writer.attrs)}, this run asks "
-                        f"for {settings['whisper_input']}; pass --overwrite to start again or choose another --out")
+                        f"for {settings['whisper_input']}; pass --whisper-input {stored_whisper_input(writer.attrs)} to go on, "
+                        f"--overwrite to start again, or another --out")
     if writer.attrs.get("complete"):
         writer.close()
         return "complete"

@@ -43,7 +43,7 @@ def load_upstream(
     device: str = "cpu",
     dtype: str = "float32",
     trust_remote_code: bool = False,
-    whisper_input: str = "padded",
+    whisper_input: str | None = None,
 ) -> Upstream:
     """Load a speech encoder by hub id or local folder through the transformers Auto classes.
 
@@ -51,7 +51,9 @@ def load_upstream(
     ``torch.autocast``. float16 needs a CUDA device (CPU float16 kernels are missing or
     slow), so on CPU it is refused with a SersError: use bfloat16 there.
     ``whisper_input``: "padded" or "trimmed", how Whisper windows reach the encoder
-    (:class:`WhisperUpstream`); other families take only "padded", their one way.
+    (:class:`WhisperUpstream`); None is "trimmed" for Whisper (it transfers as well as padded
+    and costs a fraction, docs/benchmarks/transfer.md and extract.md); other families take
+    only None or "padded", their one way.
     """
     if dtype not in DTYPES:
         raise SersError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
@@ -95,7 +97,7 @@ def load_upstream(
         raise SersError(
             f"model {name} is a {family!r} model; sers extracts from {', '.join(FAMILIES)}"
         )
-    if family != "whisper" and whisper_input != "padded":
+    if family != "whisper" and whisper_input not in (None, "padded"):
         raise SersError(f"--whisper-input {whisper_input} applies to Whisper models; {name} is a {family!r} model")
     try:
         feature_extractor = transformers.AutoFeatureExtractor.from_pretrained(name, **hub)

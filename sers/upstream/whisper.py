@@ -30,7 +30,8 @@ class WhisperUpstream(Upstream):
       encoding that window alone up to float rounding.
     """
 
-    def __init__(self, *, model, whisper_input: str = "padded", **kwargs):
+    def __init__(self, *, model, whisper_input: str | None = "trimmed", **kwargs):
+        whisper_input = whisper_input or "trimmed"  # None: the default, see load_upstream
         if whisper_input not in WHISPER_INPUTS:
             raise SersError(f"--whisper-input {whisper_input!r}: choose {' or '.join(WHISPER_INPUTS)}")
         # AutoModel gives a WhisperModel, also from a folder saved by
