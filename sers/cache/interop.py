@@ -34,9 +34,9 @@ def check_features(values, name: str, ids, where) -> np.ndarray:
     if values.ndim != 3:
         raise SersError(f"{where}: {name} has shape {values.shape}; expected 3 axes (layers, utterances, dim)")
     values = values.astype(np.float32, copy=False)
-    bad = ~np.isfinite(values).all(axis=2)  # (L, N)
-    if bad.any():
-        rows, layers = np.flatnonzero(bad.any(axis=0)), np.flatnonzero(bad.any(axis=1))
+    bad = schema.nonfinite(values)
+    if bad is not None:
+        rows, layers = bad
         shown = ", ".join(repr(str(ids[r])) if r < len(ids) else f"row {r}" for r in rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
         raise SersError(f"{where}: {name} has NaN or infinite values in {len(rows)} utterances ({shown}) "
                         f"at layers {layers.tolist()}")

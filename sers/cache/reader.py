@@ -174,11 +174,11 @@ class CacheReader:
     def _check_finite(self, values: np.ndarray, layers, rows, what: str) -> None:
         """Refuse NaN/inf features (layers x rows x D), naming the layers and utterance ids: one NaN
         row turns a layer's covariance into NaN, which a ranking then reads as best or worst."""
-        bad = ~np.isfinite(values).all(axis=2)
-        if not bad.any():
+        bad = schema.nonfinite(values)
+        if bad is None:
             return
-        bad_layers = [int(layers[i]) for i in np.flatnonzero(bad.any(axis=1))]
-        bad_rows = np.flatnonzero(bad.any(axis=0))
+        bad_rows, layer_positions = bad
+        bad_layers = [int(layers[i]) for i in layer_positions]
         ids = [str(self.utterances.id[rows[r]]) for r in bad_rows[:5]]
         more = f" and {len(bad_rows) - 5} more" if len(bad_rows) > 5 else ""
         raise SersError(f"{self.path}: non-finite (NaN or inf) {what} features at layer(s) "

@@ -134,3 +134,12 @@ def backend_for(path) -> str:
     if name.endswith((".h5", ".hdf5")):
         return "hdf5"
     raise SersError(f"{path}: a cache path must end in .zarr (zarr store) or .h5 (HDF5 file)")
+
+
+def nonfinite(values) -> tuple[np.ndarray, np.ndarray] | None:
+    """(utterance positions, layer positions) holding NaN/inf in (layers, utterances, D) features;
+    None when every value is finite. Readers and importers name these in their errors."""
+    bad = ~np.isfinite(values).all(axis=2)
+    if not bad.any():
+        return None
+    return np.flatnonzero(bad.any(axis=0)), np.flatnonzero(bad.any(axis=1))

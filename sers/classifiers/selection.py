@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from sers.classifiers.data import InputError
+from sers.classifiers.metrics import uar
 
 CRITERIA = ("source-dev", "im", "dev")
 
@@ -74,7 +75,7 @@ def score_candidate(model, X_dev, y_dev, X_source, X_target) -> dict[str, float]
     target_proba = model.predict_proba(X_target, domain="target")
     truth = np.searchsorted(model.classes_, y_dev)
     dev_loss = -np.log(np.clip(dev_proba[np.arange(len(truth)), truth], 1e-12, 1.0))
-    return {"source-dev": model.score(X_dev, y_dev, domain="source"),
+    return {"source-dev": uar(y_dev, model.classes_[dev_proba.argmax(axis=1)], model.classes_),
             "im": information_maximisation(target_proba),
             "dev": deep_embedded_validation(dev_loss, model.embed(X_dev, domain="source"),
                                             model.embed(X_source, domain="source"),

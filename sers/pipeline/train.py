@@ -290,9 +290,9 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 and backend == "loky" else None
     out_dir = Path(out_dir).resolve()  # absolute: dask/ray workers may run in another directory
     specs = []
-    for (method, tag), template in templates.items():
+    for method, candidate in ((m, c) for m, cs in candidates.items() for c in cs):
+        tag, template = candidate.tag, templates[method, candidate.tag]
         alignment = alignment_config(template, segment_needed[method, tag], data, splits)
-        candidate = next(c for c in candidates[method] if c.tag == tag)
         several = len(candidates[method]) > 1
         for seed in seeds:
             params = {**template.get_params(), "seed": seed}
