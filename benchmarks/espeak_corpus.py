@@ -33,8 +33,8 @@ from sklearn.preprocessing import StandardScaler
 
 from sers.classifiers.metrics import uar
 from sers.synth.espeak_corpus import synthesize_espeak_corpus
-from sers.tables import format_markdown_table, format_table
-from sers.textgrid import read_textgrid
+from sers.display.tables import format_markdown_table, format_table
+from sers.inputs.textgrid import read_textgrid
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_MD = ROOT / "docs" / "benchmarks" / "espeak_corpus.md"

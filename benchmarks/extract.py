@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, write_section  # noqa: E402
 
 import sers.cache  # noqa: E402
-from sers.manifest import read_manifest  # noqa: E402
+from sers.inputs.manifest import read_manifest  # noqa: E402
 from sers.pipeline.extract import _batches, extract  # noqa: E402
-from sers.tables import format_markdown_table, format_table  # noqa: E402
+from sers.display.tables import format_markdown_table, format_table  # noqa: E402
 from sers.upstream import load_upstream  # noqa: E402
 
 WAVLM_SIZES = {  # WavLM geometry: the real conv front end, transformer width and depth by size

@@ -10,7 +10,7 @@ What it does, so that anyone can rerun it:
 2. `sers extract` runs Whisper base (multilingual) and Whisper tiny.en over each language
    (`--whisper-input trimmed`, the same caches as benchmarks/transfer.py) unless --features has them;
 3. for every hidden state (0 = the embedding output, then one per encoder layer) and every ordered
-   pair of languages S, T: `sers.measures.probe_uar` (the `probe` measure of `sers similarity`: a
+   pair of languages S, T: `sers.analysis.measures.probe_uar` (the `probe` measure of `sers similarity`: a
    class-balanced logistic regression, C = 1 unless --C, on features standardised with the training rows' own
    mean and std) trained on S's train split and scored on T's test split. S = T is in-language UAR.
 
@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import add_corpus_arguments, ensure_cache, ensure_corpus, machine, write_section  # noqa: E402
 
 import sers.cache  # noqa: E402
-from sers.measures import best_positions, probe_uar  # noqa: E402
-from sers.tables import format_markdown_table, format_table  # noqa: E402
+from sers.analysis.measures import best_positions, probe_uar  # noqa: E402
+from sers.display.tables import format_markdown_table, format_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_MD = ROOT / "docs" / "benchmarks" / "layer_probe.md"
@@ -153,7 +153,7 @@ def main(argv=None) -> None:
     markdown = (f"## {args.label}\n\nCommand: `python benchmarks/layer_probe.py {' '.join(argv or sys.argv[1:])}`. "
                 f"{args.n} utterances per language ({args.speakers} speakers, split by speaker), "
                 f"`--whisper-input {args.whisper_input}`, pooled means of every hidden state (layer 0 = the "
-                f"embedding output). Probe: `sers.measures.probe_uar`, C = {args.C:g}. Machine: {machine()}; "
+                f"embedding output). Probe: `sers.analysis.measures.probe_uar`, C = {args.C:g}. Machine: {machine()}; "
                 f"{probe_seconds:.0f} s for the probes.\n\n"
                 f"Each test split has {count_test_speakers(caches)} speakers: the binomial standard error of "
                 f"one UAR is up to {noise:.3f}, and other test speakers would move it more. Read differences "

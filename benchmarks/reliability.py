@@ -37,7 +37,7 @@ from bad_inputs import CASES, Inputs, digest, tone  # noqa: E402
 from tiny_models import make_tiny_model  # noqa: E402
 
 import sers.cache  # noqa: E402
-from sers.tables import format_markdown_table, format_table  # noqa: E402
+from sers.display.tables import format_markdown_table, format_table  # noqa: E402
 
 DOC = ROOT / "docs" / "reliability.md"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "SERS_DEBUG": ""}

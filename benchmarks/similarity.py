@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from sers.cache import CacheWriter
-from sers.tables import format_markdown_table, format_table
+from sers.display.tables import format_markdown_table, format_table
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = np.array(list("NHAS"))
@@ -101,7 +101,7 @@ def naive_one_layer(n: int, dim: int, seed: int = 0) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
 
-    from sers import measures
+    from sers.analysis import measures
 
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, 4, n)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine  # noqa: E402
 
 from sers.cache import CacheWriter  # noqa: E402
-from sers.tables import format_markdown_table, format_table  # noqa: E402
+from sers.display.tables import format_markdown_table, format_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = np.array(list("NHAS"))

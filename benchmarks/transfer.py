@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import add_corpus_arguments, ensure_cache, ensure_corpus, machine, write_section  # noqa: E402
 
-from sers.tables import format_markdown_table, format_table  # noqa: E402
+from sers.display.tables import format_markdown_table, format_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_MD = ROOT / "docs" / "benchmarks" / "transfer.md"

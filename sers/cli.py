@@ -186,7 +186,7 @@ def extract(model, manifest, out, corpus_format, audio_root, language, revision,
       sers extract --model "$(sers models whisper-base)" --manifest zh.csv --out zh.zarr \\
           --whisper-input trimmed
     """
-    from sers.corpora import read_corpus
+    from sers.inputs.corpora import read_corpus
     from sers.pipeline.extract import extract as run_extract
 
     utterances = read_corpus(manifest, format=corpus_format, audio_root=audio_root, language=language,
@@ -642,7 +642,7 @@ def evaluate(run_dir, cache, split, out_dir, stats):
       sers evaluate runs/lam/seed0 other-corpus.zarr --stats cache -o eval/other
     """
     from sers.pipeline.evaluate import evaluate as run_evaluate
-    from sers.tables import format_table
+    from sers.display.tables import format_table
 
     result = run_evaluate(run_dir, cache, split=split, out_dir=out_dir, stats=stats)
     metrics = result["metrics"]

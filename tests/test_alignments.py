@@ -5,12 +5,12 @@ import math
 import pytest
 import soundfile as sf
 
-from sers.alignments import OutsideAudioError, frame_span, open_alignments, read_ctm, utterance_phones
+from sers.inputs.alignments import OutsideAudioError, frame_span, open_alignments, read_ctm, utterance_phones
 from sers.errors import SersError
 from sers.pipeline.segments import SegmentSource, open_segment_source, plan_segments
 from sers.synth import LANGUAGES, synthesize_corpus, vowel_classes
-from sers.textgrid import read_textgrid
-from sers.vowels import BUILTIN_MAPS, load_vowel_map
+from sers.inputs.textgrid import read_textgrid
+from sers.inputs.vowels import BUILTIN_MAPS, load_vowel_map
 
 # What MFA 2.x writes for a speaker folder: long format, "<speaker> - <tier>" names,
 # silence as empty intervals, ARPAbet phones with stress digits, "spn" for unknown words.

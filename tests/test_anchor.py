@@ -14,7 +14,7 @@ from test_similarity import NUM_LAYERS, PLANTED, write_planted
 
 def table(**columns):
     """A similarity result with the given per-layer columns (directions from the registry)."""
-    from sers.measures import MEASURES
+    from sers.analysis.measures import MEASURES
 
     length = len(next(iter(columns.values())))
     return {"layers": list(range(length)),
@@ -151,7 +151,7 @@ def test_label_aware_anchors_say_which_target_labels_chose_them(tmp_path):
 
 def _result(**columns):
     """A similarity result with the given per-layer columns (name -> values)."""
-    from sers.measures import MEASURES
+    from sers.analysis.measures import MEASURES
 
     layers = list(range(len(next(iter(columns.values())))))
     return {"layers": layers, "measures": {name.replace("_", "-"): {

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from sers.audio import audio_info, load_audio, num_samples_after_resampling
+from sers.inputs.audio import audio_info, load_audio, num_samples_after_resampling
 from sers.errors import SersError
 
 

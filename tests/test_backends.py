@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from sers.classifiers.planted import planted_corpora
+from sers.synth.planted import planted_corpora
 from sers.pipeline.train import train
 
 from test_train import FAST, write_cache

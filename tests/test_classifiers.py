@@ -6,7 +6,7 @@ from sklearn.metrics import f1_score, recall_score
 
 from sers.classifiers import InputError, LayerAnchoringClassifier, coral_loss, reverse_gradient
 from sers.classifiers.metrics import classification_metrics, uar
-from sers.classifiers.planted import planted_corpora
+from sers.synth.planted import planted_corpora
 
 
 @pytest.fixture(scope="module")

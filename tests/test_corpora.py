@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from sers.audio import audio_info
-from sers.corpora import DEFAULT_LABEL_MAP, load_label_map, read_corpus, read_msp_podcast
+from sers.inputs.audio import audio_info
+from sers.inputs.corpora import DEFAULT_LABEL_MAP, load_label_map, read_corpus, read_msp_podcast
 from sers.errors import SersError
 
 HEADER = "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"

@@ -16,8 +16,8 @@ from sers.synth import EMOTIONS, MANIFEST_COLUMNS, choose_engine, synthesize_esp
 from sers.synth import espeak  # noqa: E402
 from sers.synth.espeak_corpus import phone_label  # noqa: E402
 from sers.synth.sentences import SENTENCE_SLOTS, sentence_pool_size  # noqa: E402
-from sers.textgrid import read_textgrid  # noqa: E402
-from sers.vowels import load_vowel_map  # noqa: E402
+from sers.inputs.textgrid import read_textgrid  # noqa: E402
+from sers.inputs.vowels import load_vowel_map  # noqa: E402
 from tiny_models import tiny_model  # noqa: E402, F401  (pytest fixture)
 
 SENTENCE = "The old farmer walked slowly to the market this morning."

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import sers.cache
 from sers.cli import main
 from sers.errors import SersError
-from sers.manifest import read_manifest
+from sers.inputs.manifest import read_manifest
 from sers.pipeline.extract import extract, resolve_shard, stride_mean
 from sers.upstream import load_upstream
 from tiny_models import tiny_model  # noqa: F401  (pytest fixture)
@@ -134,7 +134,7 @@ import torch
 torch.set_num_threads(1)  # as the test process (conftest): bitwise equality needs the same threads
 sys.path.insert(0, {tests!r})
 import sers.pipeline.extract as ex
-from sers.manifest import read_manifest
+from sers.inputs.manifest import read_manifest
 real = ex._extract_batch
 calls = []
 def dying(*args, **kwargs):

@@ -8,7 +8,7 @@ import torch
 import sers.cache
 from sers.classifiers import InputError, LayerAnchoringClassifier
 from sers.classifiers.frames import FrameFeatures
-from sers.classifiers.planted import planted_frames
+from sers.synth.planted import planted_frames
 from sers.errors import SersError
 from sers.pipeline.evaluate import evaluate
 from sers.pipeline.train import train

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from sers.errors import SersError
-from sers.manifest import Utterance, manifest_digest, read_manifest
+from sers.inputs.manifest import Utterance, manifest_digest, read_manifest
 
 
 def write(path: Path, text: str) -> Path:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sers.errors import SersError
-from sers.manifest import read_manifest
+from sers.inputs.manifest import read_manifest
 
 # Cell text as users write it: any printable characters (commas, quotes, CJK, emoji) but no
 # line breaks, and no surrounding spaces (the reader strips those).

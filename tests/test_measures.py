@@ -1,4 +1,4 @@
-"""sers.measures against plain reference computations, and the invariances that define them."""
+"""sers.analysis.measures against plain reference computations, and the invariances that define them."""
 import numpy as np
 import pytest
 from scipy.stats import ortho_group
@@ -7,7 +7,7 @@ from sklearn.metrics import recall_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sers import measures
+from sers.analysis import measures
 
 
 def reference_standardiser(xs, xt):

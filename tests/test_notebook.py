@@ -4,7 +4,7 @@ import pytest
 
 import sers.cache
 from sers.classifiers.estimator import LayerAnchoringClassifier
-from sers.classifiers.planted import planted_corpora
+from sers.synth.planted import planted_corpora
 from sers.errors import SersError
 
 

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sers.classifiers.planted import planted_corpora
+from sers.synth.planted import planted_corpora
 
 from test_train import write_cache
 

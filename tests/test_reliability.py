@@ -21,7 +21,7 @@ from sers import atomic
 from sers.cache.lock import WriterLock, lock_path
 from sers.cli import main
 from sers.errors import SersError
-from sers.manifest import read_manifest
+from sers.inputs.manifest import read_manifest
 from sers.pipeline.extract import extract
 from tiny_models import make_tiny_model, tiny_model  # noqa: F401  (pytest fixture)
 

@@ -351,7 +351,7 @@ def test_report_reads_what_sers_train_writes(inputs, tmp_path):
 
 
 def test_anchor_layers_are_drawn_on_the_similarity_curves(tmp_path):
-    from sers.report.figures import anchored_curves
+    from sers.display.figures import anchored_curves
 
     values = {"coral": [0.3, 0.1, 0.2, 0.4], "cka": [0.5, 0.9, 0.8, 0.2]}
     plain = anchored_curves(range(4), values, tmp_path / "plain.png")

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 import sers.cache
-from sers.alignments import frame_span
+from sers.inputs.alignments import frame_span
 from sers.cli import main
 from sers.pipeline.segments import read_segment_attrs
 from sers.synth import LANGUAGES, synthesize_corpus, vowel_classes
-from sers.textgrid import IntervalTier, TextGrid, read_textgrid, write_textgrid
+from sers.inputs.textgrid import IntervalTier, TextGrid, read_textgrid, write_textgrid
 from tiny_models import tiny_model  # noqa: F401  (pytest fixture)
 
 

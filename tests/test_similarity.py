@@ -10,7 +10,7 @@ from matplotlib import image as plt_image
 
 import sers.cache
 import sers.errors
-from sers import plots
+from sers.display import plots
 from sers.cli import main
 from sers.pipeline.similarity import compute_similarity, format_table
 

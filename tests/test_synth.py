@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sers.cli import main
 from sers.errors import SersError
 from sers.synth import EMOTIONS, LANGUAGES, MANIFEST_COLUMNS, synthesize_corpus, vowel_classes
-from sers.textgrid import read_textgrid
+from sers.inputs.textgrid import read_textgrid
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 import pytest
 
 from sers.errors import SersError
-from sers.textgrid import Interval, IntervalTier, TextGrid, parse_textgrid, read_textgrid, write_textgrid
+from sers.inputs.textgrid import Interval, IntervalTier, TextGrid, parse_textgrid, read_textgrid, write_textgrid
 
 # What the Montreal Forced Aligner writes for one utterance: long format,
 # tiers "words" and "phones", silence as empty intervals, ARPAbet with stress.

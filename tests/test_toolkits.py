@@ -6,9 +6,9 @@ from click.testing import CliRunner
 
 import sers.cache
 from sers.cli import main
-from sers.corpora import read_corpus
+from sers.inputs.corpora import read_corpus
 from sers.errors import SersError
-from sers.manifest import Utterance
+from sers.inputs.manifest import Utterance
 
 from tiny_models import tiny_model  # noqa: F401  (pytest fixture)
 

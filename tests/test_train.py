@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 import sers.cache
-from sers.classifiers.planted import planted_corpora
+from sers.synth.planted import planted_corpora
 from sers.cli import main
 from sers.errors import SersError
 from sers.pipeline.evaluate import evaluate, predict

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 import sers.cache
 from sers.cache import CacheWriter
 from sers.classifiers import InputError, LayerAnchoringClassifier, class_conditional_coral
-from sers.classifiers.planted import planted_vowel_corpora
+from sers.synth.planted import planted_vowel_corpora
 from sers.cli import main
 from sers.errors import SersError
 from sers.pipeline.evaluate import evaluate

@@ -250,7 +250,7 @@ def _load_array(path: Path) -> np.ndarray:
 def _manifest_columns(manifest, ids) -> dict:
     if manifest is None:
         return {}
-    from sers.manifest import read_manifest
+    from sers.inputs.manifest import read_manifest
 
     by_id = {u.id: u for u in read_manifest(manifest)}
     missing = [uid for uid in ids if uid not in by_id]

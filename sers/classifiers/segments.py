@@ -2,7 +2,7 @@
 
 A segment set is a pair ``(features, vowels)``: the mean features of aligned vowel segments
 in the layer format of ``X`` (a dict ``{layer: (S, D) array}`` or an ``(S, L, D)`` array),
-and one vowel class per segment (``"a"``, ``"e"``, ...; see :mod:`sers.vowels`). Segments
+and one vowel class per segment (``"a"``, ``"e"``, ...; see :mod:`sers.inputs.vowels`). Segments
 carry no emotion label: the vowel-level loss compares source and target segments of the
 same *vowel*, which forced alignments give for both languages.
 """

@@ -23,7 +23,7 @@ import numpy as np
 from sers import atomic
 from sers.errors import SersError
 from sers.jsonfile import read_json
-from sers.measures import MEASURES, ranking_problem, ties
+from sers.analysis.measures import MEASURES, ranking_problem, ties
 
 # Default measure: label-free first (the target is usually unlabelled). CORAL first because
 # the anchoring loss is CORAL: the layers where that distance is already small are where the
@@ -44,7 +44,7 @@ def choose_measure(result: dict, measure: str | None = None) -> tuple[str, dict[
     """(the measure to rank layers by, {measure passed over: why}).
 
     A measure that cannot rank layers (saturated or constant, see
-    :func:`sers.measures.ranking_problem`) is never the default; asked for by name it is an error.
+    :func:`sers.analysis.measures.ranking_problem`) is never the default; asked for by name it is an error.
     """
     available = [name for name, column in result["measures"].items()
                  if any(v is not None and math.isfinite(v) for v in column["values"])]

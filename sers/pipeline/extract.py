@@ -31,12 +31,12 @@ import torch
 import transformers
 
 import sers.cache
-from sers.audio import audio_info, load_batch, num_samples_after_resampling
+from sers.inputs.audio import audio_info, load_batch, num_samples_after_resampling
 from sers.cache import size_on_disk
 from sers.cache.schema import backend_for, check_pool_stats, storable_text, whisper_input as stored_whisper_input
 from sers.errors import SersError, describe_os_error
-from sers.tables import format_bytes
-from sers.manifest import Utterance, manifest_digest
+from sers.display.tables import format_bytes
+from sers.inputs.manifest import Utterance, manifest_digest
 from sers.pipeline.segments import SegmentPlan, open_segment_source, plan_segments
 from sers.upstream import load_upstream
 from sers.workers import exit_with_parent

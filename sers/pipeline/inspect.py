@@ -5,7 +5,7 @@ import numpy as np
 
 import sers.cache
 from sers.cache import size_on_disk
-from sers.tables import format_bytes, format_table
+from sers.display.tables import format_bytes, format_table
 
 
 def describe_cache(path) -> str:

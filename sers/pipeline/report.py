@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sers import atomic
-from sers.report import figures as report_figures
+from sers.display import figures as report_figures
 from sers.errors import SersError
 from sers.report.context import commands_section, data_section, similarity_section, versions_section
 from sers.report.document import (Bullets, Document, Figure, Figures, KeyValues, Paragraph, Section, Table,

@@ -8,9 +8,9 @@ Used two ways:
 * `sers segments CACHE --alignments ...` (:func:`add_segments`): the same segments, from the
   frames already in a cache, for its frame layers, without running the model.
 
-Each vowel segment keeps the phone as aligned, its shared class (see :mod:`sers.vowels`),
+Each vowel segment keeps the phone as aligned, its shared class (see :mod:`sers.inputs.vowels`),
 its times in seconds into the utterance, and its model frames [start_frame, end_frame)
-(the frame rule of :func:`sers.alignments.frame_span`). Its features are the mean over
+(the frame rule of :func:`sers.inputs.alignments.frame_span`). Its features are the mean over
 those frames. The cache layout is in :mod:`sers.cache.segments`.
 """
 from __future__ import annotations
@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 
 import sers.cache
-from sers.alignments import Alignments, OutsideAudioError, frame_span, open_alignments, utterance_phones
+from sers.inputs.alignments import Alignments, OutsideAudioError, frame_span, open_alignments, utterance_phones
 from sers.cache import segments as segment_store
 from sers.cache.backends import open_backend
 from sers.cache.lock import WriterLock
 from sers.cache.schema import frames_name
 from sers.errors import SersError
-from sers.vowels import BUILTIN_MAPS, SILENCE, VowelMap, load_vowel_map
+from sers.inputs.vowels import BUILTIN_MAPS, SILENCE, VowelMap, load_vowel_map
 
 __all__ = ["SegmentSource", "SegmentPlan", "open_segment_source", "plan_segments", "segment_means",
            "add_segments", "read_segment_attrs"]

@@ -1,7 +1,7 @@
 """`sers similarity`: how alike are source and target at each layer of the model?
 
 Reads two caches one layer at a time (memory stays near one layer's features),
-computes the measures of :mod:`sers.measures` per layer, and writes
+computes the measures of :mod:`sers.analysis.measures` per layer, and writes
 ``similarity.json``, ``similarity.csv`` and PNG plots to an output folder
 (:mod:`sers.pipeline.similarity_outputs`).
 
@@ -22,7 +22,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import sers.cache
-from sers import __version__, measures
+from sers import __version__
+from sers.analysis import measures
 from sers.errors import SersError
 from sers.pipeline.similarity_outputs import format_table, to_csv, write_outputs  # noqa: F401 (re-exported)
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sers import atomic, measures, plots
+from sers import atomic
+from sers.analysis import measures
+from sers.display import plots
 
 
 def write_outputs(result: dict, out_dir) -> list[Path]:

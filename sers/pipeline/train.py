@@ -41,7 +41,7 @@ from sers.pipeline.evaluate import WEIGHTS, model_description, write_json, write
 from sers.pipeline.candidates import candidates_for, check_criterion, keep_selected
 from sers.pipeline.frame_features import check_frame_layers, read_frames
 from sers.pipeline.vowel_alignment import alignment_config, check_segments, read_segments, run_names
-from sers.tables import format_markdown_table, format_table
+from sers.display.tables import format_markdown_table, format_table
 
 SOURCE_DEV_SPLITS = ("dev", "validation", "valid", "val")
 BACKENDS = ("loky", "dask", "ray")
@@ -158,35 +158,9 @@ def _write_curves(run_dir: Path, history: list[dict], plot: bool) -> None:
         writer.writerows(history)
     if not plot:
         return
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from sers.display.figures import training_curves
 
-    epochs = [r["epoch"] for r in history]
-    # The alignment terms live on another scale than the cross-entropy: their own log axis.
-    fig, (losses, alignment, dev) = plt.subplots(1, 3, figsize=(11, 3))
-    for name in ("loss_ce", "loss_total"):
-        losses.plot(epochs, [r[name] for r in history], label=name)
-    losses.set_xlabel("epoch")
-    losses.legend(fontsize=7)
-    for name in [n for n in names if n.startswith("loss_") and n not in ("loss_ce", "loss_total")]:
-        values = [r[name] for r in history]
-        if any(v > 0 for v in values):
-            alignment.plot(epochs, values, label=name)
-    if alignment.lines:
-        alignment.set_yscale("log")
-        alignment.legend(fontsize=7)
-    else:
-        alignment.text(0.5, 0.5, "no alignment term", ha="center", va="center", transform=alignment.transAxes)
-    alignment.set_xlabel("epoch")
-    alignment.set_ylabel("alignment term (unweighted)")
-    if "dev_uar" in names:
-        dev.plot(epochs, [r["dev_uar"] for r in history], marker="o", markersize=3)
-    dev.set_xlabel("epoch")
-    dev.set_ylabel("dev UAR")
-    fig.tight_layout()
-    fig.savefig(run_dir / "curves.png", dpi=80, metadata={"Software": None})  # inside the run's partial folder
-    plt.close(fig)
+    training_curves(history, run_dir / "curves.png")
 
 
 # -- the command --------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import re
 import shlex
 from pathlib import Path
 
-from sers import plots
-from sers.report import figures as report_figures
+from sers.display import plots
+from sers.display import figures as report_figures
 from sers.report.document import Bullets, Code, Figure, Figures, KeyValues, Paragraph, Section, Table
 from sers.report.inputs import MethodResult, describe_anchors, find_key, versions
 

@@ -24,7 +24,7 @@ from sers.synth.languages import LANGUAGES, Language, Word, make_lexicon
 from sers.synth.speakers import EMOTIONS, Speaker, sample_speakers, sample_style
 from sers.synth.utterance import Plan, plan_controls, plan_utterance
 from sers.synth.voice import render
-from sers.textgrid import Interval, IntervalTier, TextGrid, write_textgrid
+from sers.inputs.textgrid import Interval, IntervalTier, TextGrid, write_textgrid
 
 __all__ = ["Utterance", "synthesize_utterance", "synthesize_corpus", "corpus_summary",
            "MANIFEST_COLUMNS", "corpus_rng", "write_wav", "check_corpus_options", "prepare_folder",

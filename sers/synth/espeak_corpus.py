@@ -39,13 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sers.audio import resample
+from sers.inputs.audio import resample
 from sers.errors import SersError
 from sers.synth.corpus import (balanced_plan, check_corpus_options, corpus_rng, prepare_folder,
                                write_manifest, write_wav)
 from sers.synth.sentences import draw_sentence
 from sers.synth.speakers import speaker_split
-from sers.textgrid import Interval, IntervalTier, TextGrid, write_textgrid
+from sers.inputs.textgrid import Interval, IntervalTier, TextGrid, write_textgrid
 
 __all__ = ["ESPEAK_LANGUAGES", "EspeakSpeaker", "Prosody", "sample_espeak_speakers", "sample_prosody",
            "prosody_ssml", "speech_textgrid", "synthesize_espeak_corpus"]

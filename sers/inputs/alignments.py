@@ -29,7 +29,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from sers.errors import SersError
-from sers.textgrid import Interval, read_textgrid
+from sers.inputs.textgrid import Interval, read_textgrid
 
 __all__ = ["Alignments", "open_alignments", "read_ctm", "utterance_phones", "frame_span", "TOLERANCE",
            "FORMATS", "OutsideAudioError"]

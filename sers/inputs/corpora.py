@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sers.errors import SersError
 from sers.jsonfile import read_json
-from sers.manifest import Utterance, read_manifest
+from sers.inputs.manifest import Utterance, read_manifest
 
 EMOTION_CLASSES = {"N": "neutral", "H": "happy", "A": "angry", "S": "sad", "U": "surprise",
                    "C": "contempt", "D": "disgust", "F": "fear", "O": "other", "X": "no agreement"}
@@ -34,7 +34,7 @@ DEFAULT_LABEL_MAP = {code: (code if code in "NHAS" else None) for code in EMOTIO
 SPLIT_NAMES = {"train": "train", "development": "dev", "dev": "dev", "validation": "dev"}
 REQUIRED_COLUMNS = ("FileName", "EmoClass", "Split_Set")
 FORMATS = {"msp-podcast": "en", "biic-podcast": "zh"}  # layout name -> default language
-TOOLKIT_FORMATS = ("lhotse", "hf-datasets")  # other toolkits' corpus descriptions (sers.toolkits)
+TOOLKIT_FORMATS = ("lhotse", "hf-datasets")  # other toolkits' corpus descriptions (sers.inputs.toolkits)
 
 
 @dataclass
@@ -134,7 +134,7 @@ def read_corpus(source, format: str = "manifest", *, audio_root=None, language: 
         if format == "manifest":
             utterances = read_manifest(source, audio_root=audio_root, language=language)
         else:
-            from sers import toolkits
+            from sers.inputs import toolkits
 
             reader = {"lhotse": toolkits.read_lhotse, "hf-datasets": toolkits.read_hf_dataset}[format]
             utterances = reader(source, language=language)

@@ -1,5 +1,5 @@
-"""The report's own figures: similarity curves with the anchors marked, confusion matrices,
-and target UAR per method.
+"""Figures of runs and reports: training curves, similarity curves with the anchors marked,
+confusion matrices, and target UAR per method.
 
 Matplotlib with the Agg backend; each function writes one PNG and returns its path.
 No software version goes into the file, so the same data gives the same bytes.
@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 
 from sers.atomic import atomic_path  # noqa: E402
-from sers.plots import plain_text  # noqa: E402
+from sers.display.plots import plain_text  # noqa: E402
 
 _METADATA = {"Software": None}
 _ANCHOR_COLOUR = "tab:red"
@@ -109,6 +109,38 @@ def uar_bars(labels: list[str], means, stds, path, *, chance: float | None = Non
     ax.set_ylim(0, min(100, top * 1.15 + 2))
     fig.tight_layout()
     return _save(fig, path)
+
+
+def training_curves(history: list[dict], path) -> Path:
+    """curves.png of a run: the losses, the alignment terms on their own log axis, the dev UAR per epoch."""
+    names = list(history[0])
+    epochs = [r["epoch"] for r in history]
+    # The alignment terms live on another scale than the cross-entropy: their own log axis.
+    fig, (losses, alignment, dev) = plt.subplots(1, 3, figsize=(11, 3))
+    for name in ("loss_ce", "loss_total"):
+        losses.plot(epochs, [r[name] for r in history], label=name)
+    losses.set_xlabel("epoch")
+    losses.legend(fontsize=7)
+    for name in [n for n in names if n.startswith("loss_") and n not in ("loss_ce", "loss_total")]:
+        values = [r[name] for r in history]
+        if any(v > 0 for v in values):
+            alignment.plot(epochs, values, label=name)
+    if alignment.lines:
+        alignment.set_yscale("log")
+        alignment.legend(fontsize=7)
+    else:
+        alignment.text(0.5, 0.5, "no alignment term", ha="center", va="center", transform=alignment.transAxes)
+    alignment.set_xlabel("epoch")
+    alignment.set_ylabel("alignment term (unweighted)")
+    if "dev_uar" in names:
+        dev.plot(epochs, [r["dev_uar"] for r in history], marker="o", markersize=3)
+    dev.set_xlabel("epoch")
+    dev.set_ylabel("dev UAR")
+    fig.tight_layout()
+    # no atomic rename: the run folder itself is partial until the run finishes
+    fig.savefig(path, dpi=80, metadata={"Software": None})
+    plt.close(fig)
+    return Path(path)
 
 
 def _save(fig, path) -> Path:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from sers.errors import SersError
-from sers.manifest import ALIASES, Utterance
+from sers.inputs.manifest import ALIASES, Utterance
 
 TEXT_FIELDS = ("label", "split", "speaker", "language")
 
