@@ -12,13 +12,18 @@ from pathlib import Path
 
 import numpy as np
 
+from sers.cache.backends import backend_class, remove_store
 from sers.cache.reader import CacheReader, UtteranceTable
-from sers.cache.schema import FORMAT, FORMAT_VERSION
+from sers.cache.results import ExportResult, ImportResult, MergeResult
+from sers.cache.schema import FORMAT, FORMAT_VERSION, model_difference
+from sers.cache.segments import COLUMNS as SEGMENT_COLUMNS, SegmentsWriter
 from sers.cache.writer import CacheWriter
 from sers.errors import SersError
 
 __all__ = ["open", "from_arrays", "import_npz", "import_folder", "export", "CacheReader", "CacheWriter",
-           "UtteranceTable", "FORMAT", "FORMAT_VERSION", "size_on_disk", "merge"]
+           "SegmentsWriter", "SEGMENT_COLUMNS", "UtteranceTable", "FORMAT", "FORMAT_VERSION", "size_on_disk",
+           "merge", "remove", "backend_name", "survives_failed_write", "model_difference",
+           "MergeResult", "ImportResult", "ExportResult"]
 
 from sers.cache.merge import merge  # noqa: E402  (merge uses the reader and writer above)
 from sers.cache.interop import check_features, export, import_folder, import_npz  # noqa: E402
@@ -30,6 +35,24 @@ def size_on_disk(path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def backend_name(path) -> str:
+    """The storage format a cache path names by its suffix ("zarr", "HDF5"); a SersError
+    naming the suffixes there are for any other path (check a path before long work)."""
+    return backend_class(path).name
+
+
+def survives_failed_write(path) -> bool:
+    """Whether every finished row of the cache at ``path`` stays readable after a write failed
+    (a full disk): true for zarr (one file per chunk), false for HDF5 (one file libhdf5 leaves
+    inconsistent)."""
+    return backend_class(path).survives_failed_write
+
+
+def remove(path) -> None:
+    """Delete the cache at ``path`` (a store folder or a file); nothing when there is none."""
+    remove_store(path)
 
 
 def open(path) -> CacheReader:  # noqa: A001 - mirrors zarr.open / h5py.File

@@ -1,36 +1,84 @@
 """Storage back-ends: the same array/attribute operations on zarr and HDF5.
 
-Both expose ``create``, ``array``, ``has``, ``attrs``/``set_attrs``, string
-columns and ``close``. Arrays returned by ``array`` support numpy slicing for
-reads and writes, and ``resize`` along the first axis.
+Every back-end is a :class:`Backend`: ``create``, ``array``, ``has``, ``attrs``/``set_attrs``,
+group attributes, string columns, ``delete``, ``flush`` and ``close``. Arrays returned by
+``array`` support numpy slicing for reads and writes, and ``resize`` along every axis.
+The cache's path suffix picks the back-end (:data:`BACKENDS`); adding a format is one
+subclass and one entry there.
 """
 from __future__ import annotations
 
+import abc
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from sers.cache.schema import backend_for, dimension_names
+from sers.cache.schema import dimension_names
+from sers.errors import SersError
 
 
-def open_backend(path, mode: str):
-    """mode: 'r' read, 'a' read/write existing, 'w' create (replacing)."""
-    kind = backend_for(path)
-    return ZarrBackend(path, mode) if kind == "zarr" else HDF5Backend(path, mode)
+class Backend(abc.ABC):
+    """One storage format. ``mode``: 'r' read, 'a' read/write existing, 'w' create (replacing)."""
+
+    name: str  # what `sers inspect` calls the format
+    survives_failed_write: bool  # is every finished row still readable after a write failed (full disk)?
+
+    @abc.abstractmethod
+    def __init__(self, path, mode: str): ...
+
+    @abc.abstractmethod
+    def create(self, name: str, shape: tuple, dtype, chunks: tuple):
+        """A new array ``name`` (``group/leaf``); object dtype means UTF-8 strings."""
+
+    @abc.abstractmethod
+    def array(self, name: str): ...
+
+    @abc.abstractmethod
+    def has(self, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    def read_strings(self, name: str) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def write_strings(self, name: str, values, start: int = 0) -> None: ...
+
+    @property
+    @abc.abstractmethod
+    def attrs(self) -> dict: ...
+
+    @abc.abstractmethod
+    def set_attrs(self, values: dict) -> None: ...
+
+    @abc.abstractmethod
+    def group_attrs(self, name: str) -> dict: ...
+
+    @abc.abstractmethod
+    def set_group_attrs(self, name: str, values: dict) -> None: ...
+
+    @abc.abstractmethod
+    def delete(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def flush(self) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @staticmethod
+    def remove(path) -> None:
+        """Delete the store at ``path`` (a folder or a file), if there is one."""
+        path = Path(path)
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
-def remove_store(path) -> None:
-    path = Path(path)
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
-
-
-class ZarrBackend:
-    kind = "zarr"
+class ZarrBackend(Backend):
+    name = "zarr"
+    survives_failed_write = True  # each chunk file is replaced atomically
 
     def __init__(self, path, mode: str):
         import zarr
@@ -81,8 +129,9 @@ class ZarrBackend:
         pass
 
 
-class HDF5Backend:
-    kind = "hdf5"
+class HDF5Backend(Backend):
+    name = "HDF5"
+    survives_failed_write = False  # libhdf5 leaves its file inconsistent after a failed write
 
     def __init__(self, path, mode: str):
         import h5py
@@ -169,3 +218,26 @@ def _json_default(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot store {type(value).__name__} in cache attributes")
+
+
+# The registry: a cache path's suffix names its back-end.
+BACKENDS: dict[str, type[Backend]] = {".zarr": ZarrBackend, ".h5": HDF5Backend, ".hdf5": HDF5Backend}
+
+
+def backend_class(path) -> type[Backend]:
+    """The back-end of a cache path, by its suffix; a SersError for any other suffix."""
+    name = str(path).rstrip("/")
+    for suffix, backend in BACKENDS.items():
+        if name.endswith(suffix):
+            return backend
+    raise SersError(f"{path}: a cache path must end in .zarr (zarr store) or .h5 (HDF5 file)")
+
+
+def open_backend(path, mode: str) -> Backend:
+    """mode: 'r' read, 'a' read/write existing, 'w' create (replacing)."""
+    return backend_class(path)(path, mode)
+
+
+def remove_store(path) -> None:
+    """Delete the cache at ``path`` with its back-end's own rule."""
+    backend_class(path).remove(path)

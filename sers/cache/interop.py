@@ -15,6 +15,7 @@ import numpy as np
 
 from sers.cache import schema
 from sers.cache.backends import remove_store
+from sers.cache.results import ExportResult, ImportResult
 from sers.cache.writer import CacheWriter
 from sers.errors import SersError
 
@@ -45,7 +46,8 @@ def check_features(values, name: str, ids, where) -> np.ndarray:
 
 # -- .npz ---------------------------------------------------------------------------------------
 
-def import_npz(npz_path, out_path, *, layout: str | None = None, overwrite: bool = False, **attrs) -> Path:
+def import_npz(npz_path, out_path, *, layout: str | None = None, overwrite: bool = False,
+               **attrs) -> ImportResult:
     """An .npz with ``pooled`` (or ``pooled_mean`` [+ ``pooled_std``]) of shape (N, L, D) or
     (L, N, D) and 1-D ``id`` [label, split, speaker, language, duration] becomes a cache.
     The layout is told by which axis has len(id) rows; ``layout`` ("nld"/"lnd") when both do."""
@@ -72,7 +74,16 @@ def import_npz(npz_path, out_path, *, layout: str | None = None, overwrite: bool
     for name in TEXT_COLUMNS + ("duration",):
         if name in arrays:
             columns[name] = _column(arrays[name], name, len(ids), npz_path)
-    return from_arrays(out_path, pooled, columns, overwrite=True, **attrs)
+    from_arrays(out_path, pooled, columns, overwrite=True, **attrs)
+    return _imported(out_path)
+
+
+def _imported(out_path) -> ImportResult:
+    """What the new cache holds, read back from it (what the user will read)."""
+    from sers.cache.reader import CacheReader
+
+    with CacheReader(out_path) as cache:
+        return ImportResult(out_path, len(cache.utterances), cache.num_layers, cache.hidden_size)
 
 
 def _read_npz(path) -> dict[str, np.ndarray]:
@@ -175,7 +186,7 @@ def _to_lnd(values, name, n, layout, where) -> np.ndarray:
 # -- a folder of per-utterance arrays -----------------------------------------------------------
 
 def import_folder(folder, out_path, *, manifest=None, pool_stats=("mean",), overwrite: bool = False,
-                  **attrs) -> Path:
+                  **attrs) -> ImportResult:
     """One .npy/.pt file per utterance (EmoBox, s3prl dumps): (L, D) pooled features, or (L, T, D)
     hidden states to pool over T. The id is the file name without suffix; ``manifest`` (a sers
     manifest, its ids the audio file names by default) adds label, split, speaker, language."""
@@ -203,7 +214,7 @@ def import_folder(folder, out_path, *, manifest=None, pool_stats=("mean",), over
     except BaseException:
         remove_store(out_path)  # an import is quick to redo; never leave half of one behind
         raise
-    return Path(out_path)
+    return _imported(out_path)
 
 
 def _pooled_file(path: Path, pool_stats) -> dict[str, np.ndarray]:
@@ -267,7 +278,7 @@ def _refuse_existing(out_path, overwrite: bool) -> None:
 
 # -- out ----------------------------------------------------------------------------------------
 
-def export(cache, out_path, *, split=None, layers=None) -> Path:
+def export(cache, out_path, *, split=None, layers=None) -> ExportResult:
     """The good rows of a cache as ``out.npz`` (``pooled_<stat>`` (L, N, D), the utterance
     columns, ``layers`` and ``layout``: what :func:`import_npz` reads) or ``out.parquet`` (one row per utterance, one
     list column ``<stat>_layer_<l>`` per layer)."""
@@ -282,7 +293,7 @@ def export(cache, out_path, *, split=None, layers=None) -> Path:
     if out_path.suffix == ".npz":
         np.savez(out_path, **columns, **{f"pooled_{stat}": values for stat, values in pooled.items()},
                  layers=np.asarray(layers), layout=np.asarray("lnd"))
-        return out_path
+        return ExportResult(out_path, len(rows))
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -295,4 +306,4 @@ def export(cache, out_path, *, split=None, layers=None) -> Path:
             table[f"{stat}_layer_{layer}"] = pa.FixedSizeListArray.from_arrays(
                 pa.array(values[i].ravel()), cache.hidden_size)
     pq.write_table(pa.table(table), out_path, compression="zstd")
-    return out_path
+    return ExportResult(out_path, len(rows))

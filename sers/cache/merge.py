@@ -13,6 +13,7 @@ import numpy as np
 from sers.cache import schema
 from sers.cache import segments as segment_store
 from sers.cache.reader import CacheReader
+from sers.cache.results import MergeResult
 from sers.cache.writer import CacheWriter
 from sers.errors import SersError
 
@@ -22,7 +23,7 @@ _MUST_MATCH = ("model_id", "model_revision", "model_family", "num_layers", "hidd
                schema.MODEL_DIGEST_ATTR)
 
 
-def merge(out, shard_paths, *, overwrite: bool = False) -> Path:
+def merge(out, shard_paths, *, overwrite: bool = False) -> MergeResult:
     for shard in shard_paths:  # --overwrite would delete that input before it is read
         if Path(shard).resolve() == Path(out).resolve():
             raise SersError(f"{out} is also one of the shards to merge; write the merged cache to a new path")
@@ -30,9 +31,9 @@ def merge(out, shard_paths, *, overwrite: bool = False) -> Path:
     try:
         _check_shards(shards)
         first = shards[0]
-        columns = {name: np.concatenate([s.all_utterances[name][s._store_rows] for s in shards])
+        columns = {name: np.concatenate([s.utterances[name] for s in shards])
                    for name in schema.UTTERANCE_COLUMNS if name not in ("done", "failed", "frame_offset")}
-        settings = dict(first.attrs.get("settings") or {})
+        settings = first.settings
         settings["shard"] = None
         keep = {k: v for k, v in first.attrs.items() if k not in (
             "num_layers", "hidden_size", "pool_stats", "frame_layers", "frame_dtype", "complete",
@@ -40,7 +41,7 @@ def merge(out, shard_paths, *, overwrite: bool = False) -> Path:
         segment_layers, segment_attrs = _segment_layout(shards)
         writer = CacheWriter.create(out, columns, num_layers=first.num_layers, hidden_size=first.hidden_size,
                                     pool_stats=first.pool_stats, frame_layers=first.frame_layers,
-                                    frame_dtype=first.attrs.get("frame_dtype", "float16"),
+                                    frame_dtype=first.frame_dtype,
                                     segment_layers=segment_layers, segment_attrs=segment_attrs,
                                     overwrite=overwrite, settings=settings,
                                     merged_from=[str(s.path) for s in shards], **keep)
@@ -49,12 +50,12 @@ def merge(out, shard_paths, *, overwrite: bool = False) -> Path:
             for shard in shards:
                 for error in shard.errors:
                     writer.record_error(error["id"], error["path"], error["reason"])
-            writer.finish(n_failed=sum(len(s.errors) for s in shards),
-                          audio_hours=float(columns["duration"].sum()) / 3600)
+            n_errors = sum(len(s.errors) for s in shards)
+            writer.finish(n_failed=n_errors, audio_hours=float(columns["duration"].sum()) / 3600)
     finally:
         for shard in shards:
             shard.close()
-    return Path(out)
+    return MergeResult(out, n_shards=len(shards), n_utterances=len(columns["id"]), n_errors=n_errors)
 
 
 def _check_shards(shards: list[CacheReader]) -> None:
@@ -127,11 +128,9 @@ def _row_segments(shard: CacheReader, rows: np.ndarray):
 
 
 def _block_frames(shard: CacheReader, layer: int, rows: np.ndarray) -> list[np.ndarray]:
-    """Each row's frames, from one contiguous read spanning the block (not one read per utterance)."""
-    offsets, lengths = shard.utterances.frame_offset[rows], shard.utterances.n_frames[rows]
-    first = int(offsets.min())
-    block = shard.frame_rows(layer, first, int((offsets + lengths).max()))
-    return [block[o - first:o - first + n] for o, n in zip(offsets, lengths)]
+    """Each row's frames, from contiguous reads spanning the block (not one read per utterance)."""
+    block, offsets = shard.frame_block(layer, rows)
+    return [block[o:o + n] for o, n in zip(offsets, shard.utterances.n_frames[rows])]
 
 
 def _copy_rows(writer: CacheWriter, shards: list[CacheReader]) -> None:

@@ -91,9 +91,24 @@ class CacheReader:
     num_layers = property(lambda self: int(self.attrs["num_layers"]))
     hidden_size = property(lambda self: int(self.attrs["hidden_size"]))
     model_id = property(lambda self: self.attrs.get("model_id"))
+    model_revision = property(lambda self: self.attrs.get("model_revision"))
+    model_family = property(lambda self: self.attrs.get("model_family"))
     complete = property(lambda self: bool(self.attrs.get("complete")))
     pool_stats = property(lambda self: list(self.attrs.get("pool_stats", ["mean"])))
     frame_layers = property(lambda self: [int(x) for x in self.attrs.get("frame_layers") or []])
+    frame_stride = property(lambda self: int(self.attrs.get("frame_stride") or 1))
+    frame_dtype = property(lambda self: np.dtype(self.attrs.get("frame_dtype") or schema.DEFAULT_FRAME_DTYPE))
+    sample_rate = property(lambda self: self.attrs.get("sample_rate"))
+    frame_rate = property(lambda self: self.attrs.get("frame_rate"))
+    created = property(lambda self: self.attrs.get("created"))
+    sers_version = property(lambda self: self.attrs.get("sers_version"))
+    manifest_digest = property(lambda self: self.attrs.get("manifest_digest"))
+    settings = property(lambda self: dict(self.attrs.get("settings") or {}))
+    whisper_input = property(lambda self: schema.whisper_input(self.attrs))
+
+    def model_description(self) -> dict:
+        """What identifies the model the features came from (see :func:`sers.cache.model_difference`)."""
+        return schema.model_description(self.attrs)
 
     @property
     def errors(self) -> list[dict]:
@@ -197,7 +212,13 @@ class CacheReader:
 
     @property
     def segment_attrs(self) -> dict:
+        """Where the segments came from ({} without segments); see docs/cache.md."""
         return segment_store.attrs(self._backend) if self.has_segments else {}
+
+    @property
+    def segments_complete(self) -> bool:
+        """False only while `sers segments` writes them (or after it was cut off)."""
+        return bool(self.segment_attrs.get("complete", True))
 
     @property
     def segments(self) -> UtteranceTable:
@@ -207,7 +228,7 @@ class CacheReader:
         if not self.has_segments:
             raise SersError(f"{self.path}: this cache has no vowel segments; extract with --alignments "
                             "or add them with `sers segments`")
-        if not self.segment_attrs.get("complete", True):
+        if not self.segments_complete:
             raise SersError(f"{self.path}: the vowel segments were not finished; rerun `sers segments` "
                             "(or the `sers extract` that adds them)")
         if not hasattr(self, "_segments"):
@@ -252,13 +273,25 @@ class CacheReader:
         stop = start + int(self.utterances.n_frames[row])
         return np.asarray(self._backend.array(schema.frames_name(layer))[start:stop], dtype=np.float32)
 
-    def frame_rows(self, layer: int, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` of the raw ``frames/layer_<l>`` array, in its stored dtype (float16):
-        a contiguous read spanning many utterances (locate them with ``frame_offset``/``n_frames``)."""
+    def frame_block(self, layer: int, rows) -> tuple[np.ndarray, np.ndarray]:
+        """(block, offsets): the frames of ``rows`` of ``utterances`` at one layer, end to end in
+        their stored dtype (float16), row ``rows[i]`` at ``block[offsets[i]:offsets[i] + n_frames]``.
+
+        Rows that lie next to each other in the cache are read in one slice, so a block of
+        neighbouring utterances costs one sequential read, not one read per utterance."""
         if int(layer) not in self.frame_layers:
             raise SersError(f"{self.path}: frames of layer {layer} are not stored "
                             f"(stored: {self.frame_layers or 'none'})")
-        return np.asarray(self._backend.array(schema.frames_name(layer))[start:stop])
+        rows = np.asarray(rows, dtype=np.int64)
+        starts = self.utterances.frame_offset[rows].astype(np.int64)
+        lengths = self.utterances.n_frames[rows].astype(np.int64)
+        offsets = np.cumsum(lengths) - lengths
+        array = self._backend.array(schema.frames_name(layer))
+        block = np.empty((int(lengths.sum()), self.hidden_size), dtype=self.frame_dtype)
+        for first, last in _touching_runs(starts, lengths):
+            lo, hi = int(starts[first]), int(starts[last - 1] + lengths[last - 1])
+            block[offsets[first]:offsets[first] + hi - lo] = array[lo:hi]
+        return block, offsets
 
     def to_xarray(self, layers=None, stat: str | None = "mean", *, split=None):
         """An xarray Dataset of pooled features (loaded into memory): ``pooled_<stat>`` with dims
@@ -291,3 +324,11 @@ class CacheReader:
     def __repr__(self) -> str:
         return (f"<sers cache {self.path}: {self.model_id}, {len(self.utterances)} utterances, "
                 f"{self.num_layers} layers x {self.hidden_size}>")
+
+
+def _touching_runs(starts: np.ndarray, lengths: np.ndarray) -> list[tuple[int, int]]:
+    """[first, last) positions of maximal runs in which each row's frames start where the
+    previous row's end: each run is one contiguous slice of the frames array."""
+    breaks = np.flatnonzero(starts[1:] != starts[:-1] + lengths[:-1]) + 1
+    bounds = [0, *breaks.tolist(), len(starts)]
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]

@@ -68,6 +68,15 @@ MODEL_DIGEST_ATTR = "model_weights_sha256"
 MODEL_COMMIT_ATTR = "model_commit"
 
 
+MODEL_DESCRIPTION_KEYS = ("model_id", "model_revision", "num_layers", "hidden_size", MODEL_DIGEST_ATTR,
+                          MODEL_COMMIT_ATTR)
+
+
+def model_description(attrs: dict) -> dict:
+    """The root attributes that identify a cache's model and shape: what a trained run records."""
+    return {key: attrs.get(key) for key in MODEL_DESCRIPTION_KEYS}
+
+
 def model_difference(mine: dict, theirs: dict) -> tuple[str, object, object] | None:
     """(attribute, mine, theirs) that shows two caches' models differ, or None when they are the same."""
     a, b = mine.get(MODEL_DIGEST_ATTR), theirs.get(MODEL_DIGEST_ATTR)
@@ -124,16 +133,6 @@ def pooled_chunk_rows(hidden_size: int) -> int:
 def frame_chunk_rows(hidden_size: int) -> int:
     """Frames per frame chunk: about 2 MB of float16 per chunk."""
     return int(np.clip(2**20 // max(hidden_size, 1), 512, 65536))
-
-
-def backend_for(path) -> str:
-    """'zarr' for *.zarr, 'hdf5' for *.h5/*.hdf5; anything else is ambiguous."""
-    name = str(path).rstrip("/")
-    if name.endswith(".zarr"):
-        return "zarr"
-    if name.endswith((".h5", ".hdf5")):
-        return "hdf5"
-    raise SersError(f"{path}: a cache path must end in .zarr (zarr store) or .h5 (HDF5 file)")
 
 
 def nonfinite(values) -> tuple[np.ndarray, np.ndarray] | None:

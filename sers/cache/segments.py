@@ -10,12 +10,17 @@
 the frame layers when computed later from stored frames) and the alignment source.
 Segments are appended with the rows they belong to, before those rows are marked done,
 so a resumed extraction drops the segments of rows that were not finished.
+
+Extraction writes segments through :class:`~sers.cache.writer.CacheWriter` (``segment_layers``,
+``add(..., segments=...)``); a finished cache gets them, or new ones, from :class:`SegmentsWriter`.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from sers.cache import schema
+from sers.cache.backends import open_backend
+from sers.cache.lock import WriterLock
 
 STRING_COLUMNS = ("phone", "vowel")
 COLUMNS = {"utterance": "int64", "start_frame": "int64", "end_frame": "int64",
@@ -91,3 +96,64 @@ def attrs(backend) -> dict:
 
 def set_attrs(backend, **values) -> None:
     backend.set_group_attrs(GROUP, values)
+
+
+class SegmentsWriter:
+    """Replace the `segments/` group of a finished cache, a block of segments at a time.
+
+        with SegmentsWriter(path, layers=[6, 12], **where_they_came_from) as segments:
+            segments.append(columns, pooled)    # rows of sers.cache.open(path).utterances
+            segments.finish()
+
+    Holds the cache's writer lock while open. The group is marked complete only by
+    :meth:`finish`; leaving the block without it (an error, Ctrl-C) removes the group, so
+    half the segments never look whole. Open it before a reader of the same HDF5 file:
+    libhdf5 refuses read/write access to a file this process already has open read-only.
+    """
+
+    def __init__(self, path, layers, **attrs):
+        self.path = path
+        self.layers = [int(layer) for layer in layers]
+        self._lock = WriterLock(path).acquire()
+        try:
+            self._backend = open_backend(path, "a")
+        except BaseException:
+            self._lock.release()
+            raise
+        self._finished = False
+        try:
+            # Rows of the public table (extracted, not failed) in the order the reader gives them.
+            good = self._backend.array("utterances/done")[:] & ~self._backend.array("utterances/failed")[:]
+            self._store_row = np.flatnonzero(good)
+            remove(self._backend)
+            hidden_size = int(self._backend.attrs["hidden_size"])
+            create(self._backend, self.layers, hidden_size, **attrs, complete=False)
+        except BaseException:
+            self.close()
+            raise
+
+    def append(self, columns: dict, pooled: np.ndarray) -> None:
+        """S segments: ``columns`` (COLUMNS, ``utterance`` a row of the reader's ``utterances``)
+        of S values each, ``pooled`` (len(layers), S, D)."""
+        stored = dict(columns)
+        stored["utterance"] = self._store_row[np.asarray(columns["utterance"], dtype=np.int64)]
+        append(self._backend, stored, pooled)
+
+    def finish(self) -> None:
+        set_attrs(self._backend, complete=True)  # last: a partial group is replaced on rerun
+        self._backend.flush()
+        self._finished = True
+
+    def close(self) -> None:
+        try:
+            if not self._finished:
+                remove(self._backend)
+            self._backend.close()
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> "SegmentsWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

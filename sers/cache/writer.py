@@ -25,7 +25,7 @@ import numpy as np
 
 from sers.cache import schema
 from sers.cache import segments as segment_store
-from sers.cache.backends import open_backend, remove_store
+from sers.cache.backends import backend_class, open_backend, remove_store
 from sers.cache.lock import WriterLock
 from sers.errors import SersError
 
@@ -62,7 +62,8 @@ class CacheWriter:
     def create(cls, path, utterances: dict, *, num_layers: int, hidden_size: int,
                pool_stats=("mean",), frame_layers=(), frame_dtype="float16",
                pooled_chunk_rows: int | None = None, segment_layers=None, segment_attrs=None,
-               overwrite: bool = False, errors=(), **attrs) -> "CacheWriter":
+               overwrite: bool = False, errors=(), whisper_input: str | None = None,
+               **attrs) -> "CacheWriter":
         """Lay out an empty cache for the utterances (columns in row order).
 
         ``utterances`` needs ``id``; ``n_frames`` (stored frames per utterance)
@@ -72,9 +73,13 @@ class CacheWriter:
         ``segment_layers``: layers whose aligned-segment features ``add`` will receive.
         ``errors``: (id, path, reason) of utterances that failed before extraction (unreadable
         files): stored with the layout, so that no manifest row is ever neither a row nor an error.
+        ``whisper_input``: how a Whisper encoder saw its windows ("padded"/"trimmed"; None for
+        other models, stored only when given). ``attrs``: more root attributes (model_id, ...).
         """
         path = Path(path)
-        schema.backend_for(path)
+        if whisper_input is not None:
+            attrs["whisper_input"] = whisper_input
+        backend_class(path)  # a wrong suffix fails before the lock file is made
         lock = WriterLock(path).acquire()
         partial = path.with_name(f".{path.stem}.creating{path.suffix}")
         try:
@@ -110,6 +115,21 @@ class CacheWriter:
     @property
     def attrs(self) -> dict:
         return self._backend.attrs
+
+    @property
+    def settings(self) -> dict:
+        """The extraction settings stored when the cache was laid out ({} when none)."""
+        return dict(self.attrs.get("settings") or {})
+
+    @property
+    def whisper_input(self) -> str | None:
+        """"padded" or "trimmed" for a Whisper cache (old ones: padded); None for other models."""
+        return schema.whisper_input(self.attrs)
+
+    @property
+    def complete(self) -> bool:
+        """Every row is written and :meth:`finish` marked the cache complete."""
+        return bool(self.attrs.get("complete"))
 
     @property
     def chunk_rows(self) -> int:
