@@ -199,7 +199,7 @@ def extract(model, manifest, out, corpus_format, audio_root, language, revision,
                           log=click.echo, alignments=alignments, alignment_format=alignment_format,
                           phone_tier=phone_tier, vowel_map=vowel_map, max_seconds=max_seconds,
                           whisper_input=whisper_input)
-    click.echo(summary.line())
+    click.echo(summary.summary())
 
 # --- cache: inspect, cache merge, cache import (sers.pipeline.inspect / sers.cache) ---
 
@@ -241,7 +241,7 @@ def segments_command(cache, alignments, alignment_format, phone_tier, vowel_map,
     from sers.pipeline.segments import add_segments, open_segment_source
 
     source = open_segment_source(alignments, alignment_format, phone_tier, vowel_map)
-    click.echo(add_segments(cache, source, overwrite=overwrite, progress=not quiet).line())
+    click.echo(add_segments(cache, source, overwrite=overwrite, progress=not quiet).summary())
 
 
 @main.group("cache")
@@ -262,10 +262,7 @@ def cache_merge(out, shards, overwrite):
     """
     import sers.cache
 
-    sers.cache.merge(out, shards, overwrite=overwrite)
-    with sers.cache.open(out) as merged:
-        click.echo(f"merged {len(shards)} shards: {len(merged.utterances)} utterances, "
-                   f"{len(merged.errors)} errors -> {out}")
+    click.echo(sers.cache.merge(out, shards, overwrite=overwrite).summary())
 
 
 @cache_group.command("import")
@@ -299,12 +296,10 @@ def cache_import(source, out, model_id, layout, manifest, pool, sample_rate, fra
 
     attrs = dict(overwrite=overwrite, model_id=model_id, sample_rate=sample_rate, frame_rate=frame_rate)
     if Path(source).is_dir():
-        sers.cache.import_folder(source, out, manifest=manifest, pool_stats=pool.split(","), **attrs)
+        result = sers.cache.import_folder(source, out, manifest=manifest, pool_stats=pool.split(","), **attrs)
     else:
-        sers.cache.import_npz(source, out, layout=layout, **attrs)
-    with sers.cache.open(out) as cache:
-        click.echo(f"imported {len(cache.utterances)} utterances, {cache.num_layers} layers x "
-                   f"{cache.hidden_size} -> {out}")
+        result = sers.cache.import_npz(source, out, layout=layout, **attrs)
+    click.echo(result.summary())
 
 
 @cache_group.command("export")
@@ -327,8 +322,7 @@ def cache_export(cache, out, split, layers):
 
     with sers.cache.open(cache) as reader:
         reader.require_complete()
-        path = sers.cache.export(reader, out, split=split, layers=parse_layers(layers))
-        click.echo(f"exported {len(reader.rows(split))} utterances -> {path}")
+        click.echo(sers.cache.export(reader, out, split=split, layers=parse_layers(layers)).summary())
 
 # --- synth (sers.synth) ---
 

@@ -66,7 +66,7 @@ def test_plan_errors_survive_an_interruption(tmp_path, tiny_model, monkeypatch):
     with sers.cache.open(out) as c:
         assert c.complete and len(c.utterances) == 3 and len(c.errors) == 30
         assert {e["id"] for e in c.errors} == {f"gone{i}" for i in range(30)}
-    assert summary.n_failed == 30 and "gone0: " in summary.line() and "sers inspect" in summary.line()
+    assert summary.n_failed == 30 and "gone0: " in summary.summary() and "sers inspect" in summary.summary()
 
 
 # -- one writer per cache ------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ def test_an_utterance_the_model_has_no_memory_for_is_recorded(tmp_path, tiny_mod
     monkeypatch.setattr(Upstream, "hidden_states", hidden_states)
     summary = _extract(model, m, tmp_path / "c.zarr")
     assert summary.n_utterances == 5 and summary.n_failed == 1
-    assert "u5: " in summary.line() and "out of memory" in summary.line()
+    assert "u5: " in summary.summary() and "out of memory" in summary.summary()
 
 
 # -- disks: full, vanished ------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import transformers
 import sers.cache
 from sers.inputs.audio import audio_info, load_batch, num_samples_after_resampling
 from sers.cache import size_on_disk
-from sers.cache.schema import backend_for, check_pool_stats, storable_text, whisper_input as stored_whisper_input
+from sers.cache.schema import check_pool_stats, storable_text
 from sers.errors import SersError, describe_os_error
 from sers.display.tables import format_bytes
 from sers.inputs.manifest import Utterance, manifest_digest
@@ -75,7 +75,7 @@ class ExtractSummary:
     def real_time_factor(self) -> float:
         return self.seconds / max(self.audio_hours * 3600, 1e-9)
 
-    def line(self) -> str:
+    def summary(self) -> str:
         if self.already_complete:
             return f"{self.path} is already complete ({self.n_utterances} utterances); nothing to do"
         return (f"extracted {self.n_utterances} utterances ({self.n_failed} failed), "
@@ -130,7 +130,7 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
         raise SersError(f"--batch-seconds must be positive, got {batch_seconds}")
     if max_seconds is not None and not max_seconds > 0:
         raise SersError(f"--max-seconds must be positive, got {max_seconds}")
-    backend_for(out)  # a wrong suffix or pooling statistic fails before the model loads
+    sers.cache.backend_name(out)  # a wrong suffix or pooling statistic fails before the model loads
     check_pool_stats(pool_stats)
     if Path(str(model)).expanduser().exists():  # a local folder: one name wherever it is typed from
         model = str(Path(str(model)).expanduser().resolve())
@@ -169,7 +169,7 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
             **identity, errors=[(utt.id, str(utt.path), reason) for utt, reason in plan_errors],
             sample_rate=upstream.sample_rate, frame_rate=upstream.frame_rate, frame_stride=frame_stride,
             dtype=dtype, settings=settings, manifest_digest=digest, model=upstream.describe(),
-            **({"whisper_input": upstream.whisper_input} if upstream.whisper_input else {}),
+            whisper_input=upstream.whisper_input or None,
             segment_layers=list(range(upstream.num_layers)) if segment_plan else None,
             segment_attrs=segment_plan.attrs("hidden states") if segment_plan else None)
     elif writer == "complete":
@@ -293,7 +293,7 @@ def _open_existing(out: Path, settings: dict, overwrite: bool, log):
     if not out.exists() or overwrite:
         return None
     writer = sers.cache.CacheWriter.resume(out)
-    stored = writer.attrs.get("settings", {})
+    stored = writer.settings
     for key in RESULT_SETTINGS:
         if stored.get(key) != settings[key]:
             writer.close()
@@ -301,12 +301,12 @@ def _open_existing(out: Path, settings: dict, overwrite: bool, log):
                 f"it was made with {key}={stored.get(key)!r}, this run asks for {settings[key]!r}"
             raise SersError(f"{out} was extracted with different settings: {hint}; "
                             "pass --overwrite to start again or choose another --out")
-    if stored_whisper_input(writer.attrs) != settings["whisper_input"]:  # a root attribute; old caches: padded
+    if writer.whisper_input != settings["whisper_input"]:  # a root attribute; old caches: padded
         writer.close()
-        raise SersError(f"{out} was extracted with --whisper-input {stored_whisper_input(writer.attrs)}, this run asks "
-                        f"for {settings['whisper_input']}; pass --whisper-input {stored_whisper_input(writer.attrs)} to go on, "
+        raise SersError(f"{out} was extracted with --whisper-input {writer.whisper_input}, this run asks "
+                        f"for {settings['whisper_input']}; pass --whisper-input {writer.whisper_input} to go on, "
                         f"--overwrite to start again, or another --out")
-    if writer.attrs.get("complete"):
+    if writer.complete:
         writer.close()
         return "complete"
     log(f"resuming {out}: {len(writer.pending_rows())} of {writer.n_rows} utterances left")
@@ -459,7 +459,7 @@ def _write_failure(out: Path, exc: Exception) -> str | None:
     # h5py reports libhdf5's failures as OSError without errno, or RuntimeError naming the failed write.
     hdf5_failure = (isinstance(exc, OSError) and code is None) or (
         isinstance(exc, RuntimeError) and "write failed" in str(exc))
-    if backend_for(out) == "hdf5" and (code in (errno.ENOSPC, errno.EDQUOT) or hdf5_failure):
+    if not sers.cache.survives_failed_write(out) and (code in (errno.ENOSPC, errno.EDQUOT) or hdf5_failure):
         # libhdf5 leaves its file inconsistent after a failed write; a zarr store loses only the chunk.
         what = describe_os_error(exc) if code else " ".join(str(exc).split())
         return (f"{out}: {what}; an HDF5 file does not survive a failed write: free space and start again with "

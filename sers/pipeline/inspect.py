@@ -10,23 +10,24 @@ from sers.display.tables import format_bytes, format_table
 
 def describe_cache(path) -> str:
     with sers.cache.open(path) as cache:
-        attrs, table = cache.attrs, cache.utterances
+        table = cache.utterances
         status = "complete" if cache.complete else (
             f"NOT FINISHED: {int(cache.all_utterances.done.sum())} of {len(cache.all_utterances)} "
             "utterances extracted; rerun the same `sers extract` to finish")
         frames = cache.frame_layers
         lines = [
-            f"cache       {cache.path} ({_backend_name(cache.path)}, {format_bytes(size_on_disk(cache.path))})",
+            f"cache       {cache.path} ({sers.cache.backend_name(cache.path)}, "
+            f"{format_bytes(size_on_disk(cache.path))})",
             f"status      {status}",
-            f"model       {attrs.get('model_id')} (revision {attrs.get('model_revision') or '-'}, "
-            f"family {attrs.get('model_family') or '-'})",
+            f"model       {cache.model_id} (revision {cache.model_revision or '-'}, "
+            f"family {cache.model_family or '-'})",
             f"layers      {cache.num_layers} hidden states (0 = embedding output) x {cache.hidden_size} dims",
             f"pooled      {', '.join(cache.pool_stats)} over frames, padding excluded",
-            "frames      " + (f"layers {_ranges(frames)}, stride {attrs.get('frame_stride', 1)}, "
-                               f"{attrs.get('frame_dtype')}, {int(table.n_frames.sum())} frames"
+            "frames      " + (f"layers {_ranges(frames)}, stride {cache.frame_stride}, "
+                               f"{cache.frame_dtype}, {int(table.n_frames.sum())} frames"
                                if frames else "none stored"),
             f"audio       {len(table)} utterances, {float(np.nansum(table.duration)) / 3600:.3f} h, "
-            f"sample rate {attrs.get('sample_rate')} Hz, frame rate {attrs.get('frame_rate')} /s",
+            f"sample rate {cache.sample_rate} Hz, frame rate {cache.frame_rate} /s",
             f"errors      {len(cache.errors)}",
             "",
             _count_table(table),
@@ -74,15 +75,13 @@ def _count_table(table) -> str:
 
 def _segment_lines(cache) -> list[str]:
     """What the vowel segments came from, then their counts by language x vowel (rows) and label."""
-    from sers.pipeline.segments import read_segment_attrs
-
-    attrs, segments = read_segment_attrs(cache.path), cache.segments
+    attrs, segments = cache.segment_attrs, cache.segments
     missing = len(attrs.get("missing_alignments") or [])
     lines = [f"segments    {len(segments)} vowel segments, layers {_ranges(cache.segment_layers) or '-'} "
              f"(from {attrs.get('computed_from', '?')}); alignments {attrs.get('alignments')} "
              f"({attrs.get('alignment_format')}), vowel map {attrs.get('vowel_map')}; "
              f"{missing} utterances without alignment"]
-    if not attrs.get("complete", True):
+    if not cache.segments_complete:
         lines.append("            NOT FINISHED: rerun `sers segments` to write them again")
     if len(segments) == 0:
         return lines
@@ -103,8 +102,4 @@ def _ranges(layers) -> str:
     if layers == list(range(layers[0], layers[-1] + 1)) and len(layers) > 2:
         return f"{layers[0]}-{layers[-1]}"
     return ",".join(map(str, layers))
-
-
-def _backend_name(path) -> str:
-    return "zarr" if str(path).rstrip("/").endswith(".zarr") else "HDF5"
 

@@ -24,10 +24,6 @@ import numpy as np
 
 import sers.cache
 from sers.inputs.alignments import Alignments, OutsideAudioError, frame_span, open_alignments, utterance_phones
-from sers.cache import segments as segment_store
-from sers.cache.backends import open_backend
-from sers.cache.lock import WriterLock
-from sers.cache.schema import frames_name
 from sers.errors import SersError
 from sers.inputs.vowels import BUILTIN_MAPS, SILENCE, VowelMap, load_vowel_map
 
@@ -175,7 +171,7 @@ class SegmentsSummary:
     n_segments: int
     plan: SegmentPlan
 
-    def line(self) -> str:
+    def summary(self) -> str:
         coarse = (f"; frames are stored {self.frame_stride} model frames apart, so each segment averages the "
                   f"stored frames start_frame // {self.frame_stride} to ceil(end_frame / {self.frame_stride})"
                   if self.frame_stride > 1 else "")
@@ -191,43 +187,28 @@ def add_segments(path, source: SegmentSource, *, overwrite: bool = False, progre
     path = Path(path)
     with sers.cache.open(path) as cache:
         cache.require_complete()
-        layers, attrs, table = cache.frame_layers, cache.attrs, cache.all_utterances
+        layers, stride, frame_rate = cache.frame_layers, cache.frame_stride, float(cache.frame_rate)
         if not layers:
             raise SersError(f"{path} stores no frames, so its segments cannot be computed afterwards; "
                             "extract again with --alignments (or with --frame-layers)")
-    existing = read_segment_attrs(path)
-    if existing and not overwrite and existing.get("complete", True):
-        raise SersError(f"{path} already has vowel segments (from {existing.get('alignments')}); "
-                        "pass --overwrite to replace them")
-    stride = int(attrs.get("frame_stride") or 1)
-    rows = np.flatnonzero(table.done & ~table.failed)
-    # Frame spans are model frames; the model made at most stride x stored frames.
-    plan = plan_segments(source, table, rows.tolist(), float(attrs["frame_rate"]),
-                         [int(n) * stride for n in table.n_frames[rows]])
-    lock = WriterLock(path).acquire()  # the cache's one writer while the segments are added
-    try:
-        backend = open_backend(path, "a")
-    except BaseException:
-        lock.release()
-        raise
-    try:
-        segment_store.remove(backend)
-        segment_store.create(backend, layers, int(attrs["hidden_size"]),
-                             **plan.attrs("stored frames", stride), complete=False)
+        existing = cache.segment_attrs
+        if existing and not overwrite and cache.segments_complete:
+            raise SersError(f"{path} already has vowel segments (from {existing.get('alignments')}); "
+                            "pass --overwrite to replace them")
+        table = cache.utterances
+        rows = np.arange(len(table))
+        # Frame spans are model frames; the model made at most stride x stored frames.
+        plan = plan_segments(source, table, rows.tolist(), frame_rate, [int(n) * stride for n in table.n_frames])
+    # The writer first: an HDF5 file open read-only cannot be opened for writing as well.
+    with sers.cache.SegmentsWriter(path, layers, **plan.attrs("stored frames", stride)) as writer, \
+            sers.cache.open(path) as cache:
         stored = Counter()
         for block in tqdm(_row_blocks(rows, plan, table.n_frames), unit="block", disable=not progress,
                           desc="segments"):
-            columns, pooled = _block_segments(backend, block, plan, table, layers, stride)
-            segment_store.append(backend, columns, pooled)
+            columns, pooled = _block_segments(cache, block, plan, layers, stride)
+            writer.append(columns, pooled)
             stored.update(columns["vowel"])
-        segment_store.set_attrs(backend, complete=True)  # last: a partial group is replaced on rerun
-        backend.flush()
-    except BaseException:
-        segment_store.remove(backend)  # never leave half the segments looking whole
-        raise
-    finally:
-        backend.close()
-        lock.release()
+        writer.finish()
     return SegmentsSummary(path, layers, stride, sum(stored.values()), plan)
 
 
@@ -246,15 +227,15 @@ def _row_blocks(rows, plan: SegmentPlan, n_frames, max_frames: int = 1 << 16):
         yield block
 
 
-def _block_segments(backend, block, plan, table, layers, stride):
-    offsets, n_frames = table.frame_offset, table.n_frames
-    lo, hi = int(offsets[block[0]]), int(offsets[block[-1]] + n_frames[block[-1]])
-    stored = np.stack([np.asarray(backend.array(frames_name(layer))[lo:hi], np.float32) for layer in layers])
-    columns = {name: [] for name in segment_store.COLUMNS}
+def _block_segments(cache, block, plan, layers, stride):
+    """Columns and (L, s, D) means of the segments of a block of neighbouring rows."""
+    blocks = [cache.frame_block(layer, block) for layer in layers]
+    stored = np.stack([values.astype(np.float32) for values, _ in blocks])
+    offsets, n_frames = blocks[0][1], cache.utterances.n_frames
+    columns = {name: [] for name in sers.cache.SEGMENT_COLUMNS}
     pooled = []
-    for row in block:
+    for row, start in zip(block, offsets):
         row_columns = plan.columns[row]
-        start = int(offsets[row]) - lo
         frames = stored[:, start:start + int(n_frames[row])]
         first = [f // stride for f in row_columns["start_frame"]]
         stop = [math.ceil(f / stride) for f in row_columns["end_frame"]]
@@ -267,8 +248,5 @@ def _block_segments(backend, block, plan, table, layers, stride):
 
 def read_segment_attrs(path) -> dict:
     """The `segments/` group attributes of a cache ({} when it has none)."""
-    backend = open_backend(path, "r")
-    try:
-        return segment_store.attrs(backend) if segment_store.exists(backend) else {}
-    finally:
-        backend.close()
+    with sers.cache.open(path) as cache:
+        return cache.segment_attrs
