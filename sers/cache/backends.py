@@ -33,38 +33,49 @@ class Backend(abc.ABC):
         """A new array ``name`` (``group/leaf``); object dtype means UTF-8 strings."""
 
     @abc.abstractmethod
-    def array(self, name: str): ...
+    def array(self, name: str):
+        """The array ``name``: numpy slicing reads and writes, ``shape``, ``chunks``, ``resize``."""
 
     @abc.abstractmethod
-    def has(self, name: str) -> bool: ...
+    def has(self, name: str) -> bool:
+        """Whether an array or group ``name`` exists."""
 
     @abc.abstractmethod
-    def read_strings(self, name: str) -> np.ndarray: ...
+    def read_strings(self, name: str) -> np.ndarray:
+        """A string column as an object array of str."""
 
     @abc.abstractmethod
-    def write_strings(self, name: str, values, start: int = 0) -> None: ...
+    def write_strings(self, name: str, values, start: int = 0) -> None:
+        """Write ``values`` into a string column from row ``start``."""
 
     @property
     @abc.abstractmethod
-    def attrs(self) -> dict: ...
+    def attrs(self) -> dict:
+        """The root attributes as plain JSON types."""
 
     @abc.abstractmethod
-    def set_attrs(self, values: dict) -> None: ...
+    def set_attrs(self, values: dict) -> None:
+        """Add or replace root attributes (JSON-able values)."""
 
     @abc.abstractmethod
-    def group_attrs(self, name: str) -> dict: ...
+    def group_attrs(self, name: str) -> dict:
+        """The attributes of group ``name``."""
 
     @abc.abstractmethod
-    def set_group_attrs(self, name: str, values: dict) -> None: ...
+    def set_group_attrs(self, name: str, values: dict) -> None:
+        """Add or replace attributes of group ``name``."""
 
     @abc.abstractmethod
-    def delete(self, name: str) -> None: ...
+    def delete(self, name: str) -> None:
+        """Remove an array or group, if there is one."""
 
     @abc.abstractmethod
-    def flush(self) -> None: ...
+    def flush(self) -> None:
+        """Make what was written so far durable."""
 
     @abc.abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the store (closing twice is allowed)."""
 
     @staticmethod
     def remove(path) -> None:
