@@ -296,7 +296,10 @@ def cache_import(source, out, model_id, layout, manifest, pool, sample_rate, fra
 
     attrs = dict(overwrite=overwrite, model_id=model_id, sample_rate=sample_rate, frame_rate=frame_rate)
     if Path(source).is_dir():
-        result = sers.cache.import_folder(source, out, manifest=manifest, pool_stats=pool.split(","), **attrs)
+        from sers.inputs.manifest import read_manifest
+
+        rows = read_manifest(manifest) if manifest else None
+        result = sers.cache.import_folder(source, out, manifest_rows=rows, pool_stats=pool.split(","), **attrs)
     else:
         result = sers.cache.import_npz(source, out, layout=layout, **attrs)
     click.echo(result.summary())

@@ -11,9 +11,22 @@ import os
 import threading
 import time
 
-from sers.cache.lock import process_alive
-
 POLL_SECONDS = 0.5
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def exit_with_parent(parent_pid: int) -> None:

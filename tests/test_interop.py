@@ -10,6 +10,7 @@ from click.testing import CliRunner
 import sers.cache
 from sers.cli import main
 from sers.errors import SersError
+from sers.inputs.manifest import read_manifest
 
 
 def _features(n=5, layers=3, dim=4, seed=0):
@@ -126,7 +127,7 @@ def test_folder_errors_name_the_file_and_leave_nothing(tmp_path):
     (tmp_path / "m.csv").write_text("path,label\na.wav,N\n")
     np.save(folder / "b.npy", np.zeros((3, 4)))
     with pytest.raises(SersError, match=r"no row for 1 feature files \('b'\)"):
-        sers.cache.import_folder(folder, tmp_path / "c.zarr", manifest=tmp_path / "m.csv")
+        sers.cache.import_folder(folder, tmp_path / "c.zarr", manifest_rows=read_manifest(tmp_path / "m.csv"))
 
 
 def test_export_npz_imports_back_and_parquet_has_a_column_per_layer(tmp_path):

@@ -185,11 +185,13 @@ def _to_lnd(values, name, n, layout, where) -> np.ndarray:
 
 # -- a folder of per-utterance arrays -----------------------------------------------------------
 
-def import_folder(folder, out_path, *, manifest=None, pool_stats=("mean",), overwrite: bool = False,
+def import_folder(folder, out_path, *, manifest_rows=None, pool_stats=("mean",), overwrite: bool = False,
                   **attrs) -> ImportResult:
     """One .npy/.pt file per utterance (EmoBox, s3prl dumps): (L, D) pooled features, or (L, T, D)
-    hidden states to pool over T. The id is the file name without suffix; ``manifest`` (a sers
-    manifest, its ids the audio file names by default) adds label, split, speaker, language."""
+    hidden states to pool over T. The id is the file name without suffix; ``manifest_rows`` (the rows
+    of a manifest, ``sers.inputs.manifest.read_manifest(path)``: objects with ``id``, ``label``,
+    ``split``, ``speaker``, ``language``; ids are the audio file names by default) adds those columns.
+    The caller reads the manifest: the cache format knows no input format."""
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.suffix in FEATURE_SUFFIXES) if folder.is_dir() else []
     if not files:
@@ -197,7 +199,7 @@ def import_folder(folder, out_path, *, manifest=None, pool_stats=("mean",), over
     pool_stats = schema.check_pool_stats(pool_stats)
     _refuse_existing(out_path, overwrite)
     ids = [p.stem for p in files]
-    columns = {"id": ids, **_manifest_columns(manifest, ids)}
+    columns = {"id": ids, **_manifest_columns(manifest_rows, ids)}
     first = _pooled_file(files[0], pool_stats)
     num_layers, hidden_size = first["mean"].shape
     writer = CacheWriter.create(out_path, columns, num_layers=num_layers, hidden_size=hidden_size,
@@ -258,15 +260,13 @@ def _load_array(path: Path) -> np.ndarray:
     return values
 
 
-def _manifest_columns(manifest, ids) -> dict:
-    if manifest is None:
+def _manifest_columns(manifest_rows, ids) -> dict:
+    if manifest_rows is None:
         return {}
-    from sers.inputs.manifest import read_manifest
-
-    by_id = {u.id: u for u in read_manifest(manifest)}
+    by_id = {u.id: u for u in manifest_rows}
     missing = [uid for uid in ids if uid not in by_id]
     if missing:
-        raise SersError(f"{manifest}: no row for {len(missing)} feature files ({', '.join(map(repr, missing[:5]))}); "
+        raise SersError(f"the manifest has no row for {len(missing)} feature files ({', '.join(map(repr, missing[:5]))}); "
                         f"ids are the audio file names without suffix unless an 'id' column gives them")
     return {name: [getattr(by_id[uid], name) for uid in ids] for name in TEXT_COLUMNS}
 

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from sers.errors import SersError
+from sers.workers import process_alive
 
 
 def lock_path(store) -> Path:
@@ -114,18 +115,3 @@ def _process_start(pid: int) -> str | None:
             return handle.read().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
-
-
-def process_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
