@@ -41,8 +41,8 @@ VARIANTS = {
     "weight_decay=1e-2": {"weight_decay": 1e-2},
     "lr=3e-4": {"lr": 3e-4},
     "lr=3e-3": {"lr": 3e-3},
-    "epochs=60,patience=10": {"epochs": 60, "patience": 10},
-    "patience=0 (30 epochs)": {"patience": 0},
+    "epochs=60+patience=10": {"epochs": 60, "patience": 10},
+    "patience=0": {"patience": 0},  # all 30 epochs, the last one kept
 }
 
 
