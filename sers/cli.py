@@ -102,6 +102,18 @@ def parse_seeds(text: str) -> list[int]:
 
 # --- extract (sers.pipeline.extract) ---
 
+def _batch_seconds(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise click.BadParameter(f"{text!r}: give a positive number of seconds or auto", param_hint="--batch-seconds")
+    return value
+
+
 def _alignment_options(required: bool):
     """Options naming phone alignments and a vowel map, shared by `sers extract` and `sers segments`."""
     options = [
@@ -146,9 +158,11 @@ def _alignment_options(required: bool):
                    "utterance costs a fraction, and the features transfer as well, docs/benchmarks/transfer.md], "
                    "or padded to 30 s as Whisper was trained (the last layers' features differ, "
                    "docs/benchmarks/extract.md). Caches of different inputs are never mixed.")
-@click.option("--batch-seconds", type=click.FloatRange(min=0, min_open=True), default=200.0, show_default=True,
+@click.option("--batch-seconds", callback=lambda ctx, param, value: _batch_seconds(value), default="200",
+              show_default=True,
               help="Most seconds of audio the model computes over per batch, padding included (a padded "
-                   "Whisper window counts 30 s); utterances are sorted by length, on CPU as on GPU.")
+                   "Whisper window counts 30 s); utterances are sorted by length, on CPU as on GPU. auto: on a "
+                   "GPU, as many as fit 70% of its free memory (one probe batch measures it); on a CPU, 200.")
 @click.option("--frame-layers", default="none", show_default=True,
               help="Layers whose frames are stored: none, all, or a list like 0,6,12 or 3-5. Pooled means of "
                    "every layer are always stored and are all most methods read; frames (for --features frames "

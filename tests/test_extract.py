@@ -354,3 +354,22 @@ def test_progress_text_is_rounded_and_never_negative(monkeypatch):
     assert progress.text() == "512/512 utterances, 0.38/0.38 h audio, 4.6x real time (0.00128 audio-h/s), ETA 0 s"
     assert [ex.format_duration(s) for s in (None, -3, 37.4, 252, 3720)] == ["?", "0 s", "37 s", "4 min 12 s",
                                                                             "1 h 02 min"]
+
+
+def test_batch_seconds_auto_is_the_cpu_default_here_and_sized_by_memory_on_a_gpu(tmp_path, tiny_model):
+    from sers.pipeline.batch_memory import CPU_BATCH_SECONDS, MAX_BATCH_SECONDS, batch_seconds_for_memory
+
+    # 1 GiB for a 30 s probe, 100 GiB free, 70% of it used: 70 probes' worth.
+    assert batch_seconds_for_memory(100 * 2**30, 2**30, 30.0, fraction=0.7) == pytest.approx(2100.0)
+    assert batch_seconds_for_memory(2**20, 2**30, 30.0) == 30.0  # never below the probe that ran
+    assert batch_seconds_for_memory(2**50, 2**20, 30.0) == MAX_BATCH_SECONDS
+    model_dir = str(tiny_model("wavlm"))
+    manifest = _corpus(tmp_path / "audio")
+    base = ["extract", "--model", model_dir, "--manifest", str(manifest), "--workers", "0", "--quiet"]
+    assert _run(base + ["--out", str(tmp_path / "auto.zarr"), "--batch-seconds", "auto"]).exit_code == 0
+    assert _run(base + ["--out", str(tmp_path / "fixed.zarr"), "--batch-seconds", str(CPU_BATCH_SECONDS)]).exit_code == 0
+    auto, fixed = sers.cache.open(tmp_path / "auto.zarr"), sers.cache.open(tmp_path / "fixed.zarr")
+    assert auto.settings["batch_seconds"] == "auto"
+    np.testing.assert_array_equal(auto.pooled_layers(range(3)), fixed.pooled_layers(range(3)))
+    bad = _run(base + ["--out", str(tmp_path / "bad.zarr"), "--batch-seconds", "0"])
+    assert bad.exit_code == 2 and "'0': give a positive number of seconds or auto" in bad.output

@@ -37,6 +37,7 @@ from sers.cache.schema import check_pool_stats, storable_text
 from sers.errors import SersError, describe_os_error
 from sers.display.tables import format_bytes
 from sers.inputs.manifest import Utterance, manifest_digest
+from sers.pipeline.batch_memory import CPU_BATCH_SECONDS, auto_batch_seconds
 from sers.pipeline.segments import SegmentPlan, open_segment_source, plan_segments
 from sers.upstream import load_upstream
 from sers.workers import exit_with_parent
@@ -100,7 +101,7 @@ class _Planned:
 
 
 def extract(utterances: list[Utterance], model: str, out, *, revision: str | None = None,
-            device: str = "cpu", dtype: str = "float32", batch_seconds: float = 200.0,
+            device: str = "cpu", dtype: str = "float32", batch_seconds: float | str = 200.0,
             frame_layers="none", frame_stride: int = 1, pool_stats=("mean",), shard=None,
             workers: int = 2, strict: bool = False, overwrite: bool = False,
             progress: bool = True, log=print, pooled_chunk_rows: int | None = None,
@@ -117,6 +118,8 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
     read fixed windows (Whisper) take any length.
     ``whisper_input``: "padded" or "trimmed" 30 s windows (Whisper only, see
     :mod:`sers.upstream.whisper`), stored as the cache attribute ``whisper_input``.
+    ``batch_seconds="auto"``: on a GPU, sized to its free memory by one probe batch
+    (:mod:`sers.pipeline.batch_memory`); on a CPU, 200.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -126,8 +129,8 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
         utterances = utterances[shard[0]::shard[1]]
     if frame_stride < 1:
         raise SersError(f"--frame-stride must be >= 1, got {frame_stride}")
-    if not batch_seconds > 0:
-        raise SersError(f"--batch-seconds must be positive, got {batch_seconds}")
+    if batch_seconds != "auto" and not (isinstance(batch_seconds, (int, float)) and batch_seconds > 0):
+        raise SersError(f"--batch-seconds must be positive or auto, got {batch_seconds!r}")
     if max_seconds is not None and not max_seconds > 0:
         raise SersError(f"--max-seconds must be positive, got {max_seconds}")
     sers.cache.backend_name(out)  # a wrong suffix or pooling statistic fails before the model loads
@@ -192,6 +195,10 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
 
     with writer:
         this_run = writer.pending_rows()
+        if batch_seconds == "auto":
+            with sers.cache.open(out) as cache:
+                longest = int(cache.all_utterances.n_samples.max()) if len(this_run) else 0
+            batch_seconds = auto_batch_seconds(upstream, longest, log) if longest else CPU_BATCH_SECONDS
         try:
             _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan)
         except Exception as exc:

@@ -90,6 +90,12 @@ class Upstream(abc.ABC):
     def _forward(self, inputs) -> list[torch.Tensor]:
         """One forward pass; one (num_layers, frames, hidden) tensor per waveform."""
 
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """On a GPU through pinned memory, so that the copy does not wait for the work queued before it."""
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
+
     def _autocast(self):
         if self.dtype == "float32":
             return contextlib.nullcontext()
@@ -128,6 +134,8 @@ class Upstream(abc.ABC):
             "max_window_seconds": self.max_window_seconds,
             "dtype": self.dtype,
             "autocast": self.dtype != "float32",
+            # transformers' choice: sdpa (PyTorch's fused attention) where the family supports it
+            "attn_implementation": getattr(self.config, "_attn_implementation", None),
             "last_layer": "encoder output (last_hidden_state)",
             "padding": self.padding_policy,
             "feature_extractor": {

@@ -88,8 +88,8 @@ class ConvFrontEndUpstream(Upstream):
                 context.enter_context(front_end)
                 context.enter_context(pos_conv)
             output = self.model(
-                batch.to(self.device),
-                attention_mask=attention_mask.to(self.device),
+                self.to_device(batch),
+                attention_mask=self.to_device(attention_mask),
                 output_hidden_states=True,
             )
         layers = self._all_layers(output)

@@ -103,7 +103,7 @@ class WhisperUpstream(Upstream):
 
     def _forward(self, inputs):
         features, owners, count = inputs
-        features = features.to(self.device)
+        features = self.to_device(features)
         if self.whisper_input == "padded":
             layers = self._all_layers(self.model(features, output_hidden_states=True))
         else:
