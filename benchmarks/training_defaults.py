@@ -31,7 +31,7 @@ HEADER = ("# Benchmark: training defaults (`benchmarks/training_defaults.py`)\n\
           "Every table here is printed by benchmarks/training_defaults.py; rerun it to check.\n")
 # One change at a time from sers's defaults (hidden 256, dropout 0.2, weight decay 0, lr 1e-3,
 # 30 epochs with patience 5).
-VARIANTS = {
+ONE_AT_A_TIME = {
     "defaults": {},
     "hidden=128": {"hidden": 128},
     "hidden=512": {"hidden": 512},
@@ -44,6 +44,11 @@ VARIANTS = {
     "epochs=60+patience=10": {"epochs": 60, "patience": 10},
     "patience=0": {"patience": 0},  # all 30 epochs, the last one kept
 }
+# The changes that raised source dev UAR one at a time, together (section "combined").
+COMBINED = {
+    "hidden=512+lr=3e-3": {"hidden": 512, "lr": 3e-3},
+    "hidden=512+lr=3e-3+epochs=60+patience=10": {"hidden": 512, "lr": 3e-3, "epochs": 60, "patience": 10},
+}
 
 
 def main(argv=None) -> None:
@@ -53,7 +58,8 @@ def main(argv=None) -> None:
     parser.add_argument("--pairs", default="en-zh,zh-en")
     parser.add_argument("--methods", default="last,wsum,lam,lam-gl")
     parser.add_argument("--seeds", default="0-2")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma list of variant names")
+    parser.add_argument("--variants", default=",".join(ONE_AT_A_TIME),
+                        help=f"comma list of: {', '.join(VARIANTS)}")
     parser.add_argument("--label", default="one-at-a-time")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
