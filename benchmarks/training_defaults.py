@@ -49,6 +49,7 @@ COMBINED = {
     "hidden=512+lr=3e-3": {"hidden": 512, "lr": 3e-3},
     "hidden=512+lr=3e-3+epochs=60+patience=10": {"hidden": 512, "lr": 3e-3, "epochs": 60, "patience": 10},
 }
+VARIANTS = {**ONE_AT_A_TIME, **COMBINED}
 
 
 def main(argv=None) -> None:
