@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from sers.classifiers.methods import get_method
 from sers.errors import SersError
 from sers.jsonfile import read_json
 
@@ -48,11 +49,12 @@ def load_anchors(anchors) -> dict:
 def anchors_for(method: str, anchors: dict):
     """lam reads single layers (a group file's layers, flattened); lam-gl reads groups (a layer
     list becomes its runs of consecutive layers: [3, 4, 5, 9] -> [[3, 4, 5], [9]])."""
-    if method not in ("lam", "lam-gl"):
+    kind = get_method(method).anchors
+    if kind == "none":
         return None
     if anchors["layers"] is None:
         raise SersError(f"method {method} needs --anchors: an anchors.json from `sers anchor`, or layers like 3,5,7")
-    if method == "lam":
+    if kind == "layers":
         return anchors["layers"]
     if anchors["groups"]:
         return anchors["groups"]

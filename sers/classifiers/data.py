@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import InvalidParameterError
 
 from sers.errors import SersError
 
@@ -21,6 +23,14 @@ NORMALIZE = ("none", "global", "per-language")
 
 class InputError(SersError, ValueError):
     """Arrays or parameters the caller must fix (a ValueError for scikit-learn users)."""
+
+
+class ParameterError(InputError, InvalidParameterError):
+    """A parameter outside its declared constraint (scikit-learn's InvalidParameterError too)."""
+
+
+class NotFitted(InputError, NotFittedError):
+    """predict/embed/... before fit() or load() (scikit-learn's NotFittedError too)."""
 
 
 def as_layer_dict(X, name: str) -> dict[int, np.ndarray]:

@@ -25,36 +25,42 @@ for the equation and what is held in memory.
 from __future__ import annotations
 
 import json
-import math
-import time
+from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
-from torch.nn import functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
 
 from sers.classifiers import data
-from sers.classifiers.data import InputError
-from sers.classifiers.frames import as_frames, padded_batch
-from sers.classifiers.heads import ALIGNING_METHODS, METHODS, LayerHead, method_branches
-from sers.classifiers.losses import CORAL_SCALES, coral_loss
+from sers.classifiers.constraints import Choices, check_params
+from sers.classifiers.data import InputError, NotFitted
+from sers.classifiers.frames import as_frames
+from sers.classifiers.heads import LayerHead
+from sers.classifiers.losses import CORAL_SCALES
+from sers.classifiers.methods import METHODS, get_method, names_where
 from sers.classifiers.metrics import uar
-from sers.classifiers.segments import VowelBatches, aligned_layers, as_segment_pair, vowel_coral
+from sers.classifiers.normalization import NORMALIZE, StandardisedBatches, feature_stats, fit_statistics
+from sers.classifiers.segments import aligned_layers, as_segment_pair
+from sers.classifiers.training import train_head, vowel_term
 
 WEIGHTS_FORMAT = "sers-layer-anchoring-classifier/1"
 ALIGN = ("utterance", "vowel")
-VOWEL_METHODS = ("lam", "lam-gl")
+VOWEL_METHODS = names_where(vowel=True)
 FEATURES = ("pooled", "frames")
 GROUP_WEIGHTS = ("mean", "learned", "concat")
+NOT_FITTED = "this LayerAnchoringClassifier is not fitted yet; call fit() or load()"
 
 
-class LayerAnchoringClassifier(BaseEstimator):
+class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
     """Emotion classifier over pooled hidden states, optionally aligned to a target language.
 
     Parameters
     ----------
     method : "last" | "wsum" | "coral" | "dann" | "lam" | "lam-gl"
-        See :mod:`sers.classifiers.heads` for what each one reads and aligns.
+        See :mod:`sers.classifiers.methods` for what each one reads and aligns.
     anchors : layer numbers for ``lam`` (e.g. ``[3, 5, 7]``); groups for ``lam-gl``
         (e.g. ``[[3, 4, 5], [8, 9, 10]]``). Ignored by the other methods.
     lambda_ : weight of the alignment term (CORAL sum, or the DANN gradient-reversal strength).
@@ -80,9 +86,38 @@ class LayerAnchoringClassifier(BaseEstimator):
     vowel_lambda : weight of the vowel-level term; None = ``lambda_``.
     features : "pooled" (one vector per utterance and layer) or "frames" (``FrameFeatures``
         inputs; attentive pooling per branch, its scoring vectors trained with the head).
+
+    Attributes (set by ``fit`` or ``load``): ``classes_``, ``layers_`` (the layers read),
+    ``branches_``, ``n_features_in_`` (the width D of every layer's features), ``stats_``
+    (per-domain standardisation), ``module_`` (the torch head), ``history_``, ``best_epoch_``,
+    ``best_dev_uar_``, ``selection_``.
     """
 
-    def __init__(self, method="lam", anchors=None, lambda_=1.0, hidden=256, dropout=0.2, epochs=30,
+    # The rules each parameter follows on its own (checked by fit and required_layers); the rules
+    # between parameters (anchors by method, align="vowel" by method) are in _check_combination.
+    _parameter_constraints = {
+        "method": [Choices(METHODS, "method {value!r} is unknown; choose from {options}")],
+        "anchors": ["array-like", None],
+        "lambda_": [Interval(Real, 0, None, closed="left")],
+        "hidden": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "patience": [Interval(Integral, 0, None, closed="left"), None],
+        "normalize": [Choices(NORMALIZE)],
+        "group_weights": [Choices(GROUP_WEIGHTS)],
+        "seed": [Integral],
+        "device": [str, torch.device],
+        "verbose": ["verbose"],
+        "align": [Choices(ALIGN)],
+        "vowel_lambda": [Interval(Real, 0, None, closed="left"), None],
+        "features": [Choices(FEATURES)],
+        "coral_scale": [Choices(CORAL_SCALES)],
+    }
+
+    def __init__(self, *, method="lam", anchors=None, lambda_=1.0, hidden=256, dropout=0.2, epochs=30,
                  batch_size=128, lr=1e-3, weight_decay=0.0, patience=5, normalize="per-language",
                  group_weights="mean", seed=0, device="cpu", verbose=False, align="utterance",
                  vowel_lambda=None, features="pooled", coral_scale="relative"):
@@ -106,43 +141,39 @@ class LayerAnchoringClassifier(BaseEstimator):
         self.features = features
         self.coral_scale = coral_scale
 
-    # -- which layers -----------------------------------------------------------------
+    # -- parameters and the layers they read ---------------------------------------------
 
-    def _check_params(self) -> None:
-        if self.method not in METHODS:
-            raise InputError(f"method {self.method!r} is unknown; choose from {', '.join(METHODS)}")
-        if self.method == "lam":
-            if not self.anchors or not all(isinstance(a, (int, np.integer)) for a in self.anchors):
-                raise InputError("method 'lam' needs anchors as layer numbers, e.g. anchors=[3, 5, 7] "
-                                 "(from `sers anchor` or your own choice)")
-        if self.method == "lam-gl":
-            if not self.anchors or not all(isinstance(g, (list, tuple)) and g for g in self.anchors):
-                raise InputError("method 'lam-gl' needs anchors as groups of layers, "
-                                 "e.g. anchors=[[3, 4, 5], [8, 9, 10]]")
-        checks = [(self.hidden >= 1, "hidden must be >= 1"), (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
-                  (self.epochs >= 1, "epochs must be >= 1"), (self.batch_size >= 2, "batch_size must be >= 2"),
-                  (self.lr > 0, "lr must be > 0"), (self.lambda_ >= 0, "lambda_ must be >= 0"),
-                  ((self.patience or 0) >= 0, "patience must be >= 0"),
-                  (self.normalize in data.NORMALIZE, f"normalize must be one of {', '.join(data.NORMALIZE)}"),
-                  (self.group_weights in GROUP_WEIGHTS, f"group_weights must be one of {', '.join(GROUP_WEIGHTS)}"),
-                  (self.align in ALIGN, f"align must be one of {', '.join(ALIGN)}, not {self.align!r}"),
-                  (self.align != "vowel" or self.method in VOWEL_METHODS,
-                   f"align='vowel' aligns anchor layers vowel by vowel: it works with methods "
-                   f"{' and '.join(VOWEL_METHODS)}, not {self.method!r}"),
-                  (self.vowel_lambda is None or self.vowel_lambda >= 0, "vowel_lambda must be >= 0"),
-                  (self.coral_scale in CORAL_SCALES,
-                   f"coral_scale must be one of {', '.join(CORAL_SCALES)}, not {self.coral_scale!r}"),
-                  (self.features in FEATURES, f"features must be one of {', '.join(FEATURES)}, not {self.features!r}"),
-                  (self.features == "pooled" or self.align == "utterance",
-                   "align='vowel' compares pooled vowel segments: use it with features='pooled'")]
-        for ok, message in checks:
-            if not ok:
-                raise InputError(message)
+    def _validate_params(self) -> None:
+        """Every parameter against ``_parameter_constraints``, then the rules between them."""
+        check_params(self._parameter_constraints, self.get_params(deep=False), type(self).__name__)
+        self._check_combination()
+
+    def _check_combination(self) -> None:
+        method = self._method()
+        if method.anchors == "layers" and (
+                not self.anchors or not all(isinstance(a, (int, np.integer)) for a in self.anchors)):
+            raise InputError(f"method {method.name!r} needs anchors as layer numbers, e.g. anchors=[3, 5, 7] "
+                             "(from `sers anchor` or your own choice)")
+        if method.anchors == "groups" and (
+                not self.anchors or not all(isinstance(g, (list, tuple)) and g for g in self.anchors)):
+            raise InputError(f"method {method.name!r} needs anchors as groups of layers, "
+                             "e.g. anchors=[[3, 4, 5], [8, 9, 10]]")
+        if self.align == "vowel" and not method.vowel:
+            raise InputError(f"align='vowel' aligns anchor layers vowel by vowel: it works with methods "
+                             f"{' and '.join(VOWEL_METHODS)}, not {self.method!r}")
+        if self.align == "vowel" and self.features != "pooled":
+            raise InputError("align='vowel' compares pooled vowel segments: use it with features='pooled'")
+
+    def _method(self):
+        return get_method(self.method)
+
+    def _branches(self, available_layers) -> tuple[list[list[int]], list[int]]:
+        return self._method().branch_layers(self.anchors, available_layers)
 
     def required_layers(self, num_layers: int) -> list[int]:
         """The layers this configuration reads from a model with ``num_layers`` hidden states."""
-        self._check_params()
-        branches, _ = method_branches(self.method, self.anchors, range(num_layers))
+        self._validate_params()
+        branches, _ = self._branches(range(num_layers))
         layers = sorted({layer for branch in branches for layer in branch})
         if layers[0] < 0 or layers[-1] >= num_layers:
             raise InputError(f"anchors {self.anchors} are outside layers 0-{num_layers - 1}")
@@ -151,19 +182,19 @@ class LayerAnchoringClassifier(BaseEstimator):
     def required_segment_layers(self, num_layers: int) -> list[int]:
         """The layers of segment features that ``align="vowel"`` reads: those of the anchors."""
         self.required_layers(num_layers)
-        return aligned_layers(*method_branches(self.method, self.anchors, range(num_layers)))
+        return aligned_layers(*self._branches(range(num_layers)))
 
-    def _uses_target(self) -> bool:
-        return self.method in ALIGNING_METHODS and self.lambda_ > 0
-
-    def _vowel_weight(self) -> float:
-        return self.lambda_ if self.vowel_lambda is None else self.vowel_lambda
+    def uses_target(self) -> bool:
+        """Whether ``fit`` reads unlabelled target rows for alignment (an aligning method with λ > 0)."""
+        return self._method().reads_target and self.lambda_ > 0
 
     def _uses_segments(self) -> bool:
-        return self.align == "vowel" and self._vowel_weight() > 0
+        vowel_weight = self.lambda_ if self.vowel_lambda is None else self.vowel_lambda
+        return self.align == "vowel" and vowel_weight > 0
 
     # -- fitting ----------------------------------------------------------------------
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X_source, y_source, X_target=None, X_dev=None, y_dev=None, dev_domain="source",
             source_segments=None, target_segments=None):
         """Train on labelled source rows and unlabelled target rows; select the epoch on the dev UAR.
@@ -173,9 +204,8 @@ class LayerAnchoringClassifier(BaseEstimator):
         ``source_segments``/``target_segments`` (``align="vowel"`` only): ``(features, vowel
         classes)`` of the vowel segments of the source and target training utterances.
         """
-        self._check_params()
         source = self._as_input(X_source, "X_source")
-        branches, aligned = method_branches(self.method, self.anchors, source)
+        branches, aligned = self._branches(source)
         self.layers_ = sorted({layer for branch in branches for layer in branch})
         missing = sorted(set(self.layers_) - set(source))
         if missing:
@@ -188,7 +218,7 @@ class LayerAnchoringClassifier(BaseEstimator):
         if len(self.classes_) < 2:
             raise InputError(f"y_source has a single class {self.classes_.tolist()}; need at least two")
         target = self._checked_other(X_target, "X_target", source) if X_target is not None else None
-        if target is None and self._uses_target():
+        if target is None and self.uses_target():
             raise InputError(f"method {self.method!r} with lambda_={self.lambda_} aligns the languages and "
                              f"needs unlabelled target rows: pass X_target")
         if (X_dev is None) != (y_dev is None):
@@ -205,8 +235,8 @@ class LayerAnchoringClassifier(BaseEstimator):
             raise InputError("dev_domain must be 'source' or 'target'")
         segments = self._checked_segments(source_segments, target_segments, branches, aligned, source)
 
-        self._fit_stats(source, target)
-        self.input_dim_ = source[self.layers_[0]].shape[1]
+        self.stats_ = fit_statistics(self.normalize, source, target, self.layers_, self.features)
+        self.n_features_in_ = source[self.layers_[0]].shape[1]
         # The CPU kernels used here are deterministic already; asking torch for deterministic
         # algorithms matters on GPUs (and costs a second-long import, so only there).
         on_gpu = torch.device(self.device).type != "cpu"
@@ -217,10 +247,17 @@ class LayerAnchoringClassifier(BaseEstimator):
                     torch.use_deterministic_algorithms(True, warn_only=True)
                 torch.manual_seed(self.seed)
                 self._build(branches)
-                self._train(source, y, target, aligned, dev, y_dev, dev_domain, segments)
+                dev_uar = (None if dev is None else
+                           lambda: uar(y_dev, self.predict(dev, domain=dev_domain), self.classes_))
+                outcome = train_head(self.module_, self, self._method().aligned_by, self._batches(), branches,
+                                     aligned, source, np.searchsorted(self.classes_, y), len(self.classes_),
+                                     target=target if self.uses_target() else None, segments=segments,
+                                     dev_uar=dev_uar)
             finally:
                 if on_gpu:
                     torch.use_deterministic_algorithms(deterministic)
+        self.history_, self.best_epoch_, self.best_dev_uar_ = outcome.history, outcome.best_epoch, outcome.best_dev_uar
+        self.selection_ = None if dev is None else f"{dev_domain}-dev"
         return self
 
     def _as_input(self, X, name):
@@ -249,126 +286,25 @@ class LayerAnchoringClassifier(BaseEstimator):
         return as_segment_pair(source_segments, target_segments, aligned_layers(branches, aligned),
                                source[self.layers_[0]].shape[1])
 
-    def _fit_stats(self, source, target) -> None:
-        if self.normalize == "none":
-            stats = data.identity_stats(len(self.layers_), source[self.layers_[0]].shape[1])
-            self.stats_ = {"source": stats, "target": stats}
-        elif self.normalize == "global":
-            sides = [source] + ([target] if target is not None else [])
-            stats = self.feature_stats(sides, "X_source/X_target")
-            self.stats_ = {"source": stats, "target": stats}
-        else:  # per-language; without target rows the target side can only take the source's statistics
-            source_stats = self.feature_stats([source], "X_source")
-            self.stats_ = {"source": source_stats,
-                           "target": self.feature_stats([target], "X_target") if target is not None else source_stats}
-
-    def feature_stats(self, sides, name) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, std) per read layer over the rows (pooled) or frames (frames) of ``sides``."""
-        if self.features == "frames":
-            sides = [{layer: side.frames_of(layer) for layer in self.layers_} for side in sides]
-        return data.layer_stats(sides, self.layers_, name)
+    def add_statistics(self, domain: str, X, name: str = "X") -> "LayerAnchoringClassifier":
+        """Standardise inputs of a new ``domain`` (e.g. "cache": a third corpus) by the statistics of
+        ``X`` itself (label-free); ``predict(X, domain=domain)`` then uses them. Returns self."""
+        self._check_fitted()
+        self.stats_[domain] = feature_stats([self._as_input(X, name)], self.layers_, self.features, name)
+        return self
 
     def _build(self, branches) -> None:
         self.branches_ = branches
-        learned = self.method == "wsum" or self.group_weights == "learned"
-        self.module_ = LayerHead(self.layers_, branches, self.input_dim_, len(self.classes_), self.hidden,
+        method = self._method()
+        learned = method.branches == "all" or self.group_weights == "learned"
+        self.module_ = LayerHead(self.layers_, branches, self.n_features_in_, len(self.classes_), self.hidden,
                                  self.dropout, learned_weights=learned,
-                                 domain_classifier=(self.method == "dann"),
-                                 concatenate=(self.method == "lam-gl" and self.group_weights == "concat"),
+                                 domain_classifier=(method.aligned_by == "gradient-reversal"),
+                                 concatenate=(method.branches == "groups" and self.group_weights == "concat"),
                                  attentive=(self.features == "frames")).to(self.device)
 
-    def _inputs(self, layers_data, rows, domain) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(standardised batch, mask of real frames or None): the arguments of the head's ``embed``."""
-        if self.features == "pooled":
-            return self._tensor(layers_data, rows, domain), None
-        frames, mask = padded_batch(layers_data, self.layers_, rows, self.stats_[domain])
-        return torch.from_numpy(frames).to(self.device), torch.from_numpy(mask).to(self.device)
-
-    def _tensor(self, layers_data, rows, domain, layers=None) -> torch.Tensor:
-        """Standardised (rows, layers, D) batch; ``layers`` (default: all the model reads) may be a subset."""
-        stats = self.stats_[domain]
-        if layers is not None:  # segment features: only the anchor layers, with their statistics
-            positions = [self.layers_.index(layer) for layer in layers]
-            stats = (stats[0][positions], stats[1][positions])
-        return torch.from_numpy(data.gather(layers_data, layers or self.layers_, rows, stats)).to(self.device)
-
-    def _vowel_term(self, segments, aligned, rows=None) -> torch.Tensor:
-        """The vowel-level term on ``segments`` ((source, target) sets of (features, vowels)): on the
-        rows one :meth:`VowelBatches.take` drew, or on every segment (``rows=None``)."""
-        (source, source_vowels), (target, target_vowels) = segments
-        if rows is None:
-            rows = (np.arange(len(source_vowels)), source_vowels, np.arange(len(target_vowels)), target_vowels)
-        layers = aligned_layers(self.branches_, aligned)
-        return vowel_coral(self.module_, self.branches_, aligned, self._tensor(source, rows[0], "source", layers),
-                           rows[1], self._tensor(target, rows[2], "target", layers), rows[3], self.coral_scale)
-
-    def _train(self, source, y, target, aligned, dev, y_dev, dev_domain, segments) -> None:
-        model = self.module_
-        label_index = np.searchsorted(self.classes_, y)
-        counts = np.bincount(label_index, minlength=len(self.classes_))
-        # Inverse-frequency class weights, normalised so a balanced corpus gets weight 1.
-        class_weights = torch.tensor(len(y) / (len(counts) * counts), dtype=torch.float32, device=self.device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        shuffle = torch.Generator().manual_seed(self.seed)
-        n_batches = max(1, len(y) // self.batch_size)  # equal batches of >= batch_size rows
-        target_rows = data.Cycle(data.n_rows(target), shuffle) if self._uses_target() else None
-        if segments is not None:  # own generator: the utterance batches stay those of align="utterance"
-            vowel_batches = VowelBatches(segments[0][1], segments[1][1], self.batch_size,
-                                         torch.Generator().manual_seed(self.seed))
-        names = ("loss_ce", "loss_align") + (("loss_vowel",) if segments is not None else ()) + ("loss_total",)
-        best_uar, best_state, since_best = -1.0, None, 0
-        self.history_ = []
-        for epoch in range(1, self.epochs + 1):
-            started = time.perf_counter()
-            model.train()
-            sums = np.zeros(len(names))
-            order = torch.randperm(len(y), generator=shuffle).numpy()
-            for step, rows in enumerate(np.array_split(order, n_batches)):
-                logits_embeddings = model.embed(*self._inputs(source, rows, "source"))
-                targets = torch.from_numpy(label_index[rows]).to(self.device)
-                ce = F.cross_entropy(model.classify(logits_embeddings), targets, weight=class_weights)
-                align = torch.zeros((), device=self.device)
-                if target_rows is not None:
-                    target_embeddings = model.embed(*self._inputs(target, target_rows.take(len(rows)), "target"))
-                    if self.method == "dann":
-                        progress = ((epoch - 1) * n_batches + step) / (self.epochs * n_batches)
-                        model.domain[0].alpha = self.lambda_ * (2 / (1 + math.exp(-10 * progress)) - 1)
-                        align = _domain_loss(model, logits_embeddings, target_embeddings)
-                    else:
-                        align = sum(coral_loss(logits_embeddings[b], target_embeddings[b], self.coral_scale)
-                                    for b in aligned)
-                loss = ce + (align if self.method == "dann" else self.lambda_ * align)
-                terms = [ce, align]
-                if segments is not None:
-                    vowel = self._vowel_term(segments, aligned, vowel_batches.take())
-                    loss = loss + self._vowel_weight() * vowel
-                    terms.append(vowel)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                sums += [t.item() for t in terms + [loss]]
-            record = {"epoch": epoch, **dict(zip(names, sums / n_batches))}
-            if dev is not None:
-                record["dev_uar"] = uar(y_dev, self.predict(dev, domain=dev_domain), self.classes_)
-            record["seconds"] = time.perf_counter() - started
-            self.history_.append(record)
-            if self.verbose:
-                print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-            if dev is None:
-                continue
-            if record["dev_uar"] > best_uar:
-                best_uar, since_best = record["dev_uar"], 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                since_best += 1
-                if self.patience and since_best >= self.patience:
-                    break
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        self.best_epoch_ = (max(self.history_, key=lambda r: (r["dev_uar"], -r["epoch"]))["epoch"]
-                            if dev is not None else self.history_[-1]["epoch"])
-        self.best_dev_uar_ = best_uar if dev is not None else None
-        self.selection_ = None if dev is None else f"{dev_domain}-dev"
+    def _batches(self) -> StandardisedBatches:
+        return StandardisedBatches(self.layers_, self.stats_, self.features, self.device)
 
     # -- predicting -------------------------------------------------------------------
 
@@ -388,12 +324,13 @@ class LayerAnchoringClassifier(BaseEstimator):
     def _forward(self, X, domain, batch_size, output) -> np.ndarray:
         layers_data = self._checked_input(X, domain)
         batch_size = batch_size or (4096 if self.features == "pooled" else self.batch_size)
+        batches = self._batches()
         self.module_.eval()
         out = []
         with torch.no_grad():
             for start in range(0, data.n_rows(layers_data), batch_size):
                 rows = np.arange(start, min(start + batch_size, data.n_rows(layers_data)))
-                out.append(output(self._inputs(layers_data, rows, domain)).cpu().numpy())
+                out.append(output(batches.inputs(layers_data, rows, domain)).cpu().numpy())
         return np.concatenate(out)
 
     def attention_weights(self, X, domain="target", branch=0, batch_size=None) -> np.ndarray:
@@ -402,29 +339,34 @@ class LayerAnchoringClassifier(BaseEstimator):
         if self.features != "frames":
             raise InputError("attention_weights needs a model trained with features='frames'")
         X = self._checked_input(X, domain)
-        slots = self.module_.branch_slots[branch]
+        slots, batches = self.module_.branch_slots[branch], self._batches()
         out = []
         self.module_.eval()
         with torch.no_grad():
             for start in range(0, X.n_utterances, batch_size or self.batch_size):
                 rows = np.arange(start, min(start + (batch_size or self.batch_size), X.n_utterances))
-                frames, mask = self._inputs(X, rows, domain)
+                frames, mask = batches.inputs(X, rows, domain)
                 combined = self.module_.combine(branch, frames, slots)
                 out.append(self.module_.attention[branch].weights(combined, mask)[mask].cpu().numpy())
         return np.concatenate(out)
 
+    def _check_fitted(self) -> None:
+        try:
+            check_is_fitted(self, "module_")
+        except NotFittedError:
+            raise NotFitted(NOT_FITTED) from None
+
     def _checked_input(self, X, domain):
-        if not hasattr(self, "module_"):
-            raise InputError("this LayerAnchoringClassifier is not fitted yet; call fit() or load()")
+        self._check_fitted()
         if domain not in self.stats_:
             raise InputError(f"domain must be one of {', '.join(self.stats_)}, not {domain!r}")
         layers_data = self._as_input(X, "X")
         missing = sorted(set(self.layers_) - set(layers_data))
         if missing:
             raise InputError(f"X lacks layers {missing}; this model reads layers {self.layers_}")
-        if layers_data[self.layers_[0]].shape[1] != self.input_dim_:
+        if layers_data[self.layers_[0]].shape[1] != self.n_features_in_:
             raise InputError(f"X has dimension {layers_data[self.layers_[0]].shape[1]}; "
-                             f"the model was trained on {self.input_dim_}")
+                             f"the model was trained on {self.n_features_in_}")
         return layers_data
 
     def predict(self, X, domain="target") -> np.ndarray:
@@ -442,19 +384,20 @@ class LayerAnchoringClassifier(BaseEstimator):
         each vowel in the two languages. Works for any fitted ``lam``/``lam-gl`` model, so
         ``align="vowel"`` can be compared with ``align="utterance"`` on held-out segments.
         """
-        if not hasattr(self, "module_"):
-            raise InputError("this LayerAnchoringClassifier is not fitted yet; call fit() or load()")
-        if self.method not in VOWEL_METHODS:
+        self._check_fitted()
+        if not self._method().vowel:
             raise InputError(f"vowel_coral compares anchor layers: methods {' and '.join(VOWEL_METHODS)} only")
-        aligned = method_branches(self.method, self.anchors, self.layers_)[1]
+        aligned = self._branches(self.layers_)[1]
         segments = as_segment_pair(source_segments, target_segments, aligned_layers(self.branches_, aligned),
-                                   self.input_dim_)
+                                   self.n_features_in_)
         self.module_.eval()
         with torch.no_grad():
-            return float(self._vowel_term(segments, aligned))
+            return float(vowel_term(self.module_, self._batches(), self.branches_, aligned, segments,
+                                    self.coral_scale))
 
     def layer_weights(self) -> list[dict[int, float]]:
         """Per branch, the weight of each of its layers (wsum and learned lam-gl groups)."""
+        self._check_fitted()
         return [{layer: float(w) for layer, w in zip(branch, self.module_.layer_weights(b).detach().cpu())}
                 for b, branch in enumerate(self.branches_)]
 
@@ -464,12 +407,13 @@ class LayerAnchoringClassifier(BaseEstimator):
         """Write one safetensors file: weights, normalisation statistics and the configuration."""
         from safetensors.torch import save_file
 
+        self._check_fitted()
         tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
         for domain, (mean, std) in self.stats_.items():
             tensors[f"stats.{domain}.mean"] = torch.tensor(mean)
             tensors[f"stats.{domain}.std"] = torch.tensor(std)
         spec = {"params": self.get_params(), "classes": self.classes_.tolist(), "layers": self.layers_,
-                "branches": self.branches_, "input_dim": self.input_dim_}
+                "branches": self.branches_, "input_dim": self.n_features_in_}
         # One metadata key: safetensors writes several in a random order, and the same model
         # should give the same bytes.
         save_file(tensors, str(path), metadata={"sers": json.dumps({"format": WEIGHTS_FORMAT, **spec})})
@@ -486,16 +430,10 @@ class LayerAnchoringClassifier(BaseEstimator):
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         model = cls(**{**spec["params"], "device": device})
         model.classes_ = np.asarray(spec["classes"])
-        model.layers_, model.input_dim_ = spec["layers"], spec["input_dim"]
+        model.layers_, model.n_features_in_ = spec["layers"], spec["input_dim"]
         model.stats_ = {domain: (tensors[f"stats.{domain}.mean"].numpy(), tensors[f"stats.{domain}.std"].numpy())
                         for domain in ("source", "target")}
         model._build([list(branch) for branch in spec["branches"]])
         model.module_.load_state_dict({k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")})
         return model
 
-
-def _domain_loss(model, source_embeddings, target_embeddings) -> torch.Tensor:
-    """Binary cross-entropy of the domain classifier (source = 0, target = 1) behind gradient reversal."""
-    logits = torch.cat([model.domain_logits(source_embeddings), model.domain_logits(target_embeddings)])
-    labels = torch.cat([torch.zeros(len(source_embeddings[0])), torch.ones(len(target_embeddings[0]))])
-    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.device))

@@ -5,14 +5,8 @@ learned softmax-weighted sum, or concatenated), projected to ``hidden`` and pass
 the classifier reads the mean of the branch embeddings. With frame features each branch
 first pools its (combined) frames by attention (:mod:`sers.classifiers.frames`), so the
 projections and every loss see one vector per utterance as with pooled features. The methods differ only in
-their branches and in which branch embeddings the alignment loss sees:
-
-    last     [[L-1]]                                   no alignment
-    wsum     [[0, 1, ..., L-1]] learned layer weights  no alignment (SUPERB weighted sum)
-    coral    [[L-1]]                                   CORAL on that branch (Deep CORAL)
-    dann     [[L-1]]                                   domain classifier behind gradient reversal
-    lam      [[a1], [a2], ..., [L-1]]                  CORAL on each anchor branch
-    lam-gl   [[g1...], [g2...], ..., [L-1]]            CORAL on each group branch
+their branches and in which branch embeddings the alignment loss sees: see the table in
+:mod:`sers.classifiers.methods`.
 """
 from __future__ import annotations
 
@@ -21,33 +15,6 @@ from torch import nn
 
 from sers.classifiers.frames import AttentivePooling
 from sers.classifiers.losses import GradientReversal
-
-METHODS = ("last", "wsum", "coral", "dann", "lam", "lam-gl")
-ALIGNING_METHODS = ("coral", "dann", "lam", "lam-gl")
-
-
-def method_branches(method: str, anchors, available_layers) -> tuple[list[list[int]], list[int]]:
-    """(branches as lists of layer numbers, indices of the branches the alignment loss sees).
-
-    The highest available layer is "the last layer". ``anchors`` are layer numbers
-    for ``lam`` and groups (lists of layer numbers) for ``lam-gl``.
-    """
-    layers = sorted(int(layer) for layer in available_layers)
-    last = layers[-1]
-    if method in ("last", "coral", "dann"):
-        return [[last]], ([0] if method != "last" else [])
-    if method == "wsum":
-        return [layers], []
-    if method == "lam":
-        branches = [[int(a)] for a in anchors]
-    elif method == "lam-gl":
-        branches = [[int(layer) for layer in group] for group in anchors]
-    else:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    aligned = list(range(len(branches)))
-    if [last] not in branches:
-        branches.append([last])  # the last layer is read by the classifier but not aligned
-    return branches, aligned
 
 
 class LayerHead(nn.Module):

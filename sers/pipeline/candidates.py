@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sers import atomic
-from sers.classifiers.heads import ALIGNING_METHODS
+from sers.classifiers.methods import base_method
 from sers.classifiers.selection import CRITERIA, choose
 from sers.errors import SersError
 
@@ -30,9 +30,9 @@ class Candidate:
 
 def candidates_for(method: str, lambdas: list[float], anchor_specs: list[dict]) -> list[Candidate]:
     """λ × anchor sets for an aligning method; the first λ and anchor set for the others."""
-    base = method.split("+")[0]  # lam+vowel trains as lam
-    lambdas = lambdas if base in ALIGNING_METHODS else lambdas[:1]
-    specs = anchor_specs if base in ("lam", "lam-gl") else anchor_specs[:1]
+    base = base_method(method)  # lam+vowel trains as lam
+    lambdas = lambdas if base.reads_target else lambdas[:1]
+    specs = anchor_specs if base.uses_anchors else anchor_specs[:1]
     names = _anchor_names(specs)
     return [Candidate(",".join([f"lambda={lam:g}"] + ([f"anchors={name}"] if len(specs) > 1 else [])), lam, spec)
             for spec, name in zip(specs, names) for lam in lambdas]

@@ -19,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-METHODS = ("last", "wsum", "coral", "lam", "lam-gl")
+from sers.classifiers.methods import names_where
+
+METHODS = names_where(demo=True)  # the registry's demo methods: last, wsum, coral, lam, lam-gl
 
 
 @dataclass

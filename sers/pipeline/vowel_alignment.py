@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from sers.classifiers.heads import METHODS
+from sers.classifiers.methods import METHODS, names_where
 from sers.errors import SersError
 
 ALIGN = ("utterance", "vowel")
-VOWEL_METHODS = ("lam", "lam-gl")
+VOWEL_METHODS = names_where(vowel=True)
 
 
 def check_segments(cache, layers) -> None:
@@ -64,9 +64,9 @@ def run_names(methods, align: str) -> dict[str, tuple[str, str]]:
         if method not in METHODS or (plus and variant != "vowel"):
             raise SersError(f"unknown method {name!r}; choose from {', '.join(METHODS)} "
                             f"(and {' '.join(m + '+vowel' for m in VOWEL_METHODS)})")
-        if plus and method not in VOWEL_METHODS:
+        if plus and not METHODS[method].vowel:
             raise SersError(f"{name}: vowel-level alignment works on anchor layers, with {' and '.join(VOWEL_METHODS)}")
-        vowel = plus or (align == "vowel" and method in VOWEL_METHODS)
+        vowel = plus or (align == "vowel" and METHODS[method].vowel)
         runs[f"{method}+vowel" if vowel else method] = (method, "vowel" if vowel else "utterance")
     if align == "vowel" and not any(a == "vowel" for _, a in runs.values()):
         raise SersError(f"--align vowel aligns the anchors of {' and '.join(VOWEL_METHODS)}; --method has neither")
