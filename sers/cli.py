@@ -618,9 +618,9 @@ def train(source, target, methods, anchors, out_dir, seeds, lambda_, select, cor
       sers train --source en.zarr --target zh.zarr --method last,lam --anchors 3,5,7 \\
           --features frames -o runs-frames/
     """
-    from sers.pipeline.train import format_results, train as run_train
+    from sers.pipeline.train import train as run_train
 
-    table = run_train(source, target, methods=[m for m in methods.split(",") if m.strip()],
+    result = run_train(source, target, methods=[m for m in methods.split(",") if m.strip()],
                       anchors=_anchor_options(anchors), seeds=parse_seeds(seeds), out_dir=out_dir,
                       lambda_=_parse_lambdas(lambda_), select=select, coral_scale=coral_scale, hidden=hidden, dropout=dropout, epochs=epochs, batch_size=batch_size,
                       lr=lr, weight_decay=weight_decay, patience=patience, normalize=normalize,
@@ -632,8 +632,7 @@ def train(source, target, methods, anchors, out_dir, seeds, lambda_, select, cor
                       progress=not quiet,
                       log=lambda line: click.echo(line, err=True),
                       command=_command_line(click.get_current_context()))
-    click.echo(format_results(table))
-    click.echo(f"wrote {out_dir}/results.csv, results.md and one folder per run")
+    click.echo(result.summary())
 
 
 @main.command()
@@ -653,20 +652,8 @@ def evaluate(run_dir, cache, split, out_dir, stats):
       sers evaluate runs/lam/seed0 other-corpus.zarr --stats cache -o eval/other
     """
     from sers.pipeline.evaluate import evaluate as run_evaluate
-    from sers.display.tables import format_table
 
-    result = run_evaluate(run_dir, cache, split=split, out_dir=out_dir, stats=stats)
-    metrics = result["metrics"]
-    if metrics is None:
-        click.echo(f"{result['n']} utterances, none labelled: no metrics")
-    else:
-        click.echo(f"{metrics['n']} labelled utterances: UAR {metrics['uar']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
-                   f"  accuracy {metrics['accuracy']:.4f}")
-        header = ["true \\ predicted"] + metrics["classes"] + ["recall"]
-        recalls = metrics["per_class_recall"]
-        click.echo(format_table(header, [[c] + row + ["-" if recalls[c] is None else f"{recalls[c]:.3f}"]
-                                         for c, row in zip(metrics["classes"], metrics["confusion"])]))
-    click.echo(f"wrote {result['predictions']} and metrics.json beside it")
+    click.echo(run_evaluate(run_dir, cache, split=split, out_dir=out_dir, stats=stats).summary())
 
 
 @main.command()
@@ -685,8 +672,7 @@ def predict(run_dir, cache, out_csv, split, stats):
     """
     from sers.pipeline.evaluate import predict as run_predict
 
-    path = run_predict(run_dir, cache, out_csv, split=split, stats=stats)
-    click.echo(f"wrote {path}")
+    click.echo(run_predict(run_dir, cache, out_csv, split=split, stats=stats).summary())
 
 # --- models convert, models whisper-base (sers.ct2) ---
 

@@ -132,7 +132,7 @@ def test_train_on_frames_records_it_and_evaluate_reproduces_the_predictions(cach
         assert (run / name).read_bytes() == (tmp_path / "b/lam/seed0" / name).read_bytes()
     result = evaluate(run, caches["target"], split="test", out_dir=tmp_path / "eval")
     trained = json.loads((run / "metrics.json").read_text())["target_test"]
-    assert result["metrics"]["uar"] == trained["uar"] and result["n"] == 80
+    assert result.metrics["uar"] == trained["uar"] and result.n == 80
     lines = lambda path: [l.split(",")[-4:] for l in path.read_text().splitlines()[1:]]  # noqa: E731
     train_rows = [l for l in (run / "predictions.csv").read_text().splitlines()[1:] if l.startswith("target")]
     assert [l.split(",")[-4:] for l in train_rows] == lines(tmp_path / "eval/predictions.csv")

@@ -136,8 +136,8 @@ def test_evaluate_and_predict_reproduce_the_training_outputs(caches, runs, tmp_p
     run = out / "lam" / "seed0"
     result = evaluate(run, caches["target"], split="test", out_dir=tmp_path / "eval")
     trained = json.loads((run / "metrics.json").read_text())["target_test"]
-    assert result["metrics"] == trained
-    path = predict(run, caches["target"], tmp_path / "p.csv", split="test")
+    assert result.metrics == trained
+    path = predict(run, caches["target"], tmp_path / "p.csv", split="test").path
     trained_rows = [r for r in csv.DictReader(open(run / "predictions.csv")) if r["side"] == "target"]
     new_rows = list(csv.DictReader(open(path)))
     assert [(r["id"], r["predicted"], r["p_A"]) for r in new_rows] == \

@@ -205,7 +205,7 @@ def test_vowel_runs_are_named_and_record_their_segments(caches, runs):
     assert [(r.label, len(r.runs)) for r in reported] == [("last", 2), ("lam", 2), ("lam+vowel", 2)]
     trained = json.loads((out / "lam+vowel/seed0/metrics.json").read_text())["target_test"]
     assert evaluate(out / "lam+vowel/seed0", caches["target"], split="test",
-                    out_dir=caches["folder"] / "eval")["metrics"] == trained
+                    out_dir=caches["folder"] / "eval").metrics == trained
 
 
 def test_vowel_runs_read_no_target_label_and_repeat_exactly(caches, runs, tmp_path):

@@ -1,28 +1,28 @@
 """`sers evaluate` and `sers predict`: apply a trained run to any cache of the same model.
 
-A run folder (written by :mod:`sers.pipeline.train`) holds ``config.json`` and
-``model.safetensors``; the model reads pooled features of the layers it was trained
-on (their stored frames, for runs trained with ``--features frames``). This module also
-holds the writers for the files a run folder shares with an
-evaluation: predictions CSV and metrics JSON.
+A run folder (written by :mod:`sers.pipeline.train`; its files are named in :mod:`sers.runs`)
+holds ``config.json`` and ``model.safetensors``; the model reads pooled features of the layers
+it was trained on (their stored frames, for runs trained with ``--features frames``). This
+module also holds the writers for the files a run folder shares with an evaluation:
+predictions CSV and metrics JSON.
 """
 from __future__ import annotations
 
 import csv
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 import sers.cache
-from sers import atomic
+from sers import atomic, runs
 from sers.cache import schema
 from sers.classifiers.estimator import LayerAnchoringClassifier
 from sers.classifiers.metrics import classification_metrics
+from sers.display.tables import format_table
 from sers.errors import SersError
-from sers.jsonfile import read_json
-
-WEIGHTS = "model.safetensors"
+from sers.runs import WEIGHTS
 MODEL_KEYS = ("model_id", "model_revision", "num_layers", "hidden_size", schema.MODEL_DIGEST_ATTR,
               schema.MODEL_COMMIT_ATTR)
 STATS_CHOICES = ("target", "source", "cache")
@@ -49,15 +49,10 @@ def model_description(attrs: dict) -> dict:
     return {key: attrs.get(key) for key in MODEL_KEYS}
 
 
-def load_run(run_dir) -> tuple[LayerAnchoringClassifier, dict]:
+def load_run(run_dir) -> tuple[LayerAnchoringClassifier, runs.RunConfig]:
     """(the trained classifier, the run's config.json)."""
-    run_dir = Path(run_dir)
-    config_path, weights = run_dir / "config.json", run_dir / WEIGHTS
-    if not config_path.is_file() or not weights.is_file():
-        raise SersError(f"{run_dir}: not a run folder (needs config.json and {WEIGHTS}, written by `sers train`)")
-    config = read_json(config_path, invalid="not a valid run config (JSON)")
-    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
-        raise SersError(f"{config_path}: not a run config written by `sers train` (no 'data' section)")
+    config = runs.read_config(run_dir)
+    weights = Path(run_dir) / WEIGHTS
     try:
         return LayerAnchoringClassifier.load(weights), config
     except SersError:
@@ -71,9 +66,9 @@ def _open(cache):
     return cache if isinstance(cache, sers.cache.CacheReader) else sers.cache.open(cache).require_complete()
 
 
-def check_cache_matches(config: dict, cache, run_dir) -> None:
+def check_cache_matches(config: runs.RunConfig, cache, run_dir) -> None:
     """Refuse a cache whose features come from another model than the run was trained on."""
-    trained = config["data"]["source"]["model"]
+    trained = config.trained_model
     offered = model_description(cache.attrs)
     differences = [schema.model_difference(trained, offered)]
     differences += [(key, trained.get(key), offered.get(key)) for key in ("num_layers", "hidden_size")]
@@ -88,14 +83,14 @@ def check_cache_matches(config: dict, cache, run_dir) -> None:
 
 def _features(model, config, cache, rows, run_dir):
     """The run's layers for ``rows``: pooled features, or the stored frames for frame runs."""
-    if config.get("features", "pooled") != "frames":
-        return dict(zip(model.layers_, cache.pooled_layers(model.layers_, rows=rows, stat=config.get("stat", "mean"))))
+    if config.features != "frames":
+        return dict(zip(model.layers_, cache.pooled_layers(model.layers_, rows=rows, stat=config.stat)))
     from sers.pipeline.frame_features import read_frames
 
     stride = int(cache.attrs.get("frame_stride") or 1)
-    if stride != config.get("frame_stride", 1):
+    if stride != config.frame_stride:
         raise SersError(f"{cache.path} stores frames at stride {stride} but run {run_dir} was trained on stride "
-                        f"{config.get('frame_stride', 1)}; extract with --frame-stride {config.get('frame_stride', 1)}")
+                        f"{config.frame_stride}; extract with --frame-stride {config.frame_stride}")
     return read_frames(cache, model.layers_, {"rows": rows})["rows"]
 
 
@@ -111,41 +106,82 @@ def _apply(run_dir, cache, split, stats):
         raise SersError(f"{cache.path}: no utterances in split {split!r} (splits: {', '.join(splits)})")
     X = _features(model, config, cache, rows, run_dir)
     if stats == "cache":  # per-language standardisation by this corpus's own statistics
-        model.stats_["cache"] = model.feature_stats([X], str(cache.path))
+        model.add_statistics("cache", X, str(cache.path))
     proba = model.predict_proba(X, domain=stats)
     table = cache.utterances.select(rows)
     columns = {name: table[name] for name in ("id", "split", "language")}
     return model, config, cache, table, columns, proba
 
 
-def evaluate(run_dir, cache, split=None, out_dir=None, stats="target") -> dict:
+@dataclass
+class Evaluation:
+    """What `sers evaluate` found: metrics (None when no row is labelled) and where it wrote them."""
+    run: str
+    cache: str
+    split: str | None
+    n: int
+    n_labelled: int
+    stats: str
+    selection: str | None
+    metrics: dict | None
+    predictions: str
+
+    def to_dict(self) -> dict:
+        """The metrics.json written beside the predictions."""
+        return asdict(self)
+
+    def summary(self) -> str:
+        """UAR, macro-F1, accuracy and the confusion table, or why there are none; the files written."""
+        if self.metrics is None:
+            lines = [f"{self.n} utterances, none labelled: no metrics"]
+        else:
+            m = self.metrics
+            header = ["true \\ predicted"] + m["classes"] + ["recall"]
+            recalls = m["per_class_recall"]
+            lines = [f"{m['n']} labelled utterances: UAR {m['uar']:.4f}  macro-F1 {m['macro_f1']:.4f}"
+                     f"  accuracy {m['accuracy']:.4f}",
+                     format_table(header, [[c] + row + ["-" if recalls[c] is None else f"{recalls[c]:.3f}"]
+                                           for c, row in zip(m["classes"], m["confusion"])])]
+        return "\n".join(lines + [f"wrote {self.predictions} and metrics.json beside it"])
+
+
+@dataclass
+class Prediction:
+    path: Path
+
+    def summary(self) -> str:
+        return f"wrote {self.path}"
+
+
+def evaluate(run_dir, cache, split=None, out_dir=None, stats="target") -> Evaluation:
     """Metrics of a run on ``cache`` (all rows or one ``split``) and a predictions CSV.
 
     ``stats`` only matters for runs trained with per-language normalisation: standardise
     with the run's stored target (default) or source statistics, or with this cache's own.
-    Returns ``{"metrics": ... or None when no row is labelled, "predictions": path, ...}``.
+    Writes OUT/predictions.csv and OUT/metrics.json (OUT: ``out_dir``, default
+    RUN/evaluations/<cache>-<split>).
     """
     model, config, cache, table, columns, proba = _apply(run_dir, cache, split, stats)
-    out_dir = Path(out_dir) if out_dir else Path(run_dir) / "evaluations" / _name(cache.path, split)
+    out_dir = Path(out_dir) if out_dir else Path(run_dir) / runs.EVALUATIONS / _name(cache.path, split)
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = table.label.astype(str)
-    write_predictions(out_dir / "predictions.csv", {**columns, "label": labels}, model.classes_, proba)
+    write_predictions(out_dir / runs.PREDICTIONS, {**columns, "label": labels}, model.classes_, proba)
     labelled = labels != ""
     metrics = (classification_metrics(labels[labelled], model.classes_[proba[labelled].argmax(1)], model.classes_)
                if labelled.any() else None)
-    result = {"run": str(run_dir), "cache": str(cache.path), "split": split, "n": int(len(labels)),
-              "n_labelled": int(labelled.sum()), "stats": stats, "selection": config.get("selection"),
-              "metrics": metrics, "predictions": str(out_dir / "predictions.csv")}
-    write_json(out_dir / "metrics.json", result)
+    result = Evaluation(run=str(run_dir), cache=str(cache.path), split=split, n=int(len(labels)),
+                        n_labelled=int(labelled.sum()), stats=stats, selection=config.selection,
+                        metrics=metrics, predictions=str(out_dir / runs.PREDICTIONS))
+    write_json(out_dir / runs.METRICS, result.to_dict())
     return result
 
 
-def predict(run_dir, cache, out_csv, split=None, stats="target") -> Path:
+def predict(run_dir, cache, out_csv, split=None, stats="target") -> Prediction:
     """Write ``out_csv``: id, split, language, predicted class, one probability per class."""
     model, _, _, _, columns, proba = _apply(run_dir, cache, split, stats)
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
     write_predictions(out_csv, columns, model.classes_, proba)
-    return Path(out_csv)
+    return Prediction(Path(out_csv))
 
 
 def _name(path, split) -> str:

@@ -24,27 +24,30 @@ import csv
 import os
 import shutil
 import tempfile
+from dataclasses import asdict, dataclass, fields as dataclass_fields, replace
 from pathlib import Path
 
 import numpy as np
 
 import sers
 import sers.cache
-from sers.atomic import atomic_path, write_text as atomic_write_text
+from sers import runs as run_schema
+from sers.atomic import atomic_path
 from sers.classifiers.anchors import anchors_for, load_anchors
 from sers.classifiers.estimator import LayerAnchoringClassifier
-from sers.classifiers.heads import METHODS
+from sers.classifiers.methods import METHODS, base_method
 from sers.classifiers.metrics import classification_metrics
 from sers.classifiers.selection import score_candidate
 from sers.errors import SersError
-from sers.pipeline.evaluate import WEIGHTS, model_description, write_json, write_predictions
 from sers.pipeline.candidates import candidates_for, check_criterion, keep_selected
+from sers.pipeline.evaluate import model_description, write_json, write_predictions
 from sers.pipeline.frame_features import check_frame_layers, read_frames
+from sers.pipeline.sweep import BACKENDS, run_all
+from sers.pipeline.train_results import TrainResult, format_results, summarise, write_results  # noqa: F401
 from sers.pipeline.vowel_alignment import alignment_config, check_segments, read_segments, run_names
-from sers.display.tables import format_markdown_table, format_table
+from sers.runs import run_folder
 
 SOURCE_DEV_SPLITS = ("dev", "validation", "valid", "val")
-BACKENDS = ("loky", "dask", "ray")
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -82,15 +85,16 @@ def _shared(block: np.ndarray, name: str, spill_dir) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
-def _read(cache, layers, parts: dict[str, np.ndarray], stat: str, log, spill_dir=None, features="pooled") -> dict:
-    """One read of ``layers`` for the rows of all ``parts``; each part is a view of that block."""
+def _read(cache, layers, parts: dict[str, np.ndarray], stat: str, log, share, features="pooled") -> dict:
+    """One read of ``layers`` for the rows of all ``parts``; each part is a view of that block.
+    ``share(block, name)`` may put the block where worker processes map it (:func:`_shared`)."""
     if features == "frames":
-        return read_frames(cache, layers, parts, log, share=lambda block, name: _shared(block, name, spill_dir))
+        return read_frames(cache, layers, parts, log, share=share)
     rows = np.concatenate(list(parts.values()))
     if log:
         size = len(layers) * len(rows) * cache.hidden_size * 4
         log(f"reading {len(layers)} layers x {len(rows)} utterances ({size / 1e6:.0f} MB) from {cache.path}")
-    block = _shared(cache.pooled_layers(layers, rows=rows, stat=stat), next(iter(parts)), spill_dir)
+    block = share(cache.pooled_layers(layers, rows=rows, stat=stat), next(iter(parts)))
     out, start = {}, 0
     for name, part in parts.items():
         out[name] = {layer: block[i, start:start + len(part)] for i, layer in enumerate(layers)}
@@ -130,8 +134,8 @@ def _fit_and_write(spec: dict, data: dict, run_dir: Path) -> dict:
               _layers(data["target_train"], spec["layers"]) if uses_target else None,
               X_dev=_layers(dev, spec["layers"]), y_dev=y_dev, dev_domain=dev_domain, **segments)
     config = {**spec["config"], "layers": model.layers_, "branches": model.branches_, "best_epoch": model.best_epoch_}
-    write_json(run_dir / "config.json", config)
-    model.save(run_dir / WEIGHTS)
+    write_json(run_dir / run_schema.CONFIG, config)
+    model.save(run_dir / run_schema.WEIGHTS)
     _write_curves(run_dir, model.history_, spec["plots"])
     proba = {"source_dev": model.predict_proba(data["source_dev"], domain="source"),
              "target_test": model.predict_proba(data["target_test"], domain="target")}
@@ -141,7 +145,7 @@ def _fit_and_write(spec: dict, data: dict, run_dir: Path) -> dict:
     columns = {"side": np.concatenate([[side] * len(proba[name]) for name, side in parts]),
                "split": np.concatenate([[spec["splits"][name]] * len(proba[name]) for name, _ in parts]),
                "id": np.concatenate([data[f"ids_{name}"] for name, _ in parts])}
-    write_predictions(run_dir / "predictions.csv", columns, model.classes_,
+    write_predictions(run_dir / run_schema.PREDICTIONS, columns, model.classes_,
                       np.concatenate([proba[name] for name, _ in parts]))
     scores = (score_candidate(model, _layers(dev, spec["layers"]), y_dev, _layers(data["source_train"], spec["layers"]),
                               _layers(data["target_train"], spec["layers"])) if spec["candidate"] else None)
@@ -152,7 +156,7 @@ def _fit_and_write(spec: dict, data: dict, run_dir: Path) -> dict:
 
 def _write_curves(run_dir: Path, history: list[dict], plot: bool) -> None:
     names = list(history[0])
-    with open(run_dir / "curves.csv", "w", newline="") as handle:
+    with open(run_dir / run_schema.CURVES_CSV, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=names)
         writer.writeheader()
         writer.writerows(history)
@@ -160,22 +164,67 @@ def _write_curves(run_dir: Path, history: list[dict], plot: bool) -> None:
         return
     from sers.display.figures import training_curves
 
-    training_curves(history, run_dir / "curves.png")
+    training_curves(history, run_dir / run_schema.CURVES_PNG)
 
 
 # -- the command --------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class TrainSettings:
+    """The estimator's hyper-parameters, the same for every run of a sweep (λ and the anchors vary per
+    candidate; see :class:`~sers.classifiers.estimator.LayerAnchoringClassifier`, which checks them)."""
+    hidden: int = 256
+    dropout: float = 0.2
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 5
+    normalize: str = "per-language"
+    group_weights: str = "mean"
+    device: str = "cpu"
+    features: str = "pooled"
+    coral_scale: str = "relative"
+    vowel_lambda: float | None = None  # runs with align="vowel" only; None: λ
+
+    def estimator_params(self, align: str) -> dict:
+        params = asdict(self)
+        if align != "vowel":
+            del params["vowel_lambda"]
+        return params
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Which split of each cache plays which part (see the module docstring for what is read when)."""
+    source_train: str = "train"
+    source_dev: str | None = None     # default: "dev", else "validation", "valid" or "val"
+    target_train: str = "train"
+    target_test: str = "test"
+    target_dev: str | None = None     # labelled target split for model selection (target-selected)
+
+
+def _grouped(settings, splits, options) -> tuple[TrainSettings, Splits]:
+    """TrainSettings and Splits from objects, or from their fields given to train() as keywords."""
+    fields = {cls: {f.name for f in dataclass_fields(cls)} for cls in (TrainSettings, Splits)}
+    unknown = sorted(set(options) - fields[TrainSettings] - fields[Splits])
+    if unknown:
+        raise TypeError(f"train() got unexpected keyword arguments {', '.join(unknown)}")
+    settings = replace(settings or TrainSettings(), **{k: v for k, v in options.items() if k in fields[TrainSettings]})
+    splits = replace(splits or Splits(), **{k: v for k, v in options.items() if k in fields[Splits]})
+    return settings, splits
+
+
 def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2, 3, 4), out_dir="runs", *,
-          lambda_=(0.3, 1.0, 3.0), hidden=256, dropout=0.2, epochs=30, batch_size=128, lr=1e-3, weight_decay=0.0,
-          patience=5, normalize="per-language", group_weights="mean", device="cpu", source_train="train",
-          source_dev=None, target_train="train", target_test="test", target_dev=None, stat="mean",
-          align="utterance", vowel_lambda=None, features="pooled", coral_scale="relative", select="source-dev",
-          jobs=1, backend="loky", plots=True, progress=True, log=None, overwrite=False,
-          command=None) -> list[dict]:
-    """Train every method x seed from two caches; write run folders and results.{csv,md}; return the table rows.
+          lambda_=(0.3, 1.0, 3.0), settings: TrainSettings | None = None, splits: Splits | None = None,
+          stat="mean", align="utterance", select="source-dev", jobs=1, backend="loky", plots=True, progress=True,
+          log=None, overwrite=False, command=None, **options) -> TrainResult:
+    """Train every method x seed from two caches; write run folders and results.{csv,md}; return the table.
 
     ``source``/``target``: cache paths (or open readers) of the same model. ``anchors``: an
     anchors.json path, a dict in its format, layer numbers, or groups of layer numbers.
+    ``settings`` (:class:`TrainSettings`) and ``splits`` (:class:`Splits`), or any of their fields
+    as keywords (``hidden=64``, ``target_dev="dev"``): the estimator's hyper-parameters, the splits.
     ``align="vowel"``: lam and lam-gl also align vowel by vowel on the caches' vowel segments,
     with weight ``vowel_lambda`` (default ``lambda_``); see :mod:`sers.pipeline.vowel_alignment`.
     ``features="frames"``: read the caches' stored frames of the needed layers (in memory as
@@ -186,8 +235,11 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     ``lambda_`` may be a list and ``anchors`` a list of anchors.json files: each aligning method
     then trains every λ x anchor set as a candidate and keeps, per seed, the one ``select``
     scores best (no target labels read; see :mod:`sers.pipeline.candidates`).
+    Returns a :class:`~sers.pipeline.train_results.TrainResult`: the rows of results.csv, and ``summary()``.
     """
-    earlier_runs = _earlier_runs(Path(out_dir), overwrite)
+    settings, splits = _grouped(settings, splits, options)
+    written_to, out_dir = str(out_dir), Path(out_dir)
+    earlier = _earlier_runs(out_dir, overwrite)
     methods = [m.strip() for m in ([methods] if isinstance(methods, str) else methods) if m.strip()]
     if not methods:
         raise SersError(f"no method given; choose from {', '.join(METHODS)}")
@@ -201,93 +253,22 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     src = source if isinstance(source, sers.cache.CacheReader) else sers.cache.open(source).require_complete()
     tgt = target if isinstance(target, sers.cache.CacheReader) else sers.cache.open(target).require_complete()
     src.check_compatible(tgt)
-    hyper = dict(hidden=hidden, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
-                 weight_decay=weight_decay, patience=patience, normalize=normalize, group_weights=group_weights,
-                 device=device, features=features, coral_scale=coral_scale)
-    # (run name, candidate) -> estimator template; one candidate unless several λ or anchor files
-    candidates = {name: candidates_for(m, lambdas, anchor_specs) for name, (m, _) in runs.items()}
-    templates = {(name, c.tag): LayerAnchoringClassifier(method=m, anchors=anchors_for(m, c.anchors), align=a,
-                                                     lambda_=c.lambda_, **hyper,
-                                                     **({"vowel_lambda": vowel_lambda} if a == "vowel" else {}))
-                 for name, (m, a) in runs.items() for c in candidates[name]}
-    needed = {key: t.required_layers(src.num_layers) for key, t in templates.items()}
-    layers = sorted({layer for ls in needed.values() for layer in ls})
-    segment_needed = {key: t.required_segment_layers(src.num_layers) if t.align == "vowel" else []
-                      for key, t in templates.items()}
-    segment_layers = sorted({layer for ls in segment_needed.values() for layer in ls})
-    if segment_layers:  # before any feature is read: a wrong cache fails in seconds
-        for cache in (src, tgt):
-            check_segments(cache, segment_layers)
-    if features == "frames":
-        for cache in (src, tgt):
-            check_frame_layers(cache, layers)
-        strides = [int(cache.attrs.get("frame_stride") or 1) for cache in (src, tgt)]
-        if strides[0] != strides[1]:
-            raise SersError(f"frames are stored at stride {strides[0]} in {src.path} but {strides[1]} in {tgt.path}; "
-                            f"extract both with the same --frame-stride")
-
-    source_dev = _source_dev_split(src, source_dev)
-    splits = {"source_train": source_train, "source_dev": source_dev, "target_train": target_train,
-              "target_test": target_test}
-    rows = {"source_train": _split_rows(src, source_train, "source training data", "--source-train", True),
-            "source_dev": _split_rows(src, source_dev, "source model selection", "--source-dev", True),
-            "target_train": _split_rows(tgt, target_train, "unlabelled target data", "--target-train", False),
-            "target_test": _split_rows(tgt, target_test, "target test", "--target-test", False)}
-    if target_dev:
-        splits["target_dev"] = target_dev
-        rows["target_dev"] = _split_rows(tgt, target_dev, "target model selection", "--target-dev", True)
-    labels = {"source_train": src.utterances.label[rows["source_train"]].astype(str),
-              "source_dev": src.utterances.label[rows["source_dev"]].astype(str)}
-    if target_dev:  # the only target labels read before training, and only when asked for
-        labels["target_dev"] = tgt.utterances.label[rows["target_dev"]].astype(str)
-    for name in [n for n in ("source_dev", "target_dev") if n in labels]:
-        unseen = sorted(set(labels[name]) - set(labels["source_train"]))
-        if unseen:
-            raise SersError(f"split {splits[name]!r} ({name.replace('_', ' ')}) has labels {unseen} that never occur "
-                            f"in source split {source_train!r}; map or drop them in the manifest")
+    plan = _Plan(runs, lambdas, anchor_specs, settings, src.num_layers)
+    _check_caches(src, tgt, plan, settings.features)
+    parts = _Parts(src, tgt, splits)
 
     spill = tempfile.TemporaryDirectory(prefix="sers-train-") if jobs > 1 and backend == "loky" else None
-    spill_dir = spill.name if spill else None
-    data = {**_read(src, layers, {k: rows[k] for k in ("source_train", "source_dev")}, stat, log, spill_dir, features),
-            **_read(tgt, layers, {k: rows[k] for k in rows if k.startswith("target")}, stat, log, spill_dir,
-                    features)}
-    if segment_layers:  # the segments of the training utterances, with their vowel class (never their label)
-        for side, cache, split in (("source", src, source_train), ("target", tgt, target_train)):
-            data.update(read_segments(cache, segment_layers, rows[f"{side}_train"], f"segments_{side}", split, log,
-                                      share=lambda block, name: _shared(block, name, spill_dir)))
-    data.update({f"y_{name}": values for name, values in labels.items()})
-    data.update({f"ids_{name}": (src if name.startswith("source") else tgt).utterances.id[r]
-                 for name, r in rows.items()})
-
-    provenance = _provenance(src, tgt, splits, rows, labels, target_dev)
-    selection = "target-dev" if target_dev else "source-dev"
+    share = (lambda block, name: _shared(block, name, spill.name if spill else None))
+    data = _read_data(src, tgt, plan, parts, stat, log, share, settings.features)
+    selection = "target-dev" if splits.target_dev else "source-dev"
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 and backend == "loky" else None
-    out_dir = Path(out_dir).resolve()  # absolute: dask/ray workers may run in another directory
-    specs = []
-    for method, candidate in ((m, c) for m, cs in candidates.items() for c in cs):
-        tag, template = candidate.tag, templates[method, candidate.tag]
-        alignment = alignment_config(template, segment_needed[method, tag], data, splits)
-        several = len(candidates[method]) > 1
-        for seed in seeds:
-            params = {**template.get_params(), "seed": seed}
-            run_dir = out_dir / method / f"seed{seed}"
-            config = {"method": method, "seed": seed, "anchors": params["anchors"],
-                      "anchors_file": candidate.anchors["file"],
-                      "features": features, **_feature_config(features, stat, src), **alignment,
-                      "estimator": params, "selection": selection,
-                      "target_dev": target_dev, "target_labels_used_for_selection": bool(target_dev),
-                      "anchors_chosen_with_target_labels": (candidate.anchors.get("target_labels")
-                                                            if method.startswith("lam") else None),
-                      "data": provenance, "sers_version": sers.__version__, "command": command}
-            specs.append({"method": method, "seed": seed, "params": params, "config": config,
-                          "layers": needed[method, tag], "segment_layers": segment_needed[method, tag],
-                          "uses_target": template._uses_target() or normalize != "none",
-                          "candidate": candidate.tag if several else None,
-                          "run_dir": str(run_dir / "candidates" / candidate.tag if several else run_dir),
-                          "splits": splits, "threads": threads, "plots": plots})
-    _remove(earlier_runs)
+    common = {"features": settings.features, **_feature_config(settings.features, stat, src),
+              "data": _provenance(src, tgt, parts), "command": command, "selection": selection,
+              "target_dev": splits.target_dev, "normalize": settings.normalize}
+    specs = _specs(plan, data, parts, seeds, out_dir.resolve(), common, threads, plots)
+    _remove(earlier)
     try:
-        results = _run_all(specs, data, jobs, backend, progress)
+        results = run_all(_run_one, specs, data, jobs, backend, progress)
     finally:
         del data
         if spill:
@@ -296,27 +277,142 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     # Candidates are chosen before any target test label is read (the scores come from training data).
     results = keep_selected(results, select)
     # Only now, after every model is trained, are the target test labels read: to score predictions.
-    test_labels = tgt.utterances.label[rows["target_test"]].astype(str)
-    truth = {"source_dev": labels["source_dev"], "target_test": test_labels, "target_dev": labels.get("target_dev")}
+    _score(results, parts, selection, log)
+    table = summarise(results, list(runs), selection)
+    informed = sorted({spec["target_labels"] for spec in anchor_specs} - {None})
+    for row in table:
+        row["anchors_target_labels"] = ", ".join(informed) if base_method(row["method"]).uses_anchors else ""
+    write_results(out_dir.resolve(), table, results)
+    return TrainResult(table, written_to, results)
+
+
+class _Plan:
+    """What to train: per run name, its candidates and their estimator templates; the layers they read."""
+
+    def __init__(self, runs, lambdas, anchor_specs, settings: TrainSettings, num_layers: int):
+        self.runs = runs
+        # (run name, candidate) -> estimator template; one candidate unless several λ or anchor files
+        self.candidates = {name: candidates_for(m, lambdas, anchor_specs) for name, (m, _) in runs.items()}
+        self.templates = {(name, c.tag): LayerAnchoringClassifier(
+                              method=m, anchors=anchors_for(m, c.anchors), align=a, lambda_=c.lambda_,
+                              **settings.estimator_params(a))
+                          for name, (m, a) in runs.items() for c in self.candidates[name]}
+        self.needed = {key: t.required_layers(num_layers) for key, t in self.templates.items()}
+        self.layers = sorted({layer for ls in self.needed.values() for layer in ls})
+        self.segment_needed = {key: t.required_segment_layers(num_layers) if t.align == "vowel" else []
+                               for key, t in self.templates.items()}
+        self.segment_layers = sorted({layer for ls in self.segment_needed.values() for layer in ls})
+
+
+def _check_caches(src, tgt, plan: _Plan, features: str) -> None:
+    """Before any feature is read: a cache without what the plan needs fails in seconds."""
+    if plan.segment_layers:
+        for cache in (src, tgt):
+            check_segments(cache, plan.segment_layers)
+    if features == "frames":
+        for cache in (src, tgt):
+            check_frame_layers(cache, plan.layers)
+        strides = [int(cache.attrs.get("frame_stride") or 1) for cache in (src, tgt)]
+        if strides[0] != strides[1]:
+            raise SersError(f"frames are stored at stride {strides[0]} in {src.path} but {strides[1]} in {tgt.path}; "
+                            f"extract both with the same --frame-stride")
+
+
+class _Parts:
+    """The rows of each part (source_train, source_dev, target_train, target_test[, target_dev]),
+    their split names, and the labels read before training (never those of target_train or target_test)."""
+
+    def __init__(self, src, tgt, splits: Splits):
+        self.src, self.tgt = src, tgt
+        source_dev = _source_dev_split(src, splits.source_dev)
+        self.splits = {"source_train": splits.source_train, "source_dev": source_dev,
+                       "target_train": splits.target_train, "target_test": splits.target_test}
+        self.rows = {
+            "source_train": _split_rows(src, splits.source_train, "source training data", "--source-train", True),
+            "source_dev": _split_rows(src, source_dev, "source model selection", "--source-dev", True),
+            "target_train": _split_rows(tgt, splits.target_train, "unlabelled target data", "--target-train", False),
+            "target_test": _split_rows(tgt, splits.target_test, "target test", "--target-test", False)}
+        if splits.target_dev:
+            self.splits["target_dev"] = splits.target_dev
+            self.rows["target_dev"] = _split_rows(tgt, splits.target_dev, "target model selection", "--target-dev",
+                                                  True)
+        self.labels = {name: src.utterances.label[self.rows[name]].astype(str)
+                       for name in ("source_train", "source_dev")}
+        if splits.target_dev:  # the only target labels read before training, and only when asked for
+            self.labels["target_dev"] = tgt.utterances.label[self.rows["target_dev"]].astype(str)
+        for name in [n for n in ("source_dev", "target_dev") if n in self.labels]:
+            unseen = sorted(set(self.labels[name]) - set(self.labels["source_train"]))
+            if unseen:
+                raise SersError(f"split {self.splits[name]!r} ({name.replace('_', ' ')}) has labels {unseen} that "
+                                f"never occur in source split {splits.source_train!r}; map or drop them in the "
+                                "manifest")
+
+    def cache_of(self, name: str):
+        return self.src if name.startswith("source") else self.tgt
+
+
+def _read_data(src, tgt, plan: _Plan, parts: _Parts, stat, log, share, features) -> dict:
+    """Every feature the runs read, once: per part a layer dict (or frames), the vowel segments, labels, ids."""
+    rows = parts.rows
+    data = {**_read(src, plan.layers, {k: rows[k] for k in ("source_train", "source_dev")}, stat, log, share,
+                    features),
+            **_read(tgt, plan.layers, {k: rows[k] for k in rows if k.startswith("target")}, stat, log, share,
+                    features)}
+    if plan.segment_layers:  # the segments of the training utterances, with their vowel class (never their label)
+        for side, cache in (("source", src), ("target", tgt)):
+            data.update(read_segments(cache, plan.segment_layers, rows[f"{side}_train"], f"segments_{side}",
+                                      parts.splits[f"{side}_train"], log, share=share))
+    data.update({f"y_{name}": values for name, values in parts.labels.items()})
+    data.update({f"ids_{name}": parts.cache_of(name).utterances.id[r] for name, r in rows.items()})
+    return data
+
+
+def _specs(plan: _Plan, data, parts: _Parts, seeds, out_dir: Path, common: dict, threads, plots) -> list[dict]:
+    """One spec per run name x candidate x seed: the estimator's params, the config.json to write, where."""
+    specs = []
+    for method, candidate in ((m, c) for m, cs in plan.candidates.items() for c in cs):
+        tag, template = candidate.tag, plan.templates[method, candidate.tag]
+        alignment = alignment_config(template, plan.segment_needed[method, tag], data, parts.splits)
+        several = len(plan.candidates[method]) > 1
+        anchored = base_method(method).uses_anchors
+        for seed in seeds:
+            params = {**template.get_params(), "seed": seed}
+            run_dir = run_folder(out_dir, method, seed)
+            config = {"method": method, "seed": seed, "anchors": params["anchors"],
+                      "anchors_file": candidate.anchors["file"],
+                      "features": common["features"], **{k: common[k] for k in ("stat", "frame_stride") if k in common},
+                      **alignment, "estimator": params, "selection": common["selection"],
+                      "target_dev": common["target_dev"],
+                      "target_labels_used_for_selection": bool(common["target_dev"]),
+                      "anchors_chosen_with_target_labels": candidate.anchors.get("target_labels") if anchored else None,
+                      "data": common["data"], "sers_version": sers.__version__, "command": common["command"]}
+            specs.append({"method": method, "seed": seed, "params": params, "config": config,
+                          "layers": plan.needed[method, tag], "segment_layers": plan.segment_needed[method, tag],
+                          "uses_target": template.uses_target() or common["normalize"] != "none",
+                          "candidate": candidate.tag if several else None,
+                          "run_dir": str(run_dir / run_schema.CANDIDATES / candidate.tag if several else run_dir),
+                          "splits": parts.splits, "threads": threads, "plots": plots})
+    return specs
+
+
+def _score(results: list[dict], parts: _Parts, selection: str, log) -> None:
+    """metrics.json of every run (and candidate, for analysis only), from the labels read now."""
+    truth = {"source_dev": parts.labels["source_dev"], "target_dev": parts.labels.get("target_dev"),
+             "target_test": parts.tgt.utterances.label[parts.rows["target_test"]].astype(str)}
     for result in results:
-        for scored in [result] + result.get("candidates", []):  # candidates scored too, for analysis only
-            metrics = {"selection": selection, "best_epoch": scored["best_epoch"]}
+        for scored in [result] + result.get("candidates", []):
+            evaluations = {}
             for name, predicted in scored["predicted"].items():
                 known = truth[name] != ""
-                metrics[name] = (classification_metrics(truth[name][known], predicted[known], scored["classes"])
-                                 if known.any() else None)
-            write_json(Path(scored["run_dir"]) / "metrics.json", metrics)
+                evaluations[name] = (classification_metrics(truth[name][known], predicted[known], scored["classes"])
+                                     if known.any() else None)
+            metrics = run_schema.RunMetrics(selection, scored["best_epoch"], evaluations).to_dict()
+            write_json(Path(scored["run_dir"]) / run_schema.METRICS, metrics)
             scored["metrics"] = metrics
     ignored = (results[0]["metrics"].get("target_test") or {}).get("ignored_labels") if results else None
     if ignored and log:
         log(f"note: target test utterances with labels the source does not have are left out of the metrics: "
             f"{', '.join(f'{label} {count}' for label, count in sorted(ignored.items()))}")
-    table = summarise(results, list(runs), selection)
-    for row in table:
-        informed = sorted({spec["target_labels"] for spec in anchor_specs} - {None})
-        row["anchors_target_labels"] = ", ".join(informed) if row["method"].startswith("lam") else ""
-    write_results(out_dir, table, results)
-    return table
 
 
 def _anchor_list(anchors) -> list:
@@ -329,8 +425,7 @@ def _anchor_list(anchors) -> list:
 def _earlier_runs(out_dir: Path, overwrite: bool) -> list[Path]:
     """Files of runs already in ``out_dir``: refused without ``overwrite``, removed (only once
     training starts, so a command that fails its checks deletes nothing) with it."""
-    earlier = sorted({p.parent for p in out_dir.glob("*/seed*/config.json")})
-    earlier += [out_dir / name for name in ("results.csv", "results.md", "runs.csv") if (out_dir / name).exists()]
+    earlier = run_schema.earlier_runs(out_dir)
     if earlier and not overwrite:
         raise SersError(f"{out_dir} already holds runs; pass --overwrite to replace them, or choose another -o "
                         "(sers report reads every run in the folder)")
@@ -349,15 +444,15 @@ def _feature_config(features: str, stat: str, cache) -> dict:
     return {"stat": stat}
 
 
-def _provenance(src, tgt, splits, rows, labels, target_dev) -> dict:
+def _provenance(src, tgt, parts: _Parts) -> dict:
     def counts(values):
         names, n = np.unique(values, return_counts=True)
         return {str(a): int(b) for a, b in zip(names, n)}
 
     def part(name, labels_read):
-        entry = {"split": splits[name], "n": int(len(rows[name])), "labels_read": labels_read}
-        if name in labels:
-            entry["label_counts"] = counts(labels[name])
+        entry = {"split": parts.splits[name], "n": int(len(parts.rows[name])), "labels_read": labels_read}
+        if name in parts.labels:
+            entry["label_counts"] = counts(parts.labels[name])
         return entry
 
     return {"source": {"path": str(src.path), "model": model_description(src.attrs),
@@ -367,113 +462,4 @@ def _provenance(src, tgt, splits, rows, labels, target_dev) -> dict:
                        "manifest_digest": tgt.attrs.get("manifest_digest"),
                        "train": part("target_train", "never (unlabelled alignment data)"),
                        "test": part("target_test", "after training, for metrics only"),
-                       "dev": part("target_dev", "model selection") if target_dev else None}}
-
-
-def _run_all(specs, data, jobs, backend, progress) -> list[dict]:
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(specs), desc="training", unit="run", disable=not progress)
-    if jobs == 1 and backend == "loky":
-        results = []
-        for spec in specs:
-            results.append(_run_one(spec, data))
-            bar.update()
-        bar.close()
-        return results
-    import joblib
-
-    with _backend(backend, jobs):
-        # Results as each run finishes (for the progress bar) where the backend can; ray cannot.
-        streams = joblib.parallel.get_active_backend()[0].supports_return_generator
-        results = []
-        for result in joblib.Parallel(return_as="generator_unordered" if streams else "list")(
-                joblib.delayed(_run_one)(spec, data) for spec in specs):
-            results.append(result)
-            bar.update()
-    bar.close()
-    order = {(s["method"], s["seed"], s["candidate"]): i for i, s in enumerate(specs)}
-    return sorted(results, key=lambda r: order[(r["method"], r["seed"], r["candidate"])])
-
-
-def _backend(backend: str, jobs: int):
-    """joblib's parallel_config for loky (local processes), dask or ray (clusters; imported lazily)."""
-    import joblib
-
-    if backend == "dask":
-        try:
-            from distributed import Client, get_client
-        except ImportError:
-            raise SersError("--backend dask needs dask.distributed: pip install 'sers-lam[dask]'") from None
-        try:
-            get_client()
-        except ValueError:  # no client yet: connect to $DASK_SCHEDULER_ADDRESS, or start a local cluster
-            Client(os.environ.get("DASK_SCHEDULER_ADDRESS"))
-    elif backend == "ray":
-        try:
-            from ray.util.joblib import register_ray
-        except ImportError:
-            raise SersError("--backend ray needs ray: pip install 'sers-lam[ray]'") from None
-        register_ray()
-    return joblib.parallel_config(backend=backend, n_jobs=jobs)
-
-
-# -- the results table --------------------------------------------------------------------------
-
-def _mean_std(values) -> tuple[float | None, float | None]:
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, None
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
-def summarise(results: list[dict], methods, selection: str) -> list[dict]:
-    """One row per method: mean and sample std over seeds of target UAR/macro-F1 and source dev UAR."""
-    table = []
-    for method in methods:
-        runs = [r["metrics"] for r in results if r["method"] == method]
-        row = {"method": method, "seeds": len(runs), "selection": selection}
-        for key, where, measure in (("target_uar", "target_test", "uar"),
-                                    ("target_macro_f1", "target_test", "macro_f1"),
-                                    ("source_dev_uar", "source_dev", "uar")):
-            row[f"{key}_mean"], row[f"{key}_std"] = _mean_std([(r[where] or {}).get(measure) for r in runs])
-        table.append(row)
-    return table
-
-
-def _pm(mean, std) -> str:
-    return "n/a" if mean is None else f"{mean:.4f} ± {std:.4f}"
-
-
-def format_results(table: list[dict], markdown: bool = False) -> str:
-    target_selected = any(row["selection"] == "target-dev" for row in table)
-    header = ["method", "target UAR", "target macro-F1", "source dev UAR", "seeds"]
-    rows = [[row["method"], _pm(row["target_uar_mean"], row["target_uar_std"]),
-             _pm(row["target_macro_f1_mean"], row["target_macro_f1_std"]),
-             _pm(row["source_dev_uar_mean"], row["source_dev_uar_std"]), row["seeds"]] for row in table]
-    note = ("model selection: labelled TARGET dev split (target-selected; not a pure cross-lingual result)"
-            if target_selected else "model selection: source dev split (no target labels used in training)")
-    text = format_markdown_table(header, rows) if markdown else format_table(header, rows)
-    informed = sorted({row.get("anchors_target_labels") for row in table} - {"", None})
-    if informed:
-        note += (f"; the anchors of lam runs were chosen with labelled TARGET split {', '.join(informed)} "
-                 "(a label-aware similarity measure): those results are target-informed")
-    return f"{text}\n\nmean ± sample std over seeds; {note}"
-
-
-def write_results(out_dir: Path, table: list[dict], results: list[dict]) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "results.csv") as partial, open(partial, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
-    atomic_write_text(out_dir / "results.md", "# sers train results\n\n" + format_results(table, markdown=True) + "\n")
-    with atomic_path(out_dir / "runs.csv") as partial, open(partial, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["method", "seed", "selection", "best_epoch", "target_uar", "target_macro_f1",
-                         "source_dev_uar", "run_dir"])
-        for r in results:
-            m = r["metrics"]
-            writer.writerow([r["method"], r["seed"], m["selection"], m["best_epoch"],
-                             (m["target_test"] or {}).get("uar"), (m["target_test"] or {}).get("macro_f1"),
-                             (m["source_dev"] or {}).get("uar"), r["run_dir"]])
+                       "dev": part("target_dev", "model selection") if "target_dev" in parts.splits else None}}

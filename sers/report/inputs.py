@@ -18,18 +18,16 @@ import numpy as np
 
 import sers
 import sers.cache
+from sers import runs as run_schema
+from sers.classifiers.methods import base_method, method_names
 from sers.errors import SersError
 from sers.jsonfile import read_json as read_json_file
+from sers.runs import metrics_at  # noqa: F401 - the report's readers use it by this name
 
-# Where a run's metrics.json may keep the two evaluations the report needs, first match wins.
-TARGET_TEST_KEYS = (("target_test",), ("target-test",), ("target", "test"), ("test",), ("target",))
-SOURCE_DEV_KEYS = (("source_dev",), ("source-dev",), ("source", "dev"), ("dev",), ("source",))
 CACHE_SUFFIXES = (".zarr", ".h5", ".hdf5")
-# Table order: baselines first, then the anchoring methods (as in sers.classifiers.heads.METHODS,
-# not imported from there because that loads torch, seconds for a report that needs none of it).
-METHOD_ORDER = ("last", "wsum", "coral", "dann", "lam", "lam-gl")
+# Table order: baselines first, then the anchoring methods (the registry's order; it loads without torch).
+METHOD_ORDER = method_names()
 ANCHOR_KEYS = ("anchor_groups", "anchor_layers", "anchors")
-SOURCE_ONLY_METHODS = ("last", "wsum")
 _SEED_IN_NAME = re.compile(r"[_\-/]?seed[_\-]?(\d+)$")
 
 
@@ -50,21 +48,6 @@ def find_key(tree, names, depth: int = 2):
                 if isinstance(node, dict) and node.get(name) is not None:
                     return node[name]
         level = [v for node in level if isinstance(node, dict) for v in node.values() if isinstance(v, dict)]
-    return None
-
-
-def metrics_at(metrics: dict, paths) -> dict | None:
-    """The first evaluation dict (one with a "uar") found at one of ``paths``."""
-    roots = [metrics] + [metrics[k] for k in ("metrics", "results") if isinstance(metrics.get(k), dict)]
-    for root in roots:
-        for path in paths:
-            node = root
-            for key in path:
-                node = node.get(key) if isinstance(node, dict) else None
-            if isinstance(node, dict) and isinstance(node.get("metrics"), dict):
-                node = node["metrics"]
-            if isinstance(node, dict) and node.get("uar") is not None:
-                return node
     return None
 
 
@@ -94,16 +77,12 @@ def read_runs(runs_dir) -> tuple[list[Run], list[str]]:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise SersError(f"{runs_dir}: no such runs folder (write one with `sers train ... -o {runs_dir}`)")
-    folders = sorted(p.parent for p in runs_dir.rglob("metrics.json"))
-    run_folders = set(folders)
+    scored, unfinished = run_schema.find_runs(runs_dir)
     runs, notes = [], []
-    for folder in folders:
-        if any(parent in run_folders for parent in folder.parents):
-            continue
-        config_path = folder / "config.json"
+    for folder in scored:
+        config_path = folder / run_schema.CONFIG
         config = read_json(config_path) if config_path.is_file() else {}
-        runs.append(_run(folder, config, read_json(folder / "metrics.json")))
-    unfinished = sorted(p.parent for p in runs_dir.rglob("config.json") if not (p.parent / "metrics.json").exists())
+        runs.append(_run(folder, config, read_json(folder / run_schema.METRICS)))
     if unfinished:
         names = ", ".join(str(p.relative_to(runs_dir)) for p in unfinished[:5]) + (" ..." if len(unfinished) > 5 else "")
         notes.append(f"{len(unfinished)} run folder(s) have a config.json but no metrics.json (unfinished "
@@ -132,8 +111,9 @@ def _run(folder: Path, config: dict, metrics: dict) -> Run:
         lambda_ = None
         if uses_anchors(str(method)) and "anchors=" in str(chosen.get("chosen")):
             anchors = f"chosen by {chosen.get('criterion')}"
+    scores = run_schema.RunMetrics.from_dict(metrics)
     return Run(folder=folder, method=str(method), seed=None if seed is None else int(seed), config=config,
-               source_dev=metrics_at(metrics, SOURCE_DEV_KEYS), target_test=metrics_at(metrics, TARGET_TEST_KEYS),
+               source_dev=scores.source_dev, target_test=scores.target_test,
                target_selected=target_selected,
                anchors=anchors,
                lambda_=float(lambda_) if isinstance(lambda_, (int, float)) and aligns(str(method)) else None,
@@ -143,12 +123,14 @@ def _run(folder: Path, config: dict, metrics: dict) -> Run:
 
 def uses_anchors(method: str) -> bool:
     """lam, lam-gl and their variants read anchor layers; the baselines ignore them."""
-    return method.startswith("lam")
+    base = base_method(method)
+    return base is not None and base.uses_anchors
 
 
 def aligns(method: str) -> bool:
-    """Methods with an alignment term, whose λ matters."""
-    return method not in SOURCE_ONLY_METHODS
+    """Methods with an alignment term, whose λ matters (a method sers does not know: assumed to)."""
+    base = base_method(method)
+    return base is None or base.reads_target
 
 
 def describe_anchors(anchors) -> str:
