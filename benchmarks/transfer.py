@@ -29,11 +29,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import add_corpus_arguments, ensure_cache, ensure_corpus, machine, write_section  # noqa: E402
 
+from sers.classifiers.methods import base_method, method_names  # noqa: E402
 from sers.display.tables import format_markdown_table, format_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_MD = ROOT / "docs" / "benchmarks" / "transfer.md"
-METHODS = ("last", "wsum", "coral", "dann", "lam", "lam-gl")
+METHODS = method_names()
 HEADER = "# Benchmark: cross-lingual transfer (`benchmarks/transfer.py`)\n\nEvery table here is printed by benchmarks/transfer.py; rerun it to check.\n"
 
 
@@ -98,7 +99,7 @@ def main(argv=None) -> None:
                 rows.append([model, f"{source}→{target}", row["method"],
                              f"{row['target_uar_mean']:.3f} ± {row['target_uar_std']:.3f}", delta,
                              f"{row['target_macro_f1_mean']:.3f} ± {row['target_macro_f1_std']:.3f}",
-                             f"{row['source_dev_uar_mean']:.3f}", anchors if row["method"].startswith("lam") else ""])
+                             f"{row['source_dev_uar_mean']:.3f}", anchors if base_method(row["method"]).uses_anchors else ""])
             print(f"{model} {source}->{target} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     header = ["model", "direction", "method", "target UAR", "vs last", "target macro-F1", "source dev UAR", "anchors"]
     print(format_table(header, rows))

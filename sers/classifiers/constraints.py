@@ -7,6 +7,8 @@ message is ours: ``"dropout must be in [0, 1), not 1.5"`` names the rule to foll
 """
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 from sklearn.utils._param_validation import (InvalidParameterError, Interval, StrOptions,
                                              validate_parameter_constraints)
 
@@ -14,18 +16,25 @@ from sers.classifiers.data import ParameterError
 
 
 class Choices(StrOptions):
-    """StrOptions that remember their order (for messages and --help) and how to say "not one of them"."""
+    """StrOptions over a live collection (a registry may gain entries after import), remembering its
+    order (for messages and --help) and how to say "not one of them"."""
 
     def __init__(self, options, message="{name} must be one of {options}, not {value!r}"):
         super().__init__(set(options))
-        self.ordered, self.message = tuple(options), message
+        self.source, self.message = options, message
+
+    def is_satisfied_by(self, val):
+        return isinstance(val, str) and val in self.source
 
     def __str__(self):
-        return ", ".join(self.ordered)
+        return ", ".join(self.source)
+
+
+TYPE_NAMES = {Integral: "an integer", Real: "a number", str: "a string"}
 
 
 def describe(constraint) -> str:
-    """An Interval as ">= 1", "> 0" or "in [0, 1)"; None as "None"; a type by its name."""
+    """An Interval as ">= 1", "> 0" or "in [0, 1)"; None as "None"; a type as "an integer", ..."""
     if isinstance(constraint, Interval):
         if constraint.right is None:
             return (">= " if constraint.closed in ("left", "both") else "> ") + f"{constraint.left:g}"
@@ -36,7 +45,7 @@ def describe(constraint) -> str:
         return f"one of {constraint}"
     if constraint is None:
         return "None"
-    return getattr(constraint, "__name__", str(constraint))
+    return TYPE_NAMES.get(constraint, getattr(constraint, "__name__", str(constraint)))
 
 
 def check_params(constraints: dict, params: dict, caller: str) -> None:

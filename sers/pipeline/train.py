@@ -41,65 +41,13 @@ from sers.classifiers.selection import score_candidate
 from sers.errors import SersError
 from sers.pipeline.candidates import candidates_for, check_criterion, keep_selected
 from sers.pipeline.evaluate import model_description, write_json, write_predictions
-from sers.pipeline.frame_features import check_frame_layers, read_frames
+from sers.pipeline.frame_features import check_frame_layers
 from sers.pipeline.sweep import BACKENDS, run_all
+from sers.pipeline.train_data import Parts, Splits, feature_config, provenance, read_data, shared
 from sers.pipeline.train_results import TrainResult, format_results, summarise, write_results  # noqa: F401
-from sers.pipeline.vowel_alignment import alignment_config, check_segments, read_segments, run_names
+from sers.pipeline.vowel_alignment import alignment_config, check_segments, run_names
 from sers.runs import run_folder
 
-SOURCE_DEV_SPLITS = ("dev", "validation", "valid", "val")
-
-
-# -- data ---------------------------------------------------------------------------------------
-
-def _splits(cache) -> list[str]:
-    return sorted(set(cache.utterances.split.astype(str)))
-
-
-def _split_rows(cache, split: str, role: str, option: str, labelled: bool) -> np.ndarray:
-    mask = cache.utterances.mask(split=split, labelled=True if labelled else None)
-    if not mask.any():
-        what = "labelled utterances" if labelled else "utterances"
-        raise SersError(f"{cache.path}: no {what} in split {split!r} for the {role} "
-                        f"(splits: {', '.join(_splits(cache))}); choose one with {option}")
-    return np.flatnonzero(mask)
-
-
-def _source_dev_split(cache, requested):
-    if requested:
-        return requested
-    for name in SOURCE_DEV_SPLITS:
-        if name in _splits(cache):
-            return name
-    raise SersError(f"{cache.path}: no 'dev' or 'validation' split to select the model on "
-                    f"(splits: {', '.join(_splits(cache))}); name one with --source-dev")
-
-
-def _shared(block: np.ndarray, name: str, spill_dir) -> np.ndarray:
-    """With ``spill_dir`` the block is saved there and memory-mapped, so that worker processes
-    share it through the page cache (joblib passes memory-mapped arrays by file name)."""
-    if spill_dir is None:
-        return block
-    path = Path(spill_dir) / f"{name}.npy"
-    np.save(path, block)
-    return np.load(path, mmap_mode="r")
-
-
-def _read(cache, layers, parts: dict[str, np.ndarray], stat: str, log, share, features="pooled") -> dict:
-    """One read of ``layers`` for the rows of all ``parts``; each part is a view of that block.
-    ``share(block, name)`` may put the block where worker processes map it (:func:`_shared`)."""
-    if features == "frames":
-        return read_frames(cache, layers, parts, log, share=share)
-    rows = np.concatenate(list(parts.values()))
-    if log:
-        size = len(layers) * len(rows) * cache.hidden_size * 4
-        log(f"reading {len(layers)} layers x {len(rows)} utterances ({size / 1e6:.0f} MB) from {cache.path}")
-    block = share(cache.pooled_layers(layers, rows=rows, stat=stat), next(iter(parts)))
-    out, start = {}, 0
-    for name, part in parts.items():
-        out[name] = {layer: block[i, start:start + len(part)] for i, layer in enumerate(layers)}
-        start += len(part)
-    return out
 
 
 # -- one run (possibly in a worker process) -----------------------------------------------------
@@ -194,16 +142,6 @@ class TrainSettings:
         return params
 
 
-@dataclass(frozen=True)
-class Splits:
-    """Which split of each cache plays which part (see the module docstring for what is read when)."""
-    source_train: str = "train"
-    source_dev: str | None = None     # default: "dev", else "validation", "valid" or "val"
-    target_train: str = "train"
-    target_test: str = "test"
-    target_dev: str | None = None     # labelled target split for model selection (target-selected)
-
-
 def _grouped(settings, splits, options) -> tuple[TrainSettings, Splits]:
     """TrainSettings and Splits from objects, or from their fields given to train() as keywords."""
     fields = {cls: {f.name for f in dataclass_fields(cls)} for cls in (TrainSettings, Splits)}
@@ -255,15 +193,15 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     src.check_compatible(tgt)
     plan = _Plan(runs, lambdas, anchor_specs, settings, src.num_layers)
     _check_caches(src, tgt, plan, settings.features)
-    parts = _Parts(src, tgt, splits)
+    parts = Parts(src, tgt, splits)
 
     spill = tempfile.TemporaryDirectory(prefix="sers-train-") if jobs > 1 and backend == "loky" else None
-    share = (lambda block, name: _shared(block, name, spill.name if spill else None))
-    data = _read_data(src, tgt, plan, parts, stat, log, share, settings.features)
+    share = (lambda block, name: shared(block, name, spill.name if spill else None))
+    data = read_data(src, tgt, plan, parts, stat, log, share, settings.features)
     selection = "target-dev" if splits.target_dev else "source-dev"
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 and backend == "loky" else None
-    common = {"features": settings.features, **_feature_config(settings.features, stat, src),
-              "data": _provenance(src, tgt, parts), "command": command, "selection": selection,
+    common = {"features": settings.features, **feature_config(settings.features, stat, src),
+              "data": provenance(src, tgt, parts), "command": command, "selection": selection,
               "target_dev": splits.target_dev, "normalize": settings.normalize}
     specs = _specs(plan, data, parts, seeds, out_dir.resolve(), common, threads, plots)
     _remove(earlier)
@@ -318,56 +256,7 @@ def _check_caches(src, tgt, plan: _Plan, features: str) -> None:
                             f"extract both with the same --frame-stride")
 
 
-class _Parts:
-    """The rows of each part (source_train, source_dev, target_train, target_test[, target_dev]),
-    their split names, and the labels read before training (never those of target_train or target_test)."""
-
-    def __init__(self, src, tgt, splits: Splits):
-        self.src, self.tgt = src, tgt
-        source_dev = _source_dev_split(src, splits.source_dev)
-        self.splits = {"source_train": splits.source_train, "source_dev": source_dev,
-                       "target_train": splits.target_train, "target_test": splits.target_test}
-        self.rows = {
-            "source_train": _split_rows(src, splits.source_train, "source training data", "--source-train", True),
-            "source_dev": _split_rows(src, source_dev, "source model selection", "--source-dev", True),
-            "target_train": _split_rows(tgt, splits.target_train, "unlabelled target data", "--target-train", False),
-            "target_test": _split_rows(tgt, splits.target_test, "target test", "--target-test", False)}
-        if splits.target_dev:
-            self.splits["target_dev"] = splits.target_dev
-            self.rows["target_dev"] = _split_rows(tgt, splits.target_dev, "target model selection", "--target-dev",
-                                                  True)
-        self.labels = {name: src.utterances.label[self.rows[name]].astype(str)
-                       for name in ("source_train", "source_dev")}
-        if splits.target_dev:  # the only target labels read before training, and only when asked for
-            self.labels["target_dev"] = tgt.utterances.label[self.rows["target_dev"]].astype(str)
-        for name in [n for n in ("source_dev", "target_dev") if n in self.labels]:
-            unseen = sorted(set(self.labels[name]) - set(self.labels["source_train"]))
-            if unseen:
-                raise SersError(f"split {self.splits[name]!r} ({name.replace('_', ' ')}) has labels {unseen} that "
-                                f"never occur in source split {splits.source_train!r}; map or drop them in the "
-                                "manifest")
-
-    def cache_of(self, name: str):
-        return self.src if name.startswith("source") else self.tgt
-
-
-def _read_data(src, tgt, plan: _Plan, parts: _Parts, stat, log, share, features) -> dict:
-    """Every feature the runs read, once: per part a layer dict (or frames), the vowel segments, labels, ids."""
-    rows = parts.rows
-    data = {**_read(src, plan.layers, {k: rows[k] for k in ("source_train", "source_dev")}, stat, log, share,
-                    features),
-            **_read(tgt, plan.layers, {k: rows[k] for k in rows if k.startswith("target")}, stat, log, share,
-                    features)}
-    if plan.segment_layers:  # the segments of the training utterances, with their vowel class (never their label)
-        for side, cache in (("source", src), ("target", tgt)):
-            data.update(read_segments(cache, plan.segment_layers, rows[f"{side}_train"], f"segments_{side}",
-                                      parts.splits[f"{side}_train"], log, share=share))
-    data.update({f"y_{name}": values for name, values in parts.labels.items()})
-    data.update({f"ids_{name}": parts.cache_of(name).utterances.id[r] for name, r in rows.items()})
-    return data
-
-
-def _specs(plan: _Plan, data, parts: _Parts, seeds, out_dir: Path, common: dict, threads, plots) -> list[dict]:
+def _specs(plan: _Plan, data, parts: Parts, seeds, out_dir: Path, common: dict, threads, plots) -> list[dict]:
     """One spec per run name x candidate x seed: the estimator's params, the config.json to write, where."""
     specs = []
     for method, candidate in ((m, c) for m, cs in plan.candidates.items() for c in cs):
@@ -395,7 +284,7 @@ def _specs(plan: _Plan, data, parts: _Parts, seeds, out_dir: Path, common: dict,
     return specs
 
 
-def _score(results: list[dict], parts: _Parts, selection: str, log) -> None:
+def _score(results: list[dict], parts: Parts, selection: str, log) -> None:
     """metrics.json of every run (and candidate, for analysis only), from the labels read now."""
     truth = {"source_dev": parts.labels["source_dev"], "target_dev": parts.labels.get("target_dev"),
              "target_test": parts.tgt.utterances.label[parts.rows["target_test"]].astype(str)}
@@ -437,29 +326,3 @@ def _remove(paths: list[Path]) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-def _feature_config(features: str, stat: str, cache) -> dict:
-    """What config.json says about the features read: the pooled statistic, or the frame stride."""
-    if features == "frames":
-        return {"frame_stride": int(cache.attrs.get("frame_stride") or 1)}
-    return {"stat": stat}
-
-
-def _provenance(src, tgt, parts: _Parts) -> dict:
-    def counts(values):
-        names, n = np.unique(values, return_counts=True)
-        return {str(a): int(b) for a, b in zip(names, n)}
-
-    def part(name, labels_read):
-        entry = {"split": parts.splits[name], "n": int(len(parts.rows[name])), "labels_read": labels_read}
-        if name in parts.labels:
-            entry["label_counts"] = counts(parts.labels[name])
-        return entry
-
-    return {"source": {"path": str(src.path), "model": model_description(src.attrs),
-                       "manifest_digest": src.attrs.get("manifest_digest"),
-                       "train": part("source_train", "training"), "dev": part("source_dev", "model selection")},
-            "target": {"path": str(tgt.path), "model": model_description(tgt.attrs),
-                       "manifest_digest": tgt.attrs.get("manifest_digest"),
-                       "train": part("target_train", "never (unlabelled alignment data)"),
-                       "test": part("target_test", "after training, for metrics only"),
-                       "dev": part("target_dev", "model selection") if "target_dev" in parts.splits else None}}
