@@ -295,3 +295,27 @@ def test_candidate_options_are_checked(caches, tmp_path):
     result = runner.invoke(main, ["train", "--source", str(caches["source"]), "--target", str(caches["target"]),
                                   "--method", "lam", "--anchors", "2,3", "--anchors", "1", "-o", str(tmp_path / "r")])
     assert result.exit_code == 2 and "several --anchors must each be an anchors.json file" in result.output
+
+
+def test_the_result_and_the_run_folders_follow_the_schema(runs):
+    from sers import runs as run_schema
+    from sers.pipeline.train import format_results
+
+    out, table = runs
+    assert table.summary() == f"{format_results(table)}\nwrote {out}/results.csv, results.md and one folder per run"
+    scored, unfinished = run_schema.find_runs(out)
+    assert [(p.parent.name, p.name) for p in scored] == [("lam", "seed0"), ("lam", "seed1"), ("last", "seed0"),
+                                                         ("last", "seed1")] and not unfinished
+    run = run_schema.read_run(scored[0])
+    assert run.config.method == "lam" and run.config.values["estimator"]["anchors"] == [2, 3]
+    assert run.metrics.to_dict() == json.loads((scored[0] / "metrics.json").read_text())
+
+
+def test_settings_and_splits_are_objects_or_their_fields_as_keywords():
+    from sers.pipeline.train import Splits, TrainSettings, _grouped
+
+    settings, splits = _grouped(TrainSettings(hidden=64), None, {"epochs": 3, "target_dev": "dev"})
+    assert settings == TrainSettings(hidden=64, epochs=3) and splits == Splits(target_dev="dev")
+    assert "vowel_lambda" not in settings.estimator_params("utterance")
+    with pytest.raises(TypeError, match="unexpected keyword arguments hiden"):
+        train("en.zarr", "zh.zarr", hiden=64)

@@ -370,6 +370,7 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
         return layers_data
 
     def predict(self, X, domain="target") -> np.ndarray:
+        self._check_fitted()
         return self.classes_[self.predict_proba(X, domain=domain).argmax(axis=1)]
 
     def score(self, X, y, domain="target") -> float:
