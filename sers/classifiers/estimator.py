@@ -48,7 +48,6 @@ from sers.classifiers.training import train_head, vowel_term
 
 WEIGHTS_FORMAT = "sers-layer-anchoring-classifier/1"
 ALIGN = ("utterance", "vowel")
-VOWEL_METHODS = names_where(vowel=True)
 FEATURES = ("pooled", "frames")
 GROUP_WEIGHTS = ("mean", "learned", "concat")
 NOT_FITTED = "this LayerAnchoringClassifier is not fitted yet; call fit() or load()"
@@ -160,7 +159,7 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
                              "e.g. anchors=[[3, 4, 5], [8, 9, 10]]")
         if self.align == "vowel" and not method.vowel:
             raise InputError(f"align='vowel' aligns anchor layers vowel by vowel: it works with methods "
-                             f"{' and '.join(VOWEL_METHODS)}, not {self.method!r}")
+                             f"{' and '.join(names_where(vowel=True))}, not {self.method!r}")
         if self.align == "vowel" and self.features != "pooled":
             raise InputError("align='vowel' compares pooled vowel segments: use it with features='pooled'")
 
@@ -387,7 +386,7 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
         """
         self._check_fitted()
         if not self._method().vowel:
-            raise InputError(f"vowel_coral compares anchor layers: methods {' and '.join(VOWEL_METHODS)} only")
+            raise InputError(f"vowel_coral compares anchor layers: methods {' and '.join(names_where(vowel=True))} only")
         aligned = self._branches(self.layers_)[1]
         segments = as_segment_pair(source_segments, target_segments, aligned_layers(self.branches_, aligned),
                                    self.n_features_in_)

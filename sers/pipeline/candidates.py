@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from sers import atomic
+from sers import atomic, runs
 from sers.classifiers.methods import base_method
 from sers.classifiers.selection import CRITERIA, choose
 from sers.errors import SersError
@@ -64,14 +64,14 @@ def keep_selected(results: list[dict], criterion: str) -> list[dict]:
         seed_dir = Path(best["run_dir"]).parent.parent
         # config.json, which makes the folder a run, is written last and atomically
         for item in Path(best["run_dir"]).iterdir():
-            if item.is_file() and item.name != "config.json":
+            if item.is_file() and item.name != runs.CONFIG:
                 shutil.copy2(item, seed_dir / item.name)
-        config = json.loads((Path(best["run_dir"]) / "config.json").read_text())
+        config = json.loads((Path(best["run_dir"]) / runs.CONFIG).read_text())
         config["candidate_selection"] = {
             "criterion": criterion, "chosen": best["candidate"],
             "reads_target_labels": False,
             "candidates": [{"tag": r["candidate"], "scores": r["selection_scores"]} for r in group]}
-        atomic.write_text(seed_dir / "config.json", json.dumps(config, indent=2) + "\n")
+        atomic.write_text(seed_dir / runs.CONFIG, json.dumps(config, indent=2) + "\n")
         kept.append({**best, "run_dir": str(seed_dir), "candidates": group})
     order = {(r["method"], r["seed"]): i for i, r in enumerate(results)}
     return sorted(kept, key=lambda r: order[(r["method"], r["seed"])])

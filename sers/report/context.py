@@ -11,6 +11,7 @@ import re
 import shlex
 from pathlib import Path
 
+from sers import runs as run_schema
 from sers.display import plots
 from sers.display import figures as report_figures
 from sers.report.document import Bullets, Code, Figure, Figures, KeyValues, Paragraph, Section, Table
@@ -160,7 +161,7 @@ def commands_section(results: list[MethodResult], runs_dir: Path, similarity, si
     for result in results:
         first = result.runs[0]
         if first.config:
-            where = first.folder.relative_to(runs_dir) / "config.json"
+            where = first.folder.relative_to(runs_dir) / run_schema.CONFIG
             blocks.append(Code(_json_text(first.config), summary=f"{result.label}: configuration ({where})"))
     return Section("Commands and configuration", blocks)
 
