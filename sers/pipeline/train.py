@@ -40,14 +40,13 @@ from sers.classifiers.metrics import classification_metrics
 from sers.classifiers.selection import score_candidate
 from sers.errors import SersError
 from sers.pipeline.candidates import candidates_for, check_criterion, keep_selected
-from sers.pipeline.evaluate import model_description, write_json, write_predictions
+from sers.pipeline.evaluate import write_json, write_predictions
 from sers.pipeline.frame_features import check_frame_layers
 from sers.pipeline.sweep import BACKENDS, run_all
 from sers.pipeline.train_data import Parts, Splits, feature_config, provenance, read_data, shared
 from sers.pipeline.train_results import TrainResult, format_results, summarise, write_results  # noqa: F401
 from sers.pipeline.vowel_alignment import alignment_config, check_segments, run_names
 from sers.runs import run_folder
-
 
 
 # -- one run (possibly in a worker process) -----------------------------------------------------
