@@ -17,14 +17,11 @@ import numpy as np
 
 import sers.cache
 from sers import atomic, runs
-from sers.cache import schema
 from sers.classifiers.estimator import LayerAnchoringClassifier
 from sers.classifiers.metrics import classification_metrics
 from sers.display.tables import format_table
 from sers.errors import SersError
 from sers.runs import WEIGHTS
-MODEL_KEYS = ("model_id", "model_revision", "num_layers", "hidden_size", schema.MODEL_DIGEST_ATTR,
-              schema.MODEL_COMMIT_ATTR)
 STATS_CHOICES = ("target", "source", "cache")
 
 
@@ -43,10 +40,6 @@ def write_predictions(path, columns: dict[str, np.ndarray], classes, proba: np.n
         for i in range(len(proba)):
             writer.writerow([columns[name][i] for name in columns] + [predicted[i]]
                             + [f"{p:.6f}" for p in proba[i]])
-
-
-def model_description(attrs: dict) -> dict:
-    return {key: attrs.get(key) for key in MODEL_KEYS}
 
 
 def load_run(run_dir) -> tuple[LayerAnchoringClassifier, runs.RunConfig]:
@@ -69,8 +62,8 @@ def _open(cache):
 def check_cache_matches(config: runs.RunConfig, cache, run_dir) -> None:
     """Refuse a cache whose features come from another model than the run was trained on."""
     trained = config.trained_model
-    offered = model_description(cache.attrs)
-    differences = [schema.model_difference(trained, offered)]
+    offered = cache.model_description()
+    differences = [sers.cache.model_difference(trained, offered)]
     differences += [(key, trained.get(key), offered.get(key)) for key in ("num_layers", "hidden_size")]
     for key, mine, theirs in filter(None, differences):
         if mine == theirs:
@@ -87,7 +80,7 @@ def _features(model, config, cache, rows, run_dir):
         return dict(zip(model.layers_, cache.pooled_layers(model.layers_, rows=rows, stat=config.stat)))
     from sers.pipeline.frame_features import read_frames
 
-    stride = int(cache.attrs.get("frame_stride") or 1)
+    stride = cache.frame_stride
     if stride != config.frame_stride:
         raise SersError(f"{cache.path} stores frames at stride {stride} but run {run_dir} was trained on stride "
                         f"{config.frame_stride}; extract with --frame-stride {config.frame_stride}")

@@ -249,7 +249,7 @@ def _check_caches(src, tgt, plan: _Plan, features: str) -> None:
     if features == "frames":
         for cache in (src, tgt):
             check_frame_layers(cache, plan.layers)
-        strides = [int(cache.attrs.get("frame_stride") or 1) for cache in (src, tgt)]
+        strides = [cache.frame_stride for cache in (src, tgt)]
         if strides[0] != strides[1]:
             raise SersError(f"frames are stored at stride {strides[0]} in {src.path} but {strides[1]} in {tgt.path}; "
                             f"extract both with the same --frame-stride")

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from sers.errors import SersError
-from sers.pipeline.evaluate import model_description
 from sers.pipeline.frame_features import read_frames
 from sers.pipeline.vowel_alignment import read_segments
 
@@ -132,7 +131,7 @@ def read_data(src, tgt, plan, parts: Parts, stat, log, share, features) -> dict:
 def feature_config(features: str, stat: str, cache) -> dict:
     """What config.json says about the features read: the pooled statistic, or the frame stride."""
     if features == "frames":
-        return {"frame_stride": int(cache.attrs.get("frame_stride") or 1)}
+        return {"frame_stride": cache.frame_stride}
     return {"stat": stat}
 
 
@@ -147,11 +146,11 @@ def provenance(src, tgt, parts: Parts) -> dict:
             entry["label_counts"] = counts(parts.labels[name])
         return entry
 
-    return {"source": {"path": str(src.path), "model": model_description(src.attrs),
-                       "manifest_digest": src.attrs.get("manifest_digest"),
+    return {"source": {"path": str(src.path), "model": src.model_description(),
+                       "manifest_digest": src.manifest_digest,
                        "train": part("source_train", "training"), "dev": part("source_dev", "model selection")},
-            "target": {"path": str(tgt.path), "model": model_description(tgt.attrs),
-                       "manifest_digest": tgt.attrs.get("manifest_digest"),
+            "target": {"path": str(tgt.path), "model": tgt.model_description(),
+                       "manifest_digest": tgt.manifest_digest,
                        "train": part("target_train", "never (unlabelled alignment data)"),
                        "test": part("target_test", "after training, for metrics only"),
                        "dev": part("target_dev", "model selection") if "target_dev" in parts.splits else None}}

@@ -279,13 +279,13 @@ def cache_summary(path) -> dict:
         with sers.cache.open(path) as cache:
             table = cache.utterances
             counts = table.counts("split", "language", "label")
-            return {"path": str(path), "model_id": cache.model_id, "revision": cache.attrs.get("model_revision"),
+            return {"path": str(path), "model_id": cache.model_id, "revision": cache.model_revision,
                     "num_layers": cache.num_layers, "hidden_size": cache.hidden_size,
                     "pool_stats": cache.pool_stats, "frame_layers": cache.frame_layers,
                     "complete": cache.complete, "utterances": len(table),
                     "hours": float(np.nansum(table.duration)) / 3600 if "duration" in table.columns else None,
-                    "errors": len(cache.errors), "created": cache.attrs.get("created"),
-                    "sers_version": cache.attrs.get("sers_version"), "counts": counts}
+                    "errors": len(cache.errors), "created": cache.created,
+                    "sers_version": cache.sers_version, "counts": counts}
     except SersError as exc:
         return {"path": str(path), "missing": str(exc)}
 
