@@ -74,8 +74,7 @@ def _fit_and_write(spec: dict, data: dict, run_dir: Path) -> dict:
     uses_target = spec["uses_target"]
     dev, y_dev, dev_domain = ((data["target_dev"], data["y_target_dev"], "target") if "target_dev" in data
                               else (data["source_dev"], data["y_source_dev"], "source"))
-    segments = {f"{side}_segments": (_layers(data[f"segments_{side}_features"], spec["segment_layers"]),
-                                     data[f"segments_{side}_vowels"])
+    segments = {f"{side}_segments": data["segments"][side].of_layers(spec["segment_layers"])
                 for side in ("source", "target")} if spec["segment_layers"] else {}
     model.fit(_layers(data["source_train"], spec["layers"]), data["y_source_train"],
               _layers(data["target_train"], spec["layers"]) if uses_target else None,
@@ -260,7 +259,7 @@ def _specs(plan: _Plan, data, parts: Parts, seeds, out_dir: Path, common: dict, 
     specs = []
     for method, candidate in ((m, c) for m, cs in plan.candidates.items() for c in cs):
         tag, template = candidate.tag, plan.templates[method, candidate.tag]
-        alignment = alignment_config(template, plan.segment_needed[method, tag], data, parts.splits)
+        alignment = alignment_config(template, plan.segment_needed[method, tag], data.get("segments"), parts.splits)
         several = len(plan.candidates[method]) > 1
         anchored = base_method(method).uses_anchors
         for seed in seeds:

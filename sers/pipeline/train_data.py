@@ -112,17 +112,18 @@ class Parts:
 
 
 def read_data(src, tgt, plan, parts: Parts, stat, log, share, features) -> dict:
-    """Every feature the runs read, once: per part its ``plan.layers`` (a layer dict, or frames); the
-    vowel segments of ``plan.segment_layers``; the labels of :class:`Parts`; the utterance ids."""
+    """Every feature the runs read, once: ``data[part]`` its ``plan.layers`` (a layer dict, or frames),
+    ``data["segments"][side]`` the VowelSegments of ``plan.segment_layers`` (align="vowel" only),
+    ``data["y_" + part]`` the labels of :class:`Parts`, ``data["ids_" + part]`` the utterance ids."""
     rows = parts.rows
     data = {**_read(src, plan.layers, {k: rows[k] for k in ("source_train", "source_dev")}, stat, log, share,
                     features),
             **_read(tgt, plan.layers, {k: rows[k] for k in rows if k.startswith("target")}, stat, log, share,
                     features)}
     if plan.segment_layers:  # the segments of the training utterances, with their vowel class (never their label)
-        for side, cache in (("source", src), ("target", tgt)):
-            data.update(read_segments(cache, plan.segment_layers, rows[f"{side}_train"], f"segments_{side}",
-                                      parts.splits[f"{side}_train"], log, share=share))
+        data["segments"] = {side: read_segments(cache, plan.segment_layers, rows[f"{side}_train"], f"segments_{side}",
+                                                parts.splits[f"{side}_train"], log, share=share)
+                            for side, cache in (("source", src), ("target", tgt))}
     data.update({f"y_{name}": values for name, values in parts.labels.items()})
     data.update({f"ids_{name}": parts.cache_of(name).utterances.id[r] for name, r in rows.items()})
     return data

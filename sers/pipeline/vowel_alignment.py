@@ -8,6 +8,8 @@ features of the anchor layers and the vowel class, never the emotion label.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from sers.classifiers.methods import METHODS, names_where
@@ -29,13 +31,27 @@ def check_segments(cache, layers) -> None:
                         f"extract with --alignments to have every layer's segments")
 
 
+@dataclass
+class VowelSegments:
+    """The vowel segments of one side's training utterances: features and vowel class, no emotion label."""
+    features: dict[int, np.ndarray]   # layer -> (S, D)
+    vowels: np.ndarray                # (S,) vowel class of each segment
+
+    def of_layers(self, layers) -> tuple[dict[int, np.ndarray], np.ndarray]:
+        """The estimator's ``(features, vowels)`` pair, holding only ``layers``."""
+        return {layer: self.features[layer] for layer in layers}, self.vowels
+
+    def counts(self) -> dict[str, int]:
+        names, counts = np.unique(self.vowels, return_counts=True)
+        return {str(v): int(c) for v, c in zip(names, counts)}
+
+
 def read_segments(cache, layers, utterance_rows: np.ndarray, name: str, split: str, log=None,
-                  share=lambda block, name: block) -> dict:
+                  share=lambda block, name: block) -> VowelSegments:
     """Features of ``layers`` and vowel classes of the segments of ``utterance_rows`` (one split).
 
-    Returns ``{name}_features`` ({layer: (S, D)}), ``{name}_vowels`` and ``{name}_counts`` (per
-    vowel class). ``share(block, name)`` may put the (layers, S, D) block where worker processes
-    can map it.
+    ``name`` ("segments_source" or "segments_target") names the side in messages and the shared
+    block: ``share(block, name)`` may put the (layers, S, D) block where worker processes can map it.
     """
     check_segments(cache, layers)
     table = cache.segments
@@ -46,10 +62,7 @@ def read_segments(cache, layers, utterance_rows: np.ndarray, name: str, split: s
     if log:
         log(f"reading {len(layers)} layers x {len(rows)} vowel segments from {cache.path}")
     block = share(np.stack([cache.segment_pooled(layer, rows=rows) for layer in layers]), name)
-    vowels = table.vowel[rows].astype(str)
-    names, counts = np.unique(vowels, return_counts=True)
-    return {f"{name}_features": dict(zip(layers, block)), f"{name}_vowels": vowels,
-            f"{name}_counts": {str(v): int(c) for v, c in zip(names, counts)}}
+    return VowelSegments(dict(zip(layers, block)), table.vowel[rows].astype(str))
 
 
 def run_names(methods, align: str) -> dict[str, tuple[str, str]]:
@@ -73,12 +86,13 @@ def run_names(methods, align: str) -> dict[str, tuple[str, str]]:
     return runs
 
 
-def alignment_config(template, segment_layers, data, splits) -> dict:
-    """What a run's config.json says about vowel-level alignment (just ``align`` for the others)."""
+def alignment_config(template, segment_layers, segments: dict[str, VowelSegments], splits) -> dict:
+    """What a run's config.json says about vowel-level alignment (just ``align`` for the others);
+    ``segments``: the source and target :class:`VowelSegments`."""
     if template.align != "vowel":
         return {"align": template.align}
-    segments = {side: {"split": splits[f"{side}_train"], "n": int(len(data[f"segments_{side}_vowels"])),
-                       "vowel_counts": data[f"segments_{side}_counts"], "labels_read": "never (vowel classes only)"}
+    segments = {side: {"split": splits[f"{side}_train"], "n": int(len(segments[side].vowels)),
+                       "vowel_counts": segments[side].counts(), "labels_read": "never (vowel classes only)"}
                 for side in ("source", "target")}
     weight = template.lambda_ if template.vowel_lambda is None else template.vowel_lambda
     return {"align": "vowel", "vowel_lambda": weight, "segment_layers": segment_layers,
