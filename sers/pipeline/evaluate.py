@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from sers.classifiers.estimator import LayerAnchoringClassifier
 from sers.classifiers.metrics import classification_metrics
 from sers.display.tables import format_table
 from sers.errors import SersError
+from sers.pipeline.readers import open_reader
 from sers.runs import WEIGHTS
 STATS_CHOICES = ("target", "source", "cache")
 
@@ -55,10 +57,6 @@ def load_run(run_dir) -> tuple[LayerAnchoringClassifier, runs.RunConfig]:
                         f"{str(exc).splitlines()[0] if str(exc) else 'damaged file'}); train the run again") from None
 
 
-def _open(cache):
-    return cache if isinstance(cache, sers.cache.CacheReader) else sers.cache.open(cache).require_complete()
-
-
 def check_cache_matches(config: runs.RunConfig, cache, run_dir) -> None:
     """Refuse a cache whose features come from another model than the run was trained on."""
     trained = config.trained_model
@@ -87,11 +85,11 @@ def _features(model, config, cache, rows, run_dir):
     return read_frames(cache, model.layers_, {"rows": rows})["rows"]
 
 
-def _apply(run_dir, cache, split, stats):
+def _apply(run_dir, cache, split, stats, opened: ExitStack):
     if stats not in STATS_CHOICES:
         raise SersError(f"--stats must be one of {', '.join(STATS_CHOICES)}, not {stats!r}")
     model, config = load_run(run_dir)
-    cache = _open(cache)
+    cache = open_reader(cache, opened)
     check_cache_matches(config, cache, run_dir)
     rows = cache.rows(split)
     if len(rows) == 0:
@@ -154,7 +152,8 @@ def evaluate(run_dir, cache, split=None, out_dir=None, stats="target") -> Evalua
     Writes OUT/predictions.csv and OUT/metrics.json (OUT: ``out_dir``, default
     RUN/evaluations/<cache>-<split>).
     """
-    model, config, cache, table, columns, proba = _apply(run_dir, cache, split, stats)
+    with ExitStack() as opened:
+        model, config, cache, table, columns, proba = _apply(run_dir, cache, split, stats, opened)
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / runs.EVALUATIONS / _name(cache.path, split)
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = table.label.astype(str)
@@ -171,7 +170,8 @@ def evaluate(run_dir, cache, split=None, out_dir=None, stats="target") -> Evalua
 
 def predict(run_dir, cache, out_csv, split=None, stats="target") -> Prediction:
     """Write ``out_csv``: id, split, language, predicted class, one probability per class."""
-    model, _, _, _, columns, proba = _apply(run_dir, cache, split, stats)
+    with ExitStack() as opened:
+        model, _, _, _, columns, proba = _apply(run_dir, cache, split, stats, opened)
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
     write_predictions(out_csv, columns, model.classes_, proba)
     return Prediction(Path(out_csv))

@@ -24,6 +24,7 @@ import csv
 import os
 import shutil
 import tempfile
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, fields as dataclass_fields, replace
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from sers.errors import SersError
 from sers.pipeline.candidates import candidates_for, check_criterion, keep_selected
 from sers.pipeline.evaluate import write_json, write_predictions
 from sers.pipeline.frame_features import check_frame_layers
+from sers.pipeline.readers import open_reader
 from sers.pipeline.sweep import BACKENDS, run_all
 from sers.pipeline.train_data import Parts, Splits, feature_config, provenance, read_data, shared
 from sers.pipeline.train_results import TrainResult, format_results, summarise, write_results  # noqa: F401
@@ -186,40 +188,40 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     check_criterion(select)
     lambdas = [float(v) for v in (lambda_ if isinstance(lambda_, (list, tuple)) else [lambda_])]
     anchor_specs = [load_anchors(a) for a in _anchor_list(anchors)]
-    src = source if isinstance(source, sers.cache.CacheReader) else sers.cache.open(source).require_complete()
-    tgt = target if isinstance(target, sers.cache.CacheReader) else sers.cache.open(target).require_complete()
-    src.check_compatible(tgt)
-    plan = _Plan(runs, lambdas, anchor_specs, settings, src.num_layers)
-    _check_caches(src, tgt, plan, settings.features)
-    parts = Parts(src, tgt, splits)
+    with ExitStack() as opened:  # the caches this call opens, closed when it returns or fails
+        src, tgt = open_reader(source, opened), open_reader(target, opened)
+        src.check_compatible(tgt)
+        plan = _Plan(runs, lambdas, anchor_specs, settings, src.num_layers)
+        _check_caches(src, tgt, plan, settings.features)
+        parts = Parts(src, tgt, splits)
 
-    spill = tempfile.TemporaryDirectory(prefix="sers-train-") if jobs > 1 and backend == "loky" else None
-    share = (lambda block, name: shared(block, name, spill.name if spill else None))
-    data = read_data(src, tgt, plan, parts, stat, log, share, settings.features)
-    selection = "target-dev" if splits.target_dev else "source-dev"
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 and backend == "loky" else None
-    common = {"features": settings.features, **feature_config(settings.features, stat, src),
-              "data": provenance(src, tgt, parts), "command": command, "selection": selection,
-              "target_dev": splits.target_dev, "normalize": settings.normalize}
-    specs = _specs(plan, data, parts, seeds, out_dir.resolve(), common, threads, plots)
-    _remove(earlier)
-    try:
-        results = run_all(_run_one, specs, data, jobs, backend, progress)
-    finally:
-        del data
-        if spill:
-            spill.cleanup()
+        spill = tempfile.TemporaryDirectory(prefix="sers-train-") if jobs > 1 and backend == "loky" else None
+        share = (lambda block, name: shared(block, name, spill.name if spill else None))
+        data = read_data(src, tgt, plan, parts, stat, log, share, settings.features)
+        selection = "target-dev" if splits.target_dev else "source-dev"
+        threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 and backend == "loky" else None
+        common = {"features": settings.features, **feature_config(settings.features, stat, src),
+                  "data": provenance(src, tgt, parts), "command": command, "selection": selection,
+                  "target_dev": splits.target_dev, "normalize": settings.normalize}
+        specs = _specs(plan, data, parts, seeds, out_dir.resolve(), common, threads, plots)
+        _remove(earlier)
+        try:
+            results = run_all(_run_one, specs, data, jobs, backend, progress)
+        finally:
+            del data
+            if spill:
+                spill.cleanup()
 
-    # Candidates are chosen before any target test label is read (the scores come from training data).
-    results = keep_selected(results, select)
-    # Only now, after every model is trained, are the target test labels read: to score predictions.
-    _score(results, parts, selection, log)
-    table = summarise(results, list(runs), selection)
-    informed = sorted({spec["target_labels"] for spec in anchor_specs} - {None})
-    for row in table:
-        row["anchors_target_labels"] = ", ".join(informed) if base_method(row["method"]).uses_anchors else ""
-    write_results(out_dir.resolve(), table, results)
-    return TrainResult(table, written_to, results)
+        # Candidates are chosen before any target test label is read (the scores come from training data).
+        results = keep_selected(results, select)
+        # Only now, after every model is trained, are the target test labels read: to score predictions.
+        _score(results, parts, selection, log)
+        table = summarise(results, list(runs), selection)
+        informed = sorted({spec["target_labels"] for spec in anchor_specs} - {None})
+        for row in table:
+            row["anchors_target_labels"] = ", ".join(informed) if base_method(row["method"]).uses_anchors else ""
+        write_results(out_dir.resolve(), table, results)
+        return TrainResult(table, written_to, results)
 
 
 class _Plan:
