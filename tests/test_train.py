@@ -154,6 +154,25 @@ def test_a_cache_of_another_model_is_refused(caches, runs):
         train(caches["source"], caches["other_model"], methods=["last"], seeds=[0], out_dir=caches["folder"] / "x")
 
 
+def test_evaluate_refuses_features_of_the_other_whisper_input(tmp_path):
+    d = planted_corpora(n_source=40, n_target=40, seed=1)
+    splits = ["train"] * 20 + ["dev"] * 10 + ["test"] * 10
+    whisper = dict(model_family="whisper", model_id="whisper-planted")
+    source = write_cache(tmp_path / "en.zarr", d["X_source"], d["y_source"], splits, "en", whisper_input="trimmed",
+                         **whisper)
+    trimmed = write_cache(tmp_path / "zh.zarr", d["X_target"], d["y_target"], splits, "zh", whisper_input="trimmed",
+                          **whisper)
+    padded = write_cache(tmp_path / "zh-padded.zarr", d["X_target"], d["y_target"], splits, "zh",
+                         whisper_input="padded", **whisper)
+    train(source, trimmed, methods=["last"], seeds=[0], out_dir=tmp_path / "runs", **FAST)
+    run = tmp_path / "runs" / "last" / "seed0"
+    assert json.loads((run / "config.json").read_text())["data"]["source"]["model"]["whisper_input"] == "trimmed"
+    assert evaluate(run, trimmed, split="test").metrics["n"] == 10
+    with pytest.raises(SersError, match=r"zh-padded.zarr was extracted with --whisper-input padded but run .* was "
+                                        r"trained on --whisper-input trimmed features"):
+        evaluate(run, padded, split="test")
+
+
 def test_missing_splits_and_anchors_are_one_line_errors(caches, tmp_path):
     with pytest.raises(SersError, match=r"no utterances in split 'valid'.*splits: dev, test, train.*--target-test"):
         train(caches["source"], caches["target"], methods=["last"], target_test="valid", out_dir=tmp_path)

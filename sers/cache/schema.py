@@ -73,8 +73,9 @@ MODEL_DESCRIPTION_KEYS = ("model_id", "model_revision", "num_layers", "hidden_si
 
 
 def model_description(attrs: dict) -> dict:
-    """The root attributes that identify a cache's model and shape: what a trained run records."""
-    return {key: attrs.get(key) for key in MODEL_DESCRIPTION_KEYS}
+    """The root attributes that identify a cache's model and shape, and how Whisper saw the audio:
+    what a trained run records."""
+    return {**{key: attrs.get(key) for key in MODEL_DESCRIPTION_KEYS}, "whisper_input": whisper_input(attrs)}
 
 
 def model_difference(mine: dict, theirs: dict) -> tuple[str, object, object] | None:

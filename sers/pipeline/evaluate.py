@@ -70,6 +70,11 @@ def check_cache_matches(config: runs.RunConfig, cache, run_dir) -> None:
                         f"{offered['hidden_size']}) but run {run_dir} was trained on {trained['model_id']} "
                         f"({trained['num_layers']} layers x {trained['hidden_size']}): {key} differs; "
                         f"extract this corpus with the run's model")
+    # Runs trained before the input was recorded say nothing: nothing to compare then.
+    if trained.get("whisper_input") and trained["whisper_input"] != offered["whisper_input"]:
+        raise SersError(f"{cache.path} was extracted with --whisper-input {offered['whisper_input']} but run {run_dir} "
+                        f"was trained on --whisper-input {trained['whisper_input']} features (the last layers differ); "
+                        f"extract this corpus with --whisper-input {trained['whisper_input']}")
 
 
 def _features(model, config, cache, rows, run_dir):
