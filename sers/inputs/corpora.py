@@ -169,9 +169,9 @@ def _toolkit(function_name: str):
 READERS = {reader.name: reader for reader in (
     CorpusReader("manifest", _listing(read_manifest), "a CSV/TSV/JSONL manifest"),
     CorpusReader("msp-podcast", _podcast_layout("msp-podcast", "en"),
-                 "an MSP-Podcast corpus root (Labels/labels_consensus.csv, Audios/)"),
+                 "an MSP-Podcast corpus root, with Labels/labels_consensus.csv and Audios/"),
     CorpusReader("biic-podcast", _podcast_layout("biic-podcast", "zh"),
-                 "a BIIC-Podcast corpus root (the MSP-Podcast layout, language zh)"),
+                 "a BIIC-Podcast corpus root, the MSP-Podcast layout in language zh"),
     CorpusReader("lhotse", _listing(_toolkit("read_lhotse")), "a lhotse CutSet file"),
     CorpusReader("hf-datasets", _listing(_toolkit("read_hf_dataset")), "a datasets save_to_disk folder"),
 )}

@@ -22,10 +22,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import sers.cache
-from sers import __version__
+from sers import __version__, atomic
 from sers.analysis import measures
 from sers.errors import SersError
-from sers.pipeline.similarity_outputs import format_table, to_csv, write_outputs  # noqa: F401 (re-exported)
+from sers.pipeline.similarity_outputs import (format_table, similarity_files, to_csv,  # noqa: F401 (re-exported)
+                                              write_outputs)
 
 LEVELS = ("utterance", "segment")
 # A vowel class with fewer segments on either side is left out of ``per_vowel`` (with a note):
@@ -115,12 +116,15 @@ def compute_similarity(source, target, out_dir=None, *, measures_wanted=None, la
                        source_split: str = "train", target_split: str = "train",
                        target_labels: str | None = None, level: str = "utterance",
                        max_utterances: int | None = None, seed: int = 0, n_folds: int = 5,
-                       progress: bool = False) -> dict:
-    """Similarity of two caches per layer; writes the outputs to ``out_dir`` when given.
+                       progress: bool = False, overwrite: bool = False) -> "SimilarityResult":
+    """Similarity of two caches per layer; writes the outputs to ``out_dir`` when given (an
+    ``out_dir`` holding a similarity.json or .csv is refused unless ``overwrite``).
 
-    Returns the dict written as similarity.json (see :func:`write_outputs`).
+    Returns the dict written as similarity.json (see :func:`write_outputs`), with ``summary()``.
     """
     wanted = _check_measures(measures_wanted)
+    if out_dir is not None:
+        atomic.refuse_existing(*similarity_files(out_dir), overwrite=overwrite)
     if level not in LEVELS:
         raise SersError(f"--level must be one of {', '.join(LEVELS)}, not {level!r}")
     if target_labels is not None and str(target_labels).lower().startswith("test"):
@@ -148,10 +152,20 @@ def compute_similarity(source, target, out_dir=None, *, measures_wanted=None, la
         result.update(skipped=skipped, notes=notes)
         result.update(_describe(src, tgt, source_sample, target_sample, labelled, target_labels,
                                 level, max_utterances, seed, n_folds))
-    result = _ordered(result)
+    result = SimilarityResult(_ordered(result))
     if out_dir is not None:
         result["files"] = [str(p) for p in write_outputs(result, out_dir)]
     return result
+
+
+class SimilarityResult(dict):
+    """What similarity.json holds (a plain dict to read), and the text `sers similarity` prints."""
+
+    def summary(self) -> str:
+        lines = [format_table(self), *(f"note: {note}" for note in self["notes"])]
+        if "files" in self:
+            lines.append(f"wrote {', '.join(self['files'])}")
+        return "\n".join(lines)
 
 
 def _run_layers(source: Sample, target: Sample, labelled: Sample | None, classes: list, wanted, layers,
