@@ -1,8 +1,8 @@
 """The `sers` command line: one command per stage, each a thin wrapper.
 
 Every command parses its options, calls one plain function in `sers.pipeline`
-(or another module), and prints its result's ``summary()``: results to stdout, logs and
-progress to stderr. Exit status: 0 success, 1 bad input or data (a one-line `error: ...`),
+(or another module), and prints its result's ``summary()`` to stdout; progress bars and
+the logs of long runs (train) go to stderr. Exit status: 0 success, 1 bad input or data (a one-line `error: ...`),
 2 usage error (click), 130 interrupted. Tracebacks are shown only with `sers --debug` or
 SERS_DEBUG=1.
 

@@ -28,7 +28,7 @@ def models_convert(ct2_dir, out_dir):
     """
     from sers import ct2
 
-    ct2.convert(ct2_dir, out_dir, report=log)
+    ct2.convert(ct2_dir, out_dir, report=click.echo)
 
 
 @models.command("whisper-base")
