@@ -39,6 +39,18 @@ def atomic_path(path):
         _remove(temporary)
 
 
+def refuse_existing(*paths, overwrite: bool) -> None:
+    """Stop before any work when an output is already there, unless ``overwrite``: a result
+    someone kept is replaced only when asked for (`--overwrite` on the command line)."""
+    if overwrite:
+        return
+    for path in paths:
+        if Path(path).exists():
+            from sers.errors import SersError
+
+            raise SersError(f"{path} exists: pass --overwrite to replace it")
+
+
 def write_text(path, text: str, encoding: str = "utf-8") -> Path:
     with atomic_path(path) as temporary:
         temporary.write_text(text, encoding=encoding)

@@ -210,3 +210,34 @@ def test_the_anchor_line_names_the_measures_passed_over():
     line = describe(select_anchors(_result(coral=[0.3] * 6, domain=[0.9, 0.7, 0.6, 0.8, 0.95, 1.0]), k=1),
                     measure_given=False)
     assert line.endswith("topk: 2; passed over coral (constant: 0.3 at every layer)")
+
+
+def test_an_existing_anchors_file_is_refused_unless_overwrite(planted_similarity, tmp_path):
+    _, similarity_json = planted_similarity
+    out = tmp_path / "a.json"
+    assert cli("anchor", similarity_json, "-o", out, "--k", "2").exit_code == 0
+    run = cli("anchor", similarity_json, "-o", out, "--k", "3")
+    assert run.exit_code == 1 and f"error: {out} exists: pass --overwrite to replace it" in run.output
+    assert len(json.loads(out.read_text())["layers"]) == 2
+    run = cli("anchor", similarity_json, "-o", out, "--k", "3", "--overwrite")
+    assert run.exit_code == 0 and len(json.loads(out.read_text())["layers"]) == 3
+    assert run.output.splitlines()[-1] == f"wrote {out}"
+
+
+def test_anchor_from_two_caches_refuses_an_earlier_similarity(planted_similarity, tmp_path):
+    caches, _ = planted_similarity
+    (tmp_path / "similarity").mkdir()
+    (tmp_path / "similarity" / "similarity.json").write_text("{}")
+    run = cli("anchor", *caches, "-o", tmp_path / "a.json", "--measure", "mmd", "--quiet")
+    assert run.exit_code == 1 and "similarity.json exists: pass --overwrite" in run.output
+    assert not (tmp_path / "a.json").exists()
+    run = cli("anchor", *caches, "-o", tmp_path / "a.json", "--measure", "mmd", "--quiet", "--overwrite")
+    assert run.exit_code == 0, run.output
+
+
+def test_an_unknown_measure_is_a_usage_error_listing_the_registry(planted_similarity, tmp_path):
+    from sers.analysis.measures import MEASURES
+
+    _, similarity_json = planted_similarity
+    run = cli("anchor", similarity_json, "-o", tmp_path / "a.json", "--measure", "kl")
+    assert run.exit_code == 2 and all(name in run.output for name in MEASURES)

@@ -284,7 +284,7 @@ def test_a_killed_report_or_similarity_keeps_the_earlier_files(tmp_path, monkeyp
     assert CliRunner().invoke(main, ["report", str(run.parents[1]), "-o", str(tmp_path / "r.html")]).exit_code == 0
     before = (tmp_path / "r.html").read_bytes()
     monkeypatch.setattr(report_module, "render_html", lambda doc: (_ for _ in ()).throw(KeyboardInterrupt))
-    result = CliRunner().invoke(main, ["report", str(run.parents[1]), "-o", str(tmp_path / "r.html")])
+    result = CliRunner().invoke(main, ["report", str(run.parents[1]), "-o", str(tmp_path / "r.html"), "--overwrite"])
     assert result.exit_code == 130 and (tmp_path / "r.html").read_bytes() == before
 
     monkeypatch.setattr(outputs.plots, "layer_curves", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))

@@ -373,3 +373,19 @@ def test_anchor_scores_stand_in_for_a_missing_similarity_folder(inputs, tmp_path
     assert "the curve shows the anchor file&#x27;s scores" in text
     assert (tmp_path / "r_files" / "similarity_anchors.png").is_file()
     assert "Similarity per layer (bold" not in text  # no similarity table without similarity.json
+
+
+def test_an_existing_report_is_refused_unless_overwrite(tmp_path):
+    write_run(tmp_path / "runs" / "r0", {"method": "last", "seed": 0},
+              {"target_test": classification_metrics(["A", "H"], ["A", "A"], ["A", "H"])})
+    files = write_report(tmp_path / "runs", tmp_path / "r.html")
+    assert files.summary() == f"wrote {tmp_path / 'r.html'} and {tmp_path / 'r.md'}"
+    with pytest.raises(SersError, match=r"r\.html exists: pass --overwrite to replace it"):
+        write_report(tmp_path / "runs", tmp_path / "r.html")
+    (tmp_path / "r.html").unlink()  # the twin alone is an earlier report too
+    with pytest.raises(SersError, match=r"r\.md exists: pass --overwrite"):
+        write_report(tmp_path / "runs", tmp_path / "r.html")
+    run = CliRunner().invoke(main, ["report", str(tmp_path / "runs"), "-o", str(tmp_path / "r.html")])
+    assert run.exit_code == 1 and "exists: pass --overwrite to replace it" in run.output
+    run = CliRunner().invoke(main, ["report", str(tmp_path / "runs"), "-o", str(tmp_path / "r.html"), "--overwrite"])
+    assert run.exit_code == 0 and (tmp_path / "r.html").exists()

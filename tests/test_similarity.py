@@ -412,3 +412,26 @@ def test_per_vowel_label_aware_measures_need_enough_labelled_segments(tmp_path):
     assert result["vowel_counts"]["a"] == {"source": 150, "target": 120, "target_labelled": 8}
     assert any(note.startswith("per-vowel centroid-cos skip vowel 'a': 8 labelled target segments of")
                and note.endswith("(need at least 10 segments of 2 classes)") for note in result["notes"])
+
+
+def test_an_earlier_similarity_is_refused_unless_overwrite(planted, tmp_path):
+    assert cli("similarity", *planted, "-o", tmp_path / "sim", "--measures", "mmd", "--quiet").exit_code == 0
+    before = (tmp_path / "sim" / "similarity.json").read_bytes()
+    run = cli("similarity", *planted, "-o", tmp_path / "sim", "--measures", "coral")
+    assert run.exit_code == 1
+    assert f"error: {tmp_path / 'sim' / 'similarity.json'} exists: pass --overwrite to replace it" in run.output
+    assert (tmp_path / "sim" / "similarity.json").read_bytes() == before
+    run = cli("similarity", *planted, "-o", tmp_path / "sim", "--measures", "coral", "--overwrite")
+    assert run.exit_code == 0, run.output
+    assert list(json.loads((tmp_path / "sim" / "similarity.json").read_text())["measures"]) == ["coral"]
+    with pytest.raises(sers.errors.SersError, match="similarity.json exists: pass --overwrite"):
+        compute_similarity(*planted, tmp_path / "sim", measures_wanted=["mmd"])
+    (tmp_path / "empty").mkdir()  # an empty folder holds no result: nothing to refuse
+    assert compute_similarity(*planted, tmp_path / "empty", measures_wanted=["mmd"])["files"]
+
+
+def test_the_result_summary_is_what_the_command_prints(planted, tmp_path):
+    result = compute_similarity(*planted, tmp_path / "sim", measures_wanted=["coral", "cka"])
+    lines = result.summary().splitlines()
+    assert "\n".join(lines[:len(lines) - 2]) == format_table(result)
+    assert lines[-2].startswith("note: skipped cka") and lines[-1] == f"wrote {', '.join(result['files'])}"

@@ -27,39 +27,20 @@ Label-aware (need a labelled target analysis split):
 The domain classifier is a shrinkage linear discriminant solved in closed form
 from per-fold moments: k-fold cross-validation costs one pass over the data plus
 k D x D solves, instead of k iterative fits on 2N x D (see docs/benchmarks/similarity.md).
+
+Adding a measure is one entry in :data:`MEASURES` (name, direction, label-free or not,
+description, what its function needs, the function): `sers similarity` computes it,
+`--measures` and `sers anchor --measure` offer it, similarity.json describes it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import scipy.linalg
 
 CHUNK_ROWS = 4096  # rows cast to float64 at a time: 32 MB at D = 1024
-
-
-@dataclass(frozen=True)
-class MeasureInfo:
-    name: str
-    direction: str        # "lower" or "higher": which end means "more alike"
-    label_free: bool      # usable without target labels
-    has_matrix: bool      # also computed source layer l x target layer m
-    description: str
-    worst: float | None = None  # the bound meaning "not alike at all" (a saturated measure sits there)
-
-
-MEASURES = {m.name: m for m in (
-    MeasureInfo("coral", "lower", True, False, "CORAL distance ||C_s - C_t||_F^2 / (4 d^2)"),
-    MeasureInfo("mmd", "lower", True, False, "linear MMD: squared distance of the means"),
-    MeasureInfo("domain", "lower", True, False, "cross-validated balanced accuracy of a source-vs-target classifier",
-                1.0),
-    MeasureInfo("proxy-a-distance", "lower", True, False, "2 (1 - 2 err) of the domain classifier", 2.0),
-    MeasureInfo("centroid-cos", "higher", False, True, "mean cosine of matching class centroids"),
-    MeasureInfo("cka", "higher", False, True, "linear CKA of matched class-centroid matrices"),
-    MeasureInfo("probe", "higher", False, False, "target UAR of a linear probe trained on source labels"),
-)}
-# What a user can ask for; "domain" also yields "proxy-a-distance".
-MEASURE_NAMES = ("coral", "mmd", "domain", "centroid-cos", "cka", "probe")
 
 
 def ties(a: float, b: float) -> bool:
@@ -216,19 +197,20 @@ class PairSummary:
 
 
 def label_free_at_layer(xs, folds_s, xt, folds_t, n_folds: int, names) -> tuple[dict[str, float], PairSummary]:
-    """The label-free measures among ``names`` (coral, mmd, domain: which also gives
-    proxy-a-distance) for one layer's source and target rows, from one pass over each."""
+    """The label-free measures among ``names`` (registry entries needing "stats" or "folds"; domain
+    also gives proxy-a-distance) for one layer's source and target rows, from one pass over each."""
     ms, mt = compute_moments(xs, folds_s, n_folds), compute_moments(xt, folds_t, n_folds)
     s, t = ms.stats(), mt.stats()
     centre, scale = standardiser_of(s, t)
     values = {}
-    if "coral" in names:
-        values["coral"] = coral_from_stats(s, t, centre, scale)
-    if "mmd" in names:
-        values["mmd"] = mmd_from_stats(s, t, centre, scale)
-    if "domain" in names:
-        values["domain"], values["proxy-a-distance"] = domain_from_moments(xs, ms, folds_s, xt, mt, folds_t,
-                                                                           centre, scale)
+    for name in names:
+        measure = MEASURES[name]
+        if measure.needs == "stats":
+            values[name] = measure.compute(s, t, centre, scale)
+        elif measure.needs == "folds":
+            values.update(zip(measure.columns, measure.compute(xs, ms, folds_s, xt, mt, folds_t, centre, scale)))
+        else:
+            raise ValueError(f"{name} is not a label-free measure")
     return values, PairSummary(s.mean, np.diag(s.cov).copy(), t.mean, np.diag(t.cov).copy(), centre, scale)
 
 
@@ -297,9 +279,6 @@ class LayerSummary:
     centroids: np.ndarray   # (C, D), rows in the shared class order
 
 
-CENTROID_MEASURES = {"centroid-cos": centroid_cosine_from_centroids, "cka": centroid_cka_from_centroids}
-
-
 def cross_layer_matrix(source: list[LayerSummary], target: list[LayerSummary], measure: str) -> np.ndarray:
     """(L_s, L_t) values of a centroid measure for source layer l vs target layer m,
     each pair standardised jointly, as the per-layer values are (the diagonal)."""
@@ -310,6 +289,62 @@ def cross_layer_matrix(source: list[LayerSummary], target: list[LayerSummary], m
             centre, scale = joint_standardiser(s.mean, s.var, t.mean, t.var)
             out[i, j] = function(s.centroids, t.centroids, centre, scale)
     return out
+
+
+# -- the registry: one entry per measure ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Measure:
+    """One similarity measure: what `sers similarity` computes per layer, `--measures` offers and
+    `sers anchor --measure` ranks layers by. ``needs`` says what ``compute`` takes, which is
+    where :mod:`sers.pipeline.similarity` computes it:
+
+    "stats"      (source Stats, target Stats, centre, scale) -> float; label-free, one pass per layer
+    "folds"      (xs, source Moments, source folds, xt, target Moments, target folds, centre, scale)
+                 -> one value per name in ``columns``; label-free, cross-validated
+    "centroids"  (source class centroids, target class centroids, centre, scale) -> float; label-aware,
+                 also computed source layer x target layer (a heatmap)
+    "rows"       (source rows, source labels, target rows, target labels) -> float; label-aware
+
+    An entry without ``compute`` is a column another measure yields (proxy-a-distance comes
+    with domain): it has a direction and a description but cannot be asked for by itself.
+    """
+    name: str
+    direction: str            # "lower" or "higher": which end means "more alike"
+    label_free: bool          # usable without target labels
+    description: str
+    needs: str | None = None
+    compute: Callable | None = None
+    worst: float | None = None  # the bound meaning "not alike at all" (a saturated measure sits there)
+    also: tuple[str, ...] = ()  # further columns ``compute`` returns, after its own
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.name, *self.also)
+
+    @property
+    def has_matrix(self) -> bool:
+        return self.needs == "centroids"
+
+
+MEASURES = {m.name: m for m in (
+    Measure("coral", "lower", True, "CORAL distance ||C_s - C_t||_F^2 / (4 d^2)", "stats", coral_from_stats),
+    Measure("mmd", "lower", True, "linear MMD: squared distance of the means", "stats", mmd_from_stats),
+    Measure("domain", "lower", True, "cross-validated balanced accuracy of a source-vs-target classifier",
+            "folds", domain_from_moments, worst=1.0, also=("proxy-a-distance",)),
+    Measure("proxy-a-distance", "lower", True, "2 (1 - 2 err) of the domain classifier", worst=2.0),
+    Measure("centroid-cos", "higher", False, "mean cosine of matching class centroids", "centroids",
+            centroid_cosine_from_centroids),
+    Measure("cka", "higher", False, "linear CKA of matched class-centroid matrices", "centroids",
+            centroid_cka_from_centroids),
+    Measure("probe", "higher", False, "target UAR of a linear probe trained on source labels", "rows",
+            probe_uar),
+)}
+# What a user can ask for (in this order), and the two kinds.
+MEASURE_NAMES = tuple(name for name, m in MEASURES.items() if m.compute is not None)
+LABEL_FREE = tuple(name for name in MEASURE_NAMES if MEASURES[name].label_free)
+LABEL_AWARE = tuple(name for name in MEASURE_NAMES if not MEASURES[name].label_free)
+CENTROID_MEASURES = {name: m.compute for name, m in MEASURES.items() if m.needs == "centroids"}
 
 
 # -- array-level entry points: one call per measure, for users and tests --------------------

@@ -115,6 +115,9 @@ def names_where(**wanted) -> tuple[str, ...]:
                  if all(getattr(method, key) == value for key, value in wanted.items()))
 
 
+VOWEL_METHODS = names_where(vowel=True)  # those `--align vowel` / `<method>+vowel` apply to
+
+
 def help_text() -> str:
     """One line per method, for ``--help``."""
     return "; ".join(f"{name}: {method.description}" for name, method in METHODS.items())

@@ -23,6 +23,7 @@ import io
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 from sers.errors import SersError
 from sers.jsonfile import read_json
@@ -33,8 +34,6 @@ EMOTION_CLASSES = {"N": "neutral", "H": "happy", "A": "angry", "S": "sad", "U": 
 DEFAULT_LABEL_MAP = {code: (code if code in "NHAS" else None) for code in EMOTION_CLASSES}
 SPLIT_NAMES = {"train": "train", "development": "dev", "dev": "dev", "validation": "dev"}
 REQUIRED_COLUMNS = ("FileName", "EmoClass", "Split_Set")
-FORMATS = {"msp-podcast": "en", "biic-podcast": "zh"}  # layout name -> default language
-TOOLKIT_FORMATS = ("lhotse", "hf-datasets")  # other toolkits' corpus descriptions (sers.inputs.toolkits)
 
 
 @dataclass
@@ -121,38 +120,76 @@ def map_labels(utterances: list[Utterance], label_map) -> tuple[list[Utterance],
     return kept, summary
 
 
-def read_corpus(source, format: str = "manifest", *, audio_root=None, language: str | None = None,
-                label_map=None, splits=None, log=None) -> list[Utterance]:
-    """Read a manifest file or a corpus root, by ``format``: manifest, msp-podcast, biic-podcast,
-    lhotse (a CutSet file), hf-datasets (a ``save_to_disk`` folder).
+@dataclass(frozen=True)
+class CorpusReader:
+    """One ``--format``: ``read(source, audio_root=, language=, label_map=, splits=)`` returns the
+    utterances and a :class:`CorpusSummary`; ``help`` is its line in `sers extract --help`."""
 
-    biic-podcast is the MSP-Podcast reader with Chinese ("zh") as the default language.
-    ``label_map`` (podcast layouts; default N/H/A/S) and ``splits`` select utterances;
-    the line about dropped classes goes to ``log`` (e.g. ``click.echo``) when given.
-    """
-    if format in ("manifest", *TOOLKIT_FORMATS):
-        if format == "manifest":
-            utterances = read_manifest(source, audio_root=audio_root, language=language)
-        else:
-            from sers.inputs import toolkits
+    name: str
+    read: Callable[..., tuple[list[Utterance], CorpusSummary]]
+    help: str
 
-            reader = {"lhotse": toolkits.read_lhotse, "hf-datasets": toolkits.read_hf_dataset}[format]
-            utterances = reader(source, language=language)
+
+def _listing(read_list):
+    """A reader for formats that list utterances as they are (a manifest, another toolkit's
+    corpus): the split filter, then the label map only when one is given."""
+    def read(source, *, audio_root, language, label_map, splits):
+        utterances = read_list(source, audio_root=audio_root, language=language)
         if splits is not None:
             wanted = set(splits)
             utterances = [u for u in utterances if u.split in wanted]
         summary = CorpusSummary(kept=Counter(u.label for u in utterances))
         if label_map is not None:
             utterances, summary = map_labels(utterances, label_map)
-    elif format in FORMATS:
+        return utterances, summary
+    return read
+
+
+def _podcast_layout(name: str, default_language: str):
+    """The MSP-Podcast layout reader (audio under ROOT/Audios, default label map N/H/A/S)."""
+    def read(source, *, audio_root, language, label_map, splits):
         if audio_root is not None:
-            raise SersError(f"--audio-root does not apply to {format}: audio is read from {source}/Audios")
-        utterances, summary = read_msp_podcast(source, DEFAULT_LABEL_MAP if label_map is None else label_map,
-                                               language=language, splits=splits,
-                                               default_language=FORMATS[format])
-    else:
-        raise SersError(f"unknown corpus format {format!r}; choose one of: manifest, "
-                        f"{', '.join([*FORMATS, *TOOLKIT_FORMATS])}")
+            raise SersError(f"--audio-root does not apply to {name}: audio is read from {source}/Audios")
+        return read_msp_podcast(source, DEFAULT_LABEL_MAP if label_map is None else label_map,
+                                language=language, splits=splits, default_language=default_language)
+    return read
+
+
+def _toolkit(function_name: str):
+    """A reader of :mod:`sers.inputs.toolkits`, imported when used (lhotse, datasets are optional)."""
+    def read_list(source, *, audio_root, language):
+        from sers.inputs import toolkits
+
+        return getattr(toolkits, function_name)(source, language=language)
+    return read_list
+
+
+# The registry of corpus formats, in the order `--format` lists them. Adding a layout is one
+# entry here: a name, a reader with the signature above, one line of help.
+READERS = {reader.name: reader for reader in (
+    CorpusReader("manifest", _listing(read_manifest), "a CSV/TSV/JSONL manifest"),
+    CorpusReader("msp-podcast", _podcast_layout("msp-podcast", "en"),
+                 "an MSP-Podcast corpus root, with Labels/labels_consensus.csv and Audios/"),
+    CorpusReader("biic-podcast", _podcast_layout("biic-podcast", "zh"),
+                 "a BIIC-Podcast corpus root, the MSP-Podcast layout in language zh"),
+    CorpusReader("lhotse", _listing(_toolkit("read_lhotse")), "a lhotse CutSet file"),
+    CorpusReader("hf-datasets", _listing(_toolkit("read_hf_dataset")), "a datasets save_to_disk folder"),
+)}
+
+
+def read_corpus(source, format: str = "manifest", *, audio_root=None, language: str | None = None,
+                label_map=None, splits=None, log=None) -> list[Utterance]:
+    """Read a manifest file or a corpus root, by ``format``, a name in :data:`READERS`: manifest,
+    msp-podcast, biic-podcast, lhotse (a CutSet file), hf-datasets (a ``save_to_disk`` folder).
+
+    biic-podcast is the MSP-Podcast reader with Chinese ("zh") as the default language.
+    ``label_map`` (podcast layouts; default N/H/A/S) and ``splits`` select utterances;
+    the line about dropped classes goes to ``log`` (e.g. ``click.echo``) when given.
+    """
+    if format not in READERS:
+        raise SersError(f"unknown corpus format {format!r}; choose one of: {', '.join(READERS)}")
+    utterances, summary = READERS[format].read(source, audio_root=audio_root, language=language,
+                                               label_map=label_map, splits=splits)
     if log is not None and summary.dropped:
         log(summary.dropped_line())
     if not utterances:

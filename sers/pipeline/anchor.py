@@ -140,10 +140,24 @@ def write_anchors(anchors: dict, out) -> Path:
     return out
 
 
+class Anchors(dict):
+    """The anchors.json content (a plain dict to read), and the text `sers anchor` prints."""
+
+    def __init__(self, content: dict, out=None, measure_given: bool = False):
+        super().__init__(content)
+        self.out, self.measure_given = out, measure_given
+
+    def summary(self) -> str:
+        line = describe(self, measure_given=self.measure_given)
+        return line if self.out is None else f"{line}\nwrote {self.out}"
+
+
 def anchor(inputs, out, *, measure=None, strategy="topk", k=3, group_size=3, n_groups=1, exclude=None,
-           similarity_dir=None, progress=False, **similarity_options) -> dict:
+           similarity_dir=None, progress=False, overwrite=False, **similarity_options) -> Anchors:
     """``sers anchor``: one similarity.json, or SOURCE TARGET caches (similarity runs first,
-    into ``similarity_dir``, default ``<folder of out>/similarity``). Writes ``out``."""
+    into ``similarity_dir``, default ``<folder of out>/similarity``). Writes ``out``; an existing
+    ``out`` (or similarity) is refused unless ``overwrite``."""
+    atomic.refuse_existing(out, overwrite=overwrite)
     inputs = [Path(p) for p in inputs]
     if len(inputs) == 1 and inputs[0].suffix in (".zarr", ".h5", ".hdf5"):
         raise SersError(f"{inputs[0]} is a cache: give a SOURCE and a TARGET cache, or a similarity.json")
@@ -156,14 +170,14 @@ def anchor(inputs, out, *, measure=None, strategy="topk", k=3, group_size=3, n_g
         similarity_dir = Path(similarity_dir) if similarity_dir else Path(out).parent / "similarity"
         wanted = None if measure is None else ["domain" if measure == "proxy-a-distance" else measure]
         result = compute_similarity(*inputs, similarity_dir, measures_wanted=wanted, progress=progress,
-                                    **similarity_options)
+                                    overwrite=overwrite, **similarity_options)
         similarity_file = similarity_dir / "similarity.json"
     else:
         raise SersError("give one similarity.json, or a SOURCE and a TARGET cache")
     anchors = select_anchors(result, measure=measure, strategy=strategy, k=k, group_size=group_size,
                              n_groups=n_groups, exclude=exclude, similarity_file=similarity_file)
     write_anchors(anchors, out)
-    return anchors
+    return Anchors(anchors, out=out, measure_given=measure is not None)
 
 
 def describe(anchors: dict, measure_given: bool) -> str:

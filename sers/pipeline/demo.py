@@ -122,7 +122,7 @@ def demo_steps(out_dir, model_path: str, *, utterances_per_language: int = 200, 
     source, target = languages
     corpus = out / "corpus"
     caches = {lang: str(out / f"{lang}.zarr") for lang in languages}
-    # --overwrite: a rerun with other sizes regenerates the corpus, so its caches must follow.
+    # --overwrite: a rerun with other sizes regenerates the corpus, so every output after it must follow.
     steps = [Step("generate a bilingual emotional speech corpus",
                   ["synth", str(corpus), "--languages", ",".join(languages),
                    "--utterances-per-language", str(utterances_per_language), "--seed", "0"])]
@@ -133,16 +133,17 @@ def demo_steps(out_dir, model_path: str, *, utterances_per_language: int = 200, 
                            "--overwrite"] + (["--whisper-input", whisper_input] if whisper_input else [])))
     steps += [
         Step("compare the languages layer by layer (label-free: no target labels read)",
-             ["similarity", caches[source], caches[target], "-o", str(out / "similarity")]),
+             ["similarity", caches[source], caches[target], "-o", str(out / "similarity"), "--overwrite"]),
         Step("choose anchor layers: the 3 most alike by the default label-free measure",
-             ["anchor", str(out / "similarity" / "similarity.json"), "-o", str(out / "anchors.json")]),
+             ["anchor", str(out / "similarity" / "similarity.json"), "-o", str(out / "anchors.json"),
+              "--overwrite"]),
         Step("train every method over seeds at sers's defaults (target labels only to score the test split)",
              ["train", "--source", caches[source], "--target", caches[target], "--method", ",".join(METHODS),
               "--anchors", str(out / "anchors.json"), "--seeds", seeds, "--epochs", str(epochs),
               "-o", str(out / "runs"), "--quiet", "--overwrite"]),
         Step("write the report",
              ["report", str(out / "runs"), "--similarity", str(out / "similarity"), "--anchors",
-              str(out / "anchors.json"), "-o", str(out / "report.html")]),
+              str(out / "anchors.json"), "-o", str(out / "report.html"), "--overwrite"]),
     ]
     return steps
 

@@ -15,6 +15,7 @@ import math
 import shutil
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from sers import atomic
 from sers.display import figures as report_figures
@@ -30,12 +31,23 @@ from sers.report.inputs import (METHOD_ORDER, MethodResult, cache_paths, cache_s
 SCORES = (("target_test", "uar"), ("target_test", "macro_f1"), ("target_test", "accuracy"), ("source_dev", "uar"))
 
 
-def write_report(runs_dir, out_html, similarity_dir=None, anchors=None) -> tuple[Path, Path]:
-    """Write ``out_html`` and its Markdown twin (same name, ``.md``); returns both paths."""
+class ReportFiles(NamedTuple):
+    """The page and its Markdown twin, and the line `sers report` prints."""
+    html: Path
+    markdown: Path
+
+    def summary(self) -> str:
+        return f"wrote {self.html} and {self.markdown}"
+
+
+def write_report(runs_dir, out_html, similarity_dir=None, anchors=None, *, overwrite=False) -> ReportFiles:
+    """Write ``out_html`` and its Markdown twin (same name, ``.md``); returns both paths.
+    An existing page or twin is refused unless ``overwrite``."""
     runs_dir, out_html = Path(runs_dir), Path(out_html)
     if out_html.suffix.lower() == ".md":
         raise SersError(f"{out_html}: the report is HTML (e.g. report.html); its Markdown twin is written beside it")
     md_path = out_html.with_suffix(".md")
+    atomic.refuse_existing(out_html, md_path, overwrite=overwrite)
     runs, run_notes = read_runs(runs_dir)
     results = group_runs(runs, METHOD_ORDER)
     anchors_path = Path(anchors) if anchors else _recorded_anchors_file(runs)
@@ -67,7 +79,7 @@ def write_report(runs_dir, out_html, similarity_dir=None, anchors=None) -> tuple
     out_html.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(md_path, render_markdown(document, md_path))
     atomic.write_text(out_html, render_html(document))  # last: the page appears only when all is written
-    return out_html, md_path
+    return ReportFiles(out_html, md_path)
 
 
 def _recorded_anchors_file(runs) -> Path | None:

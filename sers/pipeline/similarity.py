@@ -22,13 +22,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import sers.cache
-from sers import __version__
+from sers import __version__, atomic
 from sers.analysis import measures
 from sers.errors import SersError
-from sers.pipeline.similarity_outputs import format_table, to_csv, write_outputs  # noqa: F401 (re-exported)
+from sers.pipeline.similarity_outputs import (format_table, similarity_files, to_csv,  # noqa: F401 (re-exported)
+                                              write_outputs)
 
 LEVELS = ("utterance", "segment")
-LABEL_AWARE = ("centroid-cos", "cka", "probe")
 # A vowel class with fewer segments on either side is left out of ``per_vowel`` (with a note):
 # a covariance or a held-out fold from a handful of segments says more about noise than layers.
 MIN_VOWEL_SEGMENTS = 10
@@ -116,12 +116,15 @@ def compute_similarity(source, target, out_dir=None, *, measures_wanted=None, la
                        source_split: str = "train", target_split: str = "train",
                        target_labels: str | None = None, level: str = "utterance",
                        max_utterances: int | None = None, seed: int = 0, n_folds: int = 5,
-                       progress: bool = False) -> dict:
-    """Similarity of two caches per layer; writes the outputs to ``out_dir`` when given.
+                       progress: bool = False, overwrite: bool = False) -> "SimilarityResult":
+    """Similarity of two caches per layer; writes the outputs to ``out_dir`` when given (an
+    ``out_dir`` holding a similarity.json or .csv is refused unless ``overwrite``).
 
-    Returns the dict written as similarity.json (see :func:`write_outputs`).
+    Returns the dict written as similarity.json (see :func:`write_outputs`), with ``summary()``.
     """
     wanted = _check_measures(measures_wanted)
+    if out_dir is not None:
+        atomic.refuse_existing(*similarity_files(out_dir), overwrite=overwrite)
     if level not in LEVELS:
         raise SersError(f"--level must be one of {', '.join(LEVELS)}, not {level!r}")
     if target_labels is not None and str(target_labels).lower().startswith("test"):
@@ -137,7 +140,7 @@ def compute_similarity(source, target, out_dir=None, *, measures_wanted=None, la
         target_sample = make_sample(tgt, target_split, role="target", read_labels=False, **options)
         layers = _check_layers(layers, _stored_layers(src, tgt, level))
         labelled = None
-        if target_labels is not None and any(m in wanted for m in LABEL_AWARE):
+        if target_labels is not None and any(m in wanted for m in measures.LABEL_AWARE):
             labelled = make_sample(tgt, target_labels, role="target", read_labels=True,
                                    labelled_only=True, **options)
         skipped, notes = {}, []
@@ -149,10 +152,20 @@ def compute_similarity(source, target, out_dir=None, *, measures_wanted=None, la
         result.update(skipped=skipped, notes=notes)
         result.update(_describe(src, tgt, source_sample, target_sample, labelled, target_labels,
                                 level, max_utterances, seed, n_folds))
-    result = _ordered(result)
+    result = SimilarityResult(_ordered(result))
     if out_dir is not None:
         result["files"] = [str(p) for p in write_outputs(result, out_dir)]
     return result
+
+
+class SimilarityResult(dict):
+    """What similarity.json holds (a plain dict to read), and the text `sers similarity` prints."""
+
+    def summary(self) -> str:
+        lines = [format_table(self), *(f"note: {note}" for note in self["notes"])]
+        if "files" in self:
+            lines.append(f"wrote {', '.join(self['files'])}")
+        return "\n".join(lines)
 
 
 def _run_layers(source: Sample, target: Sample, labelled: Sample | None, classes: list, wanted, layers,
@@ -160,7 +173,7 @@ def _run_layers(source: Sample, target: Sample, labelled: Sample | None, classes
     """Every measure at every layer, reading one layer of each sample at a time.
     ``classes`` are the emotions the label-aware measures compare ([] = skip them).
     Segment samples are also compared one vowel class at a time (``per_vowel``)."""
-    label_aware = [m for m in LABEL_AWARE if m in wanted] if classes else []
+    label_aware = [m for m in measures.LABEL_AWARE if m in wanted] if classes else []
     use_folds = "domain" in wanted
     for sample in (source, target):
         if len(sample) < (n_folds if use_folds else 2):
@@ -168,7 +181,7 @@ def _run_layers(source: Sample, target: Sample, labelled: Sample | None, classes
                             f"the measures need at least {n_folds if use_folds else 2}")
     k = n_folds if use_folds else 1
     source_keep = np.isin(source.labels, classes) if label_aware else None
-    label_free = [c for c in ("coral", "mmd", "domain") if c in wanted]
+    label_free = [m for m in measures.LABEL_FREE if m in wanted]
     pooled = _Comparison.of(source, target, labelled, source_keep, None, label_free, label_aware, k, seed)
     by_vowel = {} if source.vowels is None else \
         _vowel_comparisons(source, target, labelled, source_keep, label_free, label_aware, k, seed, notes)
@@ -193,7 +206,7 @@ def _run_layers(source: Sample, target: Sample, labelled: Sample | None, classes
             del xs_labelled, xl
     matrices = {name: {"rows": "source layer", "columns": "target layer",
                        "values": measures.cross_layer_matrix(summaries_s, summaries_t, name).tolist()}
-                for name in ("centroid-cos", "cka") if name in pooled.values}
+                for name, measure in measures.MEASURES.items() if measure.has_matrix and name in pooled.values}
     table = {name: {"direction": measures.MEASURES[name].direction,
                     "label_free": measures.MEASURES[name].label_free,
                     "description": measures.MEASURES[name].description,
@@ -222,8 +235,7 @@ class _Comparison:
         self.source_keys, self.source_labels = source_keys, source_labels
         self.target_keys, self.target_labels = target_keys, target_labels
         self.keys = list(keys)
-        columns = label_free + (["proxy-a-distance"] if "domain" in label_free else [])
-        columns = [c for c in ("coral", "mmd", "domain", "proxy-a-distance") if c in columns]
+        columns = [column for name in label_free for column in measures.MEASURES[name].columns]
         self.values = {name: [] for name in columns + (label_aware if self.keys else [])}
         self.label_free = label_free
         self.pair = self.centroids = None  # of the current layer
@@ -260,12 +272,12 @@ class _Comparison:
         a, b = _take(xs_labelled, self.labelled_source_rows), _take(xl, self.labelled_rows)
         cs = measures.class_centroids(a, self.source_keys, self.keys)
         cl = measures.class_centroids(b, self.target_keys, self.keys)
-        for name in ("centroid-cos", "cka"):
-            if name in self.values:
-                self.values[name].append(
-                    measures.CENTROID_MEASURES[name](cs, cl, self.pair.centre, self.pair.scale))
-        if "probe" in self.values:
-            self.values["probe"].append(measures.probe_uar(a, self.source_labels, b, self.target_labels))
+        for name in self.values:
+            measure = measures.MEASURES[name]
+            if measure.needs == "centroids":
+                self.values[name].append(measure.compute(cs, cl, self.pair.centre, self.pair.scale))
+            elif measure.needs == "rows":
+                self.values[name].append(measure.compute(a, self.source_labels, b, self.target_labels))
         self.centroids = cs, cl
 
 
@@ -308,7 +320,7 @@ def _take(x, rows):
 
 def _label_plan(source: Sample, labelled: Sample | None, wanted, skipped: dict, notes: list) -> list:
     """The classes the label-aware measures compare, or [] with the reasons they are skipped."""
-    asked = [m for m in LABEL_AWARE if m in wanted]
+    asked = [m for m in measures.LABEL_AWARE if m in wanted]
     if not asked:
         return []
     reason = None

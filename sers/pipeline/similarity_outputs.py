@@ -20,6 +20,11 @@ from sers.analysis import measures
 from sers.display import plots
 
 
+def similarity_files(out_dir) -> list[Path]:
+    """The files whose presence makes ``out_dir`` an earlier similarity result."""
+    return [Path(out_dir) / "similarity.json", Path(out_dir) / "similarity.csv"]
+
+
 def write_outputs(result: dict, out_dir) -> list[Path]:
     """similarity.json, similarity.csv, similarity.png (curves), one heatmap per matrix form and,
     at segment level, similarity_per_vowel.png (a line per vowel class)."""

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sers.classifiers.methods import METHODS, names_where
+from sers.classifiers.methods import METHODS, VOWEL_METHODS
 from sers.errors import SersError
 
 ALIGN = ("utterance", "vowel")
-VOWEL_METHODS = names_where(vowel=True)
 
 
 def check_segments(cache, layers) -> None:

@@ -26,7 +26,10 @@ from sers.synth.languages import LANGUAGES, vowel_classes
 from sers.synth.speakers import EMOTIONS
 
 __all__ = ["synthesize_corpus", "synthesize_espeak_corpus", "synthesize_utterance", "corpus_summary",
-           "choose_engine", "MANIFEST_COLUMNS", "LANGUAGES", "ESPEAK_LANGUAGES", "EMOTIONS", "vowel_classes"]
+           "choose_engine", "ENGINES", "MANIFEST_COLUMNS", "LANGUAGES", "ESPEAK_LANGUAGES", "EMOTIONS", "vowel_classes"]
+
+ENGINES = ("auto", "espeak", "source-filter")  # auto: espeak when espeakng-loader is installed
+
 
 def choose_engine(engine: str = "auto") -> tuple[str, str]:
     """(engine that will run, why): auto means espeak when espeakng-loader is installed."""

@@ -31,8 +31,17 @@ from sers.upstream.conv import ConvFrontEndUpstream
 from sers.upstream.hub import offline_hint, offline_reason
 from sers.upstream.whisper import WHISPER_INPUTS, WhisperUpstream
 
-CONV_FAMILIES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "unispeech-sat")
-FAMILIES = CONV_FAMILIES + ("whisper",)
+# The registry of model families: transformers' model_type -> the wrapper that runs it. Adding a
+# family is one entry here (with a wrapper class, e.g. a new subclass of Upstream in its own module).
+FAMILIES: dict[str, type[Upstream]] = {
+    "wav2vec2": ConvFrontEndUpstream,
+    "hubert": ConvFrontEndUpstream,
+    "wavlm": ConvFrontEndUpstream,
+    "data2vec-audio": ConvFrontEndUpstream,
+    "unispeech-sat": ConvFrontEndUpstream,
+    "whisper": WhisperUpstream,
+}
+CONV_FAMILIES = tuple(name for name, wrapper in FAMILIES.items() if wrapper is ConvFrontEndUpstream)
 
 __all__ = ["load_upstream", "Upstream", "FAMILIES", "DTYPES", "WHISPER_INPUTS"]
 
@@ -97,7 +106,8 @@ def load_upstream(
         raise SersError(
             f"model {name} is a {family!r} model; sers extracts from {', '.join(FAMILIES)}"
         )
-    if family != "whisper" and whisper_input not in (None, "padded"):
+    upstream_class = FAMILIES[family]
+    if upstream_class is not WhisperUpstream and whisper_input not in (None, "padded"):
         raise SersError(f"--whisper-input {whisper_input} applies to Whisper models; {name} is a {family!r} model")
     try:
         feature_extractor = transformers.AutoFeatureExtractor.from_pretrained(name, **hub)
@@ -114,8 +124,7 @@ def load_upstream(
             raise SersError(offline_hint(name, offline)) from None
         raise SersError(f"cannot load model weights for {name}: {_first_line(err)}") from None
 
-    extra = {"whisper_input": whisper_input} if family == "whisper" else {}
-    upstream_class = WhisperUpstream if family == "whisper" else ConvFrontEndUpstream
+    extra = {"whisper_input": whisper_input} if upstream_class is WhisperUpstream else {}
     return upstream_class(
         **extra,
         model=model,

@@ -1,0 +1,142 @@
+"""The `sers` command line: one command per stage, each a thin wrapper.
+
+Every command parses its options, calls one plain function in `sers.pipeline` (or another
+module), and prints its result's ``summary()`` to stdout; progress bars and the logs of long
+runs (train) go to stderr. Exit status: 0 success, 1 bad input or data (a one-line
+`error: ...`), 2 usage error (click), 130 interrupted. Tracebacks are shown only with
+`sers --debug` or SERS_DEBUG=1.
+
+This module holds the group `main`, its error handling and what the commands share; the
+commands live one module per noun (extract, cache, synth, similarity, train, models, report)
+and take their choice lists from :mod:`sers.cli.choices`. Conventions: inputs positional
+where they always were, the output `-o/--out` where it is an option, `--quiet` where there is
+a progress bar, and an existing result (cache, runs, similarity, anchors, report) replaced
+only with `--overwrite`.
+"""
+from __future__ import annotations
+
+import os
+
+import click
+
+from sers import __version__
+from sers.errors import SersError, describe_os_error
+
+
+def _debugging() -> bool:
+    return os.environ.get("SERS_DEBUG", "") not in ("", "0")
+
+
+class _Group(click.Group):
+    """Turn every failure into one `error: ...` line on stderr (exit 1), with no traceback
+    unless debugging: SersError as it is, a failed file operation in words, anything else
+    (a bug) named by type with the way to see its traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SersError as exc:
+            self._fail(ctx, str(exc))
+        except KeyboardInterrupt:
+            click.echo("interrupted; rerun the same command to resume", err=True)
+            ctx.exit(130)
+        except OSError as exc:
+            if _debugging():
+                raise
+            self._fail(ctx, f"{describe_os_error(exc)}; finished outputs are kept: fix that and rerun the command")
+        except (click.exceptions.Exit, click.ClickException):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence against a bare traceback
+            if _debugging():
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            self._fail(ctx, f"unexpected {type(exc).__name__}: {first} (a bug in sers: rerun with "
+                            "SERS_DEBUG=1 for the traceback and report it)")
+
+    @staticmethod
+    def _fail(ctx, message: str):
+        click.echo(f"error: {' '.join(message.split())}", err=True)  # one line, whatever the message held
+        ctx.exit(1)
+
+
+def _set_debug(ctx, param, value):
+    if value:
+        os.environ["SERS_DEBUG"] = "1"
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sers")
+@click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+              help="Show the full traceback of an error (same as SERS_DEBUG=1).")
+def main():
+    """Cross-lingual speech emotion recognition by layer anchoring.
+
+    \b
+    Typical session:
+      sers extract --model microsoft/wavlm-large --manifest en.csv --out en.zarr   # GPU box
+      sers similarity en.zarr zh.zarr -o sim/                                       # CPU from here
+      sers anchor sim/similarity.json -o anchors.json
+      sers train --source en.zarr --target zh.zarr --method last,lam --anchors anchors.json -o runs/
+    """
+
+
+def parse_layers(text: str | None) -> list[int] | None:
+    """'0,6,12' or '3-5,9' -> [0, 6, 12] / [3, 4, 5, 9]; None/'' -> None."""
+    if text is None or text.strip() == "":
+        return None
+    layers: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                layers.extend(range(lo, hi + 1))
+            else:
+                layers.append(int(part))
+        except ValueError:
+            raise click.BadParameter(f"{text!r}: expected layer numbers like 0,6,12 or 3-5")
+    return layers
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-4' or '0,7' -> [0, 1, 2, 3, 4] / [0, 7]."""
+    try:
+        return parse_layers(text) or [0]
+    except click.BadParameter:
+        raise click.BadParameter(f"{text!r}: expected seeds like 0-4 or 0,7", param_hint="--seeds") from None
+
+
+def option_set(*options):
+    """One decorator applying several click options in the order given (options shared by commands)."""
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+def alignment_options(required: bool):
+    """Options naming phone alignments and a vowel map, shared by `sers extract` and `sers segments`."""
+    from sers.cli.choices import ALIGNMENT_FORMATS, Choices
+
+    return option_set(
+        click.option("--alignments", type=click.Path(exists=True), required=required,
+                     help="Phone alignments: a folder of TextGrids (<utterance id or audio file name>.TextGrid, "
+                          "e.g. from MFA) or one Kaldi CTM file. Stores the mean of every layer over each vowel."),
+        click.option("--alignment-format", type=Choices(ALIGNMENT_FORMATS),
+                     help="Format of --alignments [default: ctm for a *.ctm file, else textgrid]."),
+        click.option("--phone-tier", default="phones", show_default=True,
+                     help="TextGrid tier holding the phones (MFA's '<speaker> - phones' is found too)."),
+        click.option("--vowel-map", metavar="en-arpabet|en-ipa|cmn-pinyin|cmn-ipa|es-ipa|FILE.json",
+                     help="How phones map to the shared vowel classes a e i o u (needed with --alignments); "
+                          'a JSON file is {"phone": "class" or null}.'),
+    )
+
+
+def log(line: str) -> None:
+    """A progress or log line: stderr, so that stdout holds only results."""
+    click.echo(line, err=True)
+
+
+# The commands register themselves on `main` (imported last: they import `main` from here).
+from sers.cli import cache, extract, models, report, similarity, synth, train  # noqa: E402,F401
