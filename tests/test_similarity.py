@@ -435,3 +435,24 @@ def test_the_result_summary_is_what_the_command_prints(planted, tmp_path):
     lines = result.summary().splitlines()
     assert "\n".join(lines[:len(lines) - 2]) == format_table(result)
     assert lines[-2].startswith("note: skipped cka") and lines[-1] == f"wrote {', '.join(result['files'])}"
+
+
+def test_a_new_measure_is_one_entry(planted, tmp_path, monkeypatch):
+    """The recipe of docs/architecture.md: a Measure and its function, nothing else (the name
+    lists below are derived from MEASURES when the module loads; patched here as editing it would)."""
+    from sers.analysis import measures
+
+    def mean_gap(source, target, centre, scale) -> float:
+        return float(np.abs((source.mean - target.mean) / scale).mean())
+
+    entry = measures.Measure("mean-gap", "lower", True, "mean absolute gap of the standardised means", "stats", mean_gap)
+    monkeypatch.setitem(measures.MEASURES, "mean-gap", entry)
+    monkeypatch.setattr(measures, "MEASURE_NAMES", measures.MEASURE_NAMES + ("mean-gap",))
+    monkeypatch.setattr(measures, "LABEL_FREE", measures.LABEL_FREE + ("mean-gap",))
+    result = compute_similarity(*planted, tmp_path, measures_wanted=["coral", "mean-gap"])
+    column = result["measures"]["mean-gap"]
+    assert column["direction"] == "lower" and column["label_free"] is True
+    coral = np.array(result["measures"]["coral"]["values"])  # one value per layer, as a built-in column
+    assert len(column["values"]) == len(coral) and all(v > 0 for v in column["values"])
+    with open(tmp_path / "similarity.csv") as handle:
+        assert "mean-gap" in next(csv.reader(handle))
