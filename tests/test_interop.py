@@ -146,3 +146,8 @@ def test_export_npz_imports_back_and_parquet_has_a_column_per_layer(tmp_path):
     np.testing.assert_array_equal(np.asarray(table["mean_layer_3"].to_pylist()), X[:, 3])
     code, output = _cli("cache", "export", tmp_path / "c.zarr", tmp_path / "out.csv")
     assert code == 1 and "export to a .npz or .parquet file" in output
+    code, output = _cli("cache", "export", tmp_path / "c.zarr", tmp_path / "out.npz")
+    assert code == 1 and "out.npz already exists; pass --overwrite to replace it" in output
+    code, output = _cli("cache", "export", tmp_path / "c.zarr", tmp_path / "out.npz", "--overwrite", "--quiet")
+    assert code == 0 and output == "" and len(np.load(tmp_path / "out.npz")["id"]) == 6
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []

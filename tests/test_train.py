@@ -229,6 +229,19 @@ def test_cli_train_evaluate_predict(caches, tmp_path):
                                   "-o", str(tmp_path / "all.csv")])
     assert result.exit_code == 0, result.output
     assert len(list(csv.DictReader(open(tmp_path / "all.csv")))) == 360
+    # A second evaluation or prediction into the same place keeps the first unless asked.
+    kept = (tmp_path / "ev/metrics.json").read_bytes()
+    again = runner.invoke(main, ["evaluate", str(tmp_path / "runs/wsum/seed0"), str(caches["target"]),
+                                 "--split", "test", "-o", str(tmp_path / "ev")])
+    assert again.exit_code == 1 and f"{tmp_path / 'ev' / 'metrics.json'} exists: pass --overwrite" in again.output
+    assert (tmp_path / "ev/metrics.json").read_bytes() == kept
+    again = runner.invoke(main, ["evaluate", str(tmp_path / "runs/wsum/seed0"), str(caches["target"]),
+                                 "--split", "test", "-o", str(tmp_path / "ev"), "--overwrite", "--quiet"])
+    assert again.exit_code == 0 and again.output == ""
+    assert json.loads((tmp_path / "ev/metrics.json").read_text())["run"].endswith("wsum/seed0")
+    again = runner.invoke(main, ["predict", str(tmp_path / "runs/wsum/seed0"), str(caches["target"]),
+                                 "-o", str(tmp_path / "all.csv")])
+    assert again.exit_code == 1 and "all.csv exists: pass --overwrite to replace it" in again.output
     result = runner.invoke(main, ["train", "--source", str(caches["source"]), "--target", str(caches["target"]),
                                   "--method", "lam", "-o", str(tmp_path / "x")])
     assert result.exit_code == 1 and "error: method lam needs --anchors" in result.output

@@ -17,6 +17,7 @@ from sers.cache import schema
 from sers.cache.backends import remove_store
 from sers.cache.results import ExportResult, ImportResult
 from sers.cache.writer import CacheWriter
+from sers.atomic import atomic_path
 from sers.errors import SersError
 
 TEXT_COLUMNS = ("label", "split", "speaker", "language")
@@ -278,21 +279,24 @@ def _refuse_existing(out_path, overwrite: bool) -> None:
 
 # -- out ----------------------------------------------------------------------------------------
 
-def export(cache, out_path, *, split=None, layers=None) -> ExportResult:
+def export(cache, out_path, *, split=None, layers=None, overwrite: bool = False) -> ExportResult:
     """The good rows of a cache as ``out.npz`` (``pooled_<stat>`` (L, N, D), the utterance
     columns, ``layers`` and ``layout``: what :func:`import_npz` reads) or ``out.parquet`` (one row per utterance, one
-    list column ``<stat>_layer_<l>`` per layer)."""
+    list column ``<stat>_layer_<l>`` per layer). An existing file is kept unless ``overwrite``; the
+    file appears only once written whole."""
     out_path = Path(out_path)
     if out_path.suffix not in (".npz", ".parquet"):
         raise SersError(f"{out_path}: export to a .npz or .parquet file")
+    _refuse_existing(out_path, overwrite)
     rows = cache.rows(split)
     layers = list(range(cache.num_layers)) if layers is None else [int(layer) for layer in layers]
     columns = {name: cache.utterances[name][rows] for name in ("id",) + TEXT_COLUMNS + ("duration",)}
     columns = {name: values.astype(str) if values.dtype == object else values for name, values in columns.items()}
     pooled = {stat: cache.pooled_layers(layers, rows=rows, stat=stat) for stat in cache.pool_stats}
     if out_path.suffix == ".npz":
-        np.savez(out_path, **columns, **{f"pooled_{stat}": values for stat, values in pooled.items()},
-                 layers=np.asarray(layers), layout=np.asarray("lnd"))
+        with atomic_path(out_path) as partial, open(partial, "wb") as handle:  # a file object: no suffix added
+            np.savez(handle, **columns, **{f"pooled_{stat}": values for stat, values in pooled.items()},
+                     layers=np.asarray(layers), layout=np.asarray("lnd"))
         return ExportResult(out_path, len(rows))
     try:
         import pyarrow as pa
@@ -305,5 +309,6 @@ def export(cache, out_path, *, split=None, layers=None) -> ExportResult:
         for i, layer in enumerate(layers):
             table[f"{stat}_layer_{layer}"] = pa.FixedSizeListArray.from_arrays(
                 pa.array(values[i].ravel()), cache.hidden_size)
-    pq.write_table(pa.table(table), out_path, compression="zstd")
+    with atomic_path(out_path) as partial:
+        pq.write_table(pa.table(table), partial, compression="zstd")
     return ExportResult(out_path, len(rows))

@@ -117,7 +117,9 @@ def cache_import(source, out, model_id, layout, manifest, pool, sample_rate, fra
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--split", help="Only this split (default: every good utterance).")
 @click.option("--layers", help="Only these layers, e.g. 0,12,24 or 3-5 (default: all).")
-def cache_export(cache, out, split, layers):
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
+@click.option("--quiet", is_flag=True, help="Print nothing.")
+def cache_export(cache, out, split, layers, overwrite, quiet):
     """Write a cache's pooled features and utterance columns to .npz or Parquet.
 
     OUT.npz holds `pooled_<stat>` (layers, utterances, dim), `layers` and the columns, as
@@ -132,4 +134,6 @@ def cache_export(cache, out, split, layers):
 
     with sers.cache.open(cache) as reader:
         reader.require_complete()
-        click.echo(sers.cache.export(reader, out, split=split, layers=parse_layers(layers)).summary())
+        result = sers.cache.export(reader, out, split=split, layers=parse_layers(layers), overwrite=overwrite)
+    if not quiet:
+        click.echo(result.summary())

@@ -160,7 +160,9 @@ def train(source, target, methods, anchors, out_dir, seeds, lambda_, select, cor
               help="Folder for metrics.json and predictions.csv [default: RUN_DIR/evaluations/<cache>-<split>].")
 @click.option("--stats", type=Choices(STATS), default="target", show_default=True,
               help="Per-language runs only: standardise with the run's target or source statistics, or the cache's own.")
-def evaluate(run_dir, cache, split, out_dir, stats):
+@click.option("--overwrite", is_flag=True, help="Replace an earlier evaluation in the output folder.")
+@click.option("--quiet", is_flag=True, help="Print nothing (the files are written all the same).")
+def evaluate(run_dir, cache, split, out_dir, stats, overwrite, quiet):
     """Score a trained run on a cache of the same model (metrics where labels exist).
 
     \b
@@ -170,7 +172,9 @@ def evaluate(run_dir, cache, split, out_dir, stats):
     """
     from sers.pipeline.evaluate import evaluate as run_evaluate
 
-    click.echo(run_evaluate(run_dir, cache, split=split, out_dir=out_dir, stats=stats).summary())
+    result = run_evaluate(run_dir, cache, split=split, out_dir=out_dir, stats=stats, overwrite=overwrite)
+    if not quiet:
+        click.echo(result.summary())
 
 
 @main.command()
@@ -180,7 +184,9 @@ def evaluate(run_dir, cache, split, out_dir, stats):
 @click.option("--split", help="Predict one split (default: every utterance).")
 @click.option("--stats", type=Choices(STATS), default="target", show_default=True,
               help="Per-language runs only: which standardisation statistics to use.")
-def predict(run_dir, cache, out_csv, split, stats):
+@click.option("--overwrite", is_flag=True, help="Replace an existing CSV.")
+@click.option("--quiet", is_flag=True, help="Print nothing.")
+def predict(run_dir, cache, out_csv, split, stats, overwrite, quiet):
     """Write emotion predictions (class and probabilities) for every utterance of a cache.
 
     \b
@@ -189,4 +195,6 @@ def predict(run_dir, cache, out_csv, split, stats):
     """
     from sers.pipeline.evaluate import predict as run_predict
 
-    click.echo(run_predict(run_dir, cache, out_csv, split=split, stats=stats).summary())
+    result = run_predict(run_dir, cache, out_csv, split=split, stats=stats, overwrite=overwrite)
+    if not quiet:
+        click.echo(result.summary())

@@ -149,17 +149,18 @@ class Prediction:
         return f"wrote {self.path}"
 
 
-def evaluate(run_dir, cache, split=None, out_dir=None, stats="target") -> Evaluation:
+def evaluate(run_dir, cache, split=None, out_dir=None, stats="target", overwrite: bool = False) -> Evaluation:
     """Metrics of a run on ``cache`` (all rows or one ``split``) and a predictions CSV.
 
     ``stats`` only matters for runs trained with per-language normalisation: standardise
     with the run's stored target (default) or source statistics, or with this cache's own.
     Writes OUT/predictions.csv and OUT/metrics.json (OUT: ``out_dir``, default
-    RUN/evaluations/<cache>-<split>).
+    RUN/evaluations/<cache>-<split>); an earlier evaluation there is kept unless ``overwrite``.
     """
+    out_dir = Path(out_dir) if out_dir else Path(run_dir) / runs.EVALUATIONS / _name(getattr(cache, "path", cache), split)
+    atomic.refuse_existing(out_dir / runs.METRICS, out_dir / runs.PREDICTIONS, overwrite=overwrite)
     with ExitStack() as opened:
         model, config, cache, table, columns, proba = _apply(run_dir, cache, split, stats, opened)
-    out_dir = Path(out_dir) if out_dir else Path(run_dir) / runs.EVALUATIONS / _name(cache.path, split)
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = table.label.astype(str)
     write_predictions(out_dir / runs.PREDICTIONS, {**columns, "label": labels}, model.classes_, proba)
@@ -173,8 +174,10 @@ def evaluate(run_dir, cache, split=None, out_dir=None, stats="target") -> Evalua
     return result
 
 
-def predict(run_dir, cache, out_csv, split=None, stats="target") -> Prediction:
-    """Write ``out_csv``: id, split, language, predicted class, one probability per class."""
+def predict(run_dir, cache, out_csv, split=None, stats="target", overwrite: bool = False) -> Prediction:
+    """Write ``out_csv``: id, split, language, predicted class, one probability per class
+    (an existing ``out_csv`` is kept unless ``overwrite``)."""
+    atomic.refuse_existing(out_csv, overwrite=overwrite)
     with ExitStack() as opened:
         model, _, _, _, columns, proba = _apply(run_dir, cache, split, stats, opened)
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
