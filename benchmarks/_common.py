@@ -36,6 +36,17 @@ def write_section(name: str, markdown: str, path: Path = BENCHMARKS_MD, title: s
     path.write_text(text)
 
 
+def write_table_section(label: str, settings: str, script: str, argv, seconds: float, header, rows,
+                        path: Path, title: str) -> None:
+    """A section `## label` of a docs/benchmarks page: what ran, the command that reruns it, the
+    machine, then the table."""
+    from sers.display.tables import format_markdown_table
+
+    markdown = (f"## {label}\n\n{settings} Command: `python benchmarks/{script} {' '.join(argv or sys.argv[1:])}`. "
+                f"Machine: {machine()}; {seconds:.0f} s.\n\n" + format_markdown_table(header, rows))
+    write_section(label, markdown, path, title=title)
+
+
 # -- the espeak corpus and its real-Whisper caches (transfer and layer-probe benchmarks) -----------
 
 def add_corpus_arguments(parser) -> None:

@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_corpus_arguments, ensure_cache, ensure_corpus, machine, write_section  # noqa: E402
+from _common import add_corpus_arguments, ensure_cache, ensure_corpus, write_table_section  # noqa: E402
 
 from sers.classifiers.methods import base_method, method_names  # noqa: E402
-from sers.display.tables import format_markdown_table, format_table  # noqa: E402
+from sers.display.tables import format_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_MD = ROOT / "docs" / "benchmarks" / "transfer.md"
@@ -106,12 +106,10 @@ def main(argv=None) -> None:
     if args.no_write:
         return
     changed = ", ".join(f"`{item}`" for item in args.set + [f"anchor {a}" for a in args.anchor]) or "none (defaults)"
-    markdown = (f"## {args.label}\n\nSettings changed from the defaults: {changed}. Seeds {args.seeds}, "
-                f"`--whisper-input {args.whisper_input}`, {args.n} utterances per language ({args.speakers} speakers, "
-                f"split by speaker). Command: `python benchmarks/transfer.py {' '.join(argv or sys.argv[1:])}`. "
-                f"Machine: {machine()}; {time.perf_counter() - started:.0f} s.\n\n"
-                + format_markdown_table(header, rows))
-    write_section(args.label, markdown, OUT_MD, title=HEADER)
+    settings = (f"Settings changed from the defaults: {changed}. Seeds {args.seeds}, `--whisper-input "
+                f"{args.whisper_input}`, {args.n} utterances per language ({args.speakers} speakers, split by speaker).")
+    write_table_section(args.label, settings, "transfer.py", argv, time.perf_counter() - started, header, rows,
+                        OUT_MD, HEADER)
 
 
 if __name__ == "__main__":

@@ -116,8 +116,8 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
         "coral_scale": [Choices(CORAL_SCALES)],
     }
 
-    def __init__(self, *, method="lam", anchors=None, lambda_=1.0, hidden=256, dropout=0.2, epochs=30,
-                 batch_size=128, lr=1e-3, weight_decay=0.0, patience=5, normalize="per-language",
+    def __init__(self, *, method="lam", anchors=None, lambda_=1.0, hidden=512, dropout=0.2, epochs=30,
+                 batch_size=128, lr=3e-3, weight_decay=0.0, patience=5, normalize="per-language",
                  group_weights="mean", seed=0, device="cpu", verbose=False, align="utterance",
                  vowel_lambda=None, features="pooled", coral_scale="relative"):
         self.method = method

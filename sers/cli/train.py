@@ -80,9 +80,9 @@ def _command_line(ctx) -> str:
                    "4d2: Deep CORAL's /(4d²) (about 1e-3 of the cross-entropy).")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--lr", type=float, default=3e-3, show_default=True)
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
-@click.option("--hidden", type=click.IntRange(min=1), default=256, show_default=True, help="Projection/MLP width.")
+@click.option("--hidden", type=click.IntRange(min=1), default=512, show_default=True, help="Projection/MLP width.")
 @click.option("--dropout", type=float, default=0.2, show_default=True)
 @click.option("--patience", type=click.IntRange(min=0), default=5, show_default=True,
               help="Epochs without a better dev UAR before stopping (0: run all epochs).")
@@ -152,16 +152,28 @@ def train(source, target, methods, anchors, out_dir, seeds, lambda_, select, cor
     click.echo(result.summary())
 
 
+def _applying_a_run(out_option):
+    """RUN_DIR CACHE, the output, --split, --stats, --overwrite and --quiet: what evaluate and predict share."""
+    def decorate(command):
+        for option in reversed([
+                click.argument("run_dir", type=click.Path(exists=True, file_okay=False)),
+                click.argument("cache", type=click.Path(exists=True)),
+                out_option,
+                click.option("--split", help="Only this split (default: every utterance)."),
+                click.option("--stats", type=Choices(STATS), default="target", show_default=True,
+                             help="Per-language runs only: standardise with the run's target or source statistics, "
+                                  "or the cache's own."),
+                click.option("--overwrite", is_flag=True, help="Replace what an earlier call wrote there."),
+                click.option("--quiet", is_flag=True, help="Print nothing (the files are written all the same).")]):
+            command = option(command)
+        return command
+    return decorate
+
+
 @main.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("cache", type=click.Path(exists=True))
-@click.option("--split", help="Evaluate one split (default: every utterance).")
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False),
-              help="Folder for metrics.json and predictions.csv [default: RUN_DIR/evaluations/<cache>-<split>].")
-@click.option("--stats", type=Choices(STATS), default="target", show_default=True,
-              help="Per-language runs only: standardise with the run's target or source statistics, or the cache's own.")
-@click.option("--overwrite", is_flag=True, help="Replace an earlier evaluation in the output folder.")
-@click.option("--quiet", is_flag=True, help="Print nothing (the files are written all the same).")
+@_applying_a_run(click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False),
+                              help="Folder for metrics.json and predictions.csv "
+                                   "[default: RUN_DIR/evaluations/<cache>-<split>]."))
 def evaluate(run_dir, cache, split, out_dir, stats, overwrite, quiet):
     """Score a trained run on a cache of the same model (metrics where labels exist).
 
@@ -178,14 +190,8 @@ def evaluate(run_dir, cache, split, out_dir, stats, overwrite, quiet):
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("cache", type=click.Path(exists=True))
-@click.option("-o", "--out", "out_csv", required=True, type=click.Path(dir_okay=False), help="CSV to write.")
-@click.option("--split", help="Predict one split (default: every utterance).")
-@click.option("--stats", type=Choices(STATS), default="target", show_default=True,
-              help="Per-language runs only: which standardisation statistics to use.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing CSV.")
-@click.option("--quiet", is_flag=True, help="Print nothing.")
+@_applying_a_run(click.option("-o", "--out", "out_csv", required=True, type=click.Path(dir_okay=False),
+                              help="CSV to write."))
 def predict(run_dir, cache, out_csv, split, stats, overwrite, quiet):
     """Write emotion predictions (class and probabilities) for every utterance of a cache.
 

@@ -121,11 +121,11 @@ def _write_curves(run_dir: Path, history: list[dict], plot: bool) -> None:
 class TrainSettings:
     """The estimator's hyper-parameters, the same for every run of a sweep (λ and the anchors vary per
     candidate; see :class:`~sers.classifiers.estimator.LayerAnchoringClassifier`, which checks them)."""
-    hidden: int = 256
+    hidden: int = 512
     dropout: float = 0.2
     epochs: int = 30
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 0.0
     patience: int = 5
     normalize: str = "per-language"
