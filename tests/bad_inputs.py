@@ -220,14 +220,14 @@ def _npz(arrays: dict, names: str):
     def build(inputs, tmp):
         path = tmp / "f.npz"
         np.savez(path, **arrays)
-        return Built(["cache", "import", str(path), str(tmp / "c.zarr"), "--model-id", "x"], names)
+        return Built(["cache", "import", str(path), "-o", str(tmp / "c.zarr"), "--model-id", "x"], names)
     return build
 
 
 def _merge_into_input(inputs, tmp):
     a, b = cache(tmp / "a.zarr"), cache(tmp / "b.zarr")
     sers.cache.from_arrays(b, np.ones((3, 2, 8)), {"id": ["x0", "x1"]}, model_id="tiny")
-    return Built(["cache", "merge", str(a), str(a), str(b), "--overwrite"], str(a), keeps=[a, b])
+    return Built(["cache", "merge", str(a), str(b), "-o", str(a), "--overwrite"], str(a), keeps=[a, b])
 
 
 CASES = [

@@ -259,7 +259,7 @@ def test_cli_models_convert_prints_the_architecture(tmp_path, reference):
     from sers.cli import main
 
     folder, _ = write_ct2_folder(tmp_path / "ct2", reference)
-    result = CliRunner().invoke(main, ["models", "convert", str(folder), str(tmp_path / "hf")])
+    result = CliRunner().invoke(main, ["models", "convert", str(folder), "-o", str(tmp_path / "hf")])
     assert result.exit_code == 0, result.output
     assert "2 encoder + 2 decoder layers, d_model 32, 4/4 heads" in result.output
     assert "80 mel bins, vocabulary 48" in result.output

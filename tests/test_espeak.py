@@ -97,7 +97,7 @@ def test_missing_package_is_a_clear_error_and_auto_falls_back(monkeypatch):
     assert engine == "source-filter" and "pip install espeakng-loader" in reason
     with pytest.raises(SersError, match="pip install espeakng-loader"):
         choose_engine("espeak")
-    result = CliRunner().invoke(main, ["synth", "unused", "--engine", "espeak"])
+    result = CliRunner().invoke(main, ["synth", "-o", "unused", "--engine", "espeak"])
     assert result.exit_code == 1 and "pip install espeakng-loader" in result.output
 
 
@@ -219,7 +219,7 @@ def test_errors_name_the_problem(tmp_path):
 
 
 def test_cli_says_which_engine_ran(tmp_path):
-    result = CliRunner().invoke(main, ["synth", str(tmp_path), "--engine", "espeak", "--languages", "es",
+    result = CliRunner().invoke(main, ["synth", "-o", str(tmp_path), "--engine", "espeak", "--languages", "es",
                                        "-n", "6", "--speakers-per-language", "3"])
     assert result.exit_code == 0, result.output
     assert "engine: espeak (asked for)" in result.output and "es: 6 utterances" in result.output

@@ -202,7 +202,7 @@ def test_two_shards_merged_equal_a_single_run(tmp_path, tiny_model, monkeypatch)
     assert _run(base + ["--out", str(tmp_path / "s1.h5")]).exit_code == 0
     monkeypatch.delenv("WORLD_SIZE")
     merged_out = tmp_path / "merged.zarr"
-    result = _run(["cache", "merge", str(merged_out), str(tmp_path / "s0.zarr"), str(tmp_path / "s1.h5")])
+    result = _run(["cache", "merge", str(tmp_path / "s0.zarr"), str(tmp_path / "s1.h5"), "-o", str(merged_out)])
     assert result.exit_code == 0 and "merged 2 shards: 8 utterances" in result.output
     whole, merged = sers.cache.open(tmp_path / "whole.zarr"), sers.cache.open(merged_out)
     order = [list(merged.utterances.id).index(uid) for uid in whole.utterances.id]
@@ -210,7 +210,7 @@ def test_two_shards_merged_equal_a_single_run(tmp_path, tiny_model, monkeypatch)
     np.testing.assert_allclose(merged.pooled_layers(range(3))[:, order], whole.pooled_layers(range(3)), atol=1e-5)
     for uid in whole.utterances.id:
         np.testing.assert_allclose(merged.frames(uid, 2), whole.frames(uid, 2), atol=2e-3)
-    incomplete = _run(["cache", "merge", str(tmp_path / "m2.zarr"), str(tmp_path / "s0.zarr")])
+    incomplete = _run(["cache", "merge", str(tmp_path / "s0.zarr"), "-o", str(tmp_path / "m2.zarr")])
     assert incomplete.exit_code == 1 and "shard(s) [1] of 2 are missing" in incomplete.output
 
 
@@ -253,7 +253,7 @@ def test_whisper_trimmed_is_stored_resumed_and_never_mixed(tmp_path, tiny_model)
     # Shards of different inputs do not merge.
     assert _run(trimmed + ["-o", str(tmp_path / "s0.zarr"), "--shard", "0/2"]).exit_code == 0
     assert _run(padded + ["-o", str(tmp_path / "s1.zarr"), "--shard", "1/2"]).exit_code == 0
-    merged = _run(["cache", "merge", str(tmp_path / "m.zarr"), str(tmp_path / "s0.zarr"), str(tmp_path / "s1.zarr")])
+    merged = _run(["cache", "merge", str(tmp_path / "s0.zarr"), str(tmp_path / "s1.zarr"), "-o", str(tmp_path / "m.zarr")])
     assert merged.exit_code == 1 and "extracted with --whisper-input padded there and trimmed here" in merged.output
     wavlm = _run(["extract", "--model", str(tiny_model("wavlm")), "--manifest", str(manifest), "--workers", "0",
                   "--quiet", "-o", str(tmp_path / "w.zarr"), "--whisper-input", "trimmed"])
@@ -337,7 +337,7 @@ def test_merge_refuses_shards_of_another_precision(tmp_path, tiny_model):
     base = ["extract", "--model", model_dir, "--manifest", str(manifest), "--workers", "0", "--quiet"]
     assert _run(base + ["-o", str(tmp_path / "s0.zarr"), "--shard", "0/2"]).exit_code == 0
     assert _run(base + ["-o", str(tmp_path / "s1.zarr"), "--shard", "1/2", "--dtype", "bfloat16"]).exit_code == 0
-    result = _run(["cache", "merge", str(tmp_path / "m.zarr"), str(tmp_path / "s0.zarr"), str(tmp_path / "s1.zarr")])
+    result = _run(["cache", "merge", str(tmp_path / "s0.zarr"), str(tmp_path / "s1.zarr"), "-o", str(tmp_path / "m.zarr")])
     assert result.exit_code == 1 and "dtype is 'bfloat16' there and 'float32' here" in result.output
 
 

@@ -28,7 +28,7 @@ def test_npz_in_either_layout_gives_the_same_cache(tmp_path):
     np.savez(tmp_path / "nld.npz", pooled=X, id=ids, label=np.array(list("NHASN")))
     np.savez(tmp_path / "lnd.npz", pooled=X.transpose(1, 0, 2), id=ids, label=np.array(list("NHASN")))
     for name in ("nld", "lnd"):
-        code, output = _cli("cache", "import", tmp_path / f"{name}.npz", tmp_path / f"{name}.zarr", "--model-id", "m")
+        code, output = _cli("cache", "import", tmp_path / f"{name}.npz", "-o", tmp_path / f"{name}.zarr", "--model-id", "m")
         assert code == 0 and "5 utterances, 3 layers x 4" in output
         cache = sers.cache.open(tmp_path / f"{name}.zarr")
         np.testing.assert_array_equal(cache.xy()[0], X)
@@ -38,9 +38,9 @@ def test_npz_in_either_layout_gives_the_same_cache(tmp_path):
 def test_square_npz_needs_a_layout(tmp_path):
     X = _features(n=3, layers=3)
     np.savez(tmp_path / "f.npz", pooled=X, id=np.array(["a", "b", "c"]))
-    code, output = _cli("cache", "import", tmp_path / "f.npz", tmp_path / "c.zarr", "--model-id", "m")
+    code, output = _cli("cache", "import", tmp_path / "f.npz", "-o", tmp_path / "c.zarr", "--model-id", "m")
     assert code == 1 and "--layout nld" in output and "Traceback" not in output
-    code, _ = _cli("cache", "import", tmp_path / "f.npz", tmp_path / "c.zarr", "--model-id", "m", "--layout", "nld")
+    code, _ = _cli("cache", "import", tmp_path / "f.npz", "-o", tmp_path / "c.zarr", "--model-id", "m", "--layout", "nld")
     np.testing.assert_array_equal(sers.cache.open(tmp_path / "c.zarr").xy()[0], X)
 
 
@@ -74,7 +74,7 @@ def test_object_arrays_of_other_python_objects_are_not_unpickled(tmp_path):
 ])
 def test_bad_npz_is_one_line_on_the_command_line(tmp_path, arrays, message):
     np.savez(tmp_path / "f.npz", **arrays)
-    code, output = _cli("cache", "import", tmp_path / "f.npz", tmp_path / "c.zarr", "--model-id", "m")
+    code, output = _cli("cache", "import", tmp_path / "f.npz", "-o", tmp_path / "c.zarr", "--model-id", "m")
     assert code == 1 and "Traceback" not in output and len(output.strip().splitlines()) == 1
     assert output.startswith(f"error: {tmp_path / 'f.npz'}")
     assert pytest.importorskip("re").search(message, output), output
@@ -103,7 +103,7 @@ def test_folder_of_npy_and_pt_with_a_manifest(tmp_path):
     (folder / "notes.txt").write_text("ignored")
     (tmp_path / "m.jsonl").write_text("".join(json.dumps({"wav": f"/audio/a{i}.wav", "emotion": "NHAS"[i],
                                                           "split": "train"}) + "\n" for i in range(4)))
-    code, output = _cli("cache", "import", folder, tmp_path / "c.zarr", "--model-id", "s3prl", "--pool", "mean,std",
+    code, output = _cli("cache", "import", folder, "-o", tmp_path / "c.zarr", "--model-id", "s3prl", "--pool", "mean,std",
                         "--manifest", tmp_path / "m.jsonl")
     assert code == 0, output
     cache = sers.cache.open(tmp_path / "c.zarr")
@@ -134,20 +134,41 @@ def test_export_npz_imports_back_and_parquet_has_a_column_per_layer(tmp_path):
     X = _features(n=6, layers=4)
     sers.cache.from_arrays(tmp_path / "c.zarr", X.transpose(1, 0, 2),
                            {"id": [f"u{i}" for i in range(6)], "split": ["train"] * 4 + ["test"] * 2})
-    code, output = _cli("cache", "export", tmp_path / "c.zarr", tmp_path / "out.npz", "--split", "train")
+    code, output = _cli("cache", "export", tmp_path / "c.zarr", "-o", tmp_path / "out.npz", "--split", "train")
     assert code == 0 and "exported 4 utterances" in output
     sers.cache.import_npz(tmp_path / "out.npz", tmp_path / "back.zarr", model_id="m")
     np.testing.assert_array_equal(sers.cache.open(tmp_path / "back.zarr").xy()[0], X[:4])
     pq = pytest.importorskip("pyarrow.parquet")
-    code, output = _cli("cache", "export", tmp_path / "c.zarr", tmp_path / "out.parquet", "--layers", "1,3")
+    code, output = _cli("cache", "export", tmp_path / "c.zarr", "-o", tmp_path / "out.parquet", "--layers", "1,3")
     assert code == 0, output
     table = pq.read_table(tmp_path / "out.parquet")
     assert table.num_rows == 6 and {"id", "split", "mean_layer_1", "mean_layer_3"} <= set(table.column_names)
     np.testing.assert_array_equal(np.asarray(table["mean_layer_3"].to_pylist()), X[:, 3])
-    code, output = _cli("cache", "export", tmp_path / "c.zarr", tmp_path / "out.csv")
+    code, output = _cli("cache", "export", tmp_path / "c.zarr", "-o", tmp_path / "out.csv")
     assert code == 1 and "export to a .npz or .parquet file" in output
-    code, output = _cli("cache", "export", tmp_path / "c.zarr", tmp_path / "out.npz")
+    code, output = _cli("cache", "export", tmp_path / "c.zarr", "-o", tmp_path / "out.npz")
     assert code == 1 and "out.npz already exists; pass --overwrite to replace it" in output
-    code, output = _cli("cache", "export", tmp_path / "c.zarr", tmp_path / "out.npz", "--overwrite", "--quiet")
+    code, output = _cli("cache", "export", tmp_path / "c.zarr", "-o", tmp_path / "out.npz", "--overwrite", "--quiet")
     assert code == 0 and output == "" and len(np.load(tmp_path / "out.npz")["id"]) == 6
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+def test_the_old_positional_output_still_works_and_says_so(tmp_path):
+    """Earlier releases took the output positionally (`cache export CACHE OUT`, `cache merge OUT SHARD...`,
+    `synth OUT_DIR`, `models convert CT2_DIR OUT_DIR`): kept for a release, with a note on stderr."""
+    X = _features(n=4, layers=2)
+    sers.cache.from_arrays(tmp_path / "c.zarr", X.transpose(1, 0, 2), {"id": [f"u{i}" for i in range(4)]})
+    runner = CliRunner()
+    old = runner.invoke(main, ["cache", "export", str(tmp_path / "c.zarr"), str(tmp_path / "old.npz")])
+    assert old.exit_code == 0 and (tmp_path / "old.npz").is_file()
+    assert f"note: the output as a positional argument is the old spelling; write -o {tmp_path / 'old.npz'}" \
+        in old.stderr
+    merged = runner.invoke(main, ["cache", "merge", str(tmp_path / "m.zarr"), str(tmp_path / "c.zarr")])
+    assert merged.exit_code == 0, merged.output
+    np.testing.assert_array_equal(sers.cache.open(tmp_path / "m.zarr").xy()[0], X)
+    twice = runner.invoke(main, ["cache", "export", str(tmp_path / "c.zarr"), str(tmp_path / "a.npz"),
+                                 "-o", str(tmp_path / "b.npz")])
+    assert twice.exit_code == 2 and "the output is given twice" in twice.output
+    neither = runner.invoke(main, ["cache", "export", str(tmp_path / "c.zarr")])
+    assert neither.exit_code == 2 and "Missing option '-o' / '--out'" in neither.output
+    assert "OLD_OUT" not in runner.invoke(main, ["cache", "export", "--help"]).output

@@ -204,7 +204,7 @@ def test_languages_are_acoustically_distinct(corpus):
 
 def test_cli_writes_corpus_and_prints_counts(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(main, ["synth", str(tmp_path), "--engine", "source-filter", "--languages", "zh", "-n", "8",
+    result = runner.invoke(main, ["synth", "-o", str(tmp_path), "--engine", "source-filter", "--languages", "zh", "-n", "8",
                                   "--speakers-per-language", "4", "--max-seconds", "2",
                                   "--seed", "5"])
     assert result.exit_code == 0, result.output
@@ -215,6 +215,6 @@ def test_cli_writes_corpus_and_prints_counts(tmp_path):
     assert "test          1      1     0     0     1       2" in result.output
     assert len(_read_manifest(tmp_path / "zh" / "manifest.csv")) == 8
 
-    result = runner.invoke(main, ["synth", str(tmp_path), "--engine", "source-filter", "--languages", "en,xx"])
+    result = runner.invoke(main, ["synth", "-o", str(tmp_path), "--engine", "source-filter", "--languages", "en,xx"])
     assert result.exit_code == 1
     assert "error: unknown language(s) xx" in result.output

@@ -133,6 +133,33 @@ def alignment_options(required: bool):
     )
 
 
+class _OldSpelling(click.Argument):
+    """A positional output of earlier releases, still accepted and left out of the usage line."""
+
+    def get_usage_pieces(self, ctx) -> list[str]:
+        return []
+
+
+def output_options(*, file_okay: bool = True, dir_okay: bool = True, help: str):
+    """`-o/--out OUT`, every writing command's spelling of its output, and the positional OUT of
+    earlier releases kept as a hidden alias (`old_out`); :func:`output` picks whichever was given."""
+    return option_set(
+        click.option("-o", "--out", "out", type=click.Path(file_okay=file_okay, dir_okay=dir_okay), help=help),
+        click.argument("old_out", cls=_OldSpelling, required=False,
+                       type=click.Path(file_okay=file_okay, dir_okay=dir_okay)))
+
+
+def output(out: str | None, old_out: str | None) -> str:
+    """The output path given as -o/--out or, in the spelling of earlier releases, positionally."""
+    if out and old_out:
+        raise click.UsageError(f"the output is given twice ({old_out} and -o {out}): give it once, as -o OUT")
+    if not (out or old_out):
+        raise click.UsageError("Missing option '-o' / '--out'.")
+    if old_out:
+        log(f"note: the output as a positional argument is the old spelling; write -o {old_out}")
+    return out or old_out
+
+
 def log(line: str) -> None:
     """A progress or log line: stderr, so that stdout holds only results."""
     click.echo(line, err=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sers.cli import alignment_options, main, parse_layers
+from sers.cli import alignment_options, main, output, output_options, parse_layers
 from sers.cli.choices import IMPORT_LAYOUTS, Choices
 
 
@@ -57,24 +57,31 @@ def cache_group():
 
 
 @cache_group.command("merge")
-@click.argument("out", type=click.Path())
-@click.argument("shards", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("shards", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--out", help="The merged cache to write (*.zarr or *.h5).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def cache_merge(out, shards, overwrite):
+def cache_merge(shards, out, overwrite):
     """Join the per-shard caches of one `sers extract --shard I/N` run.
 
     \b
     Example:
-      sers cache merge en.zarr en.shard0.zarr en.shard1.zarr en.shard2.zarr en.shard3.zarr
+      sers cache merge en.shard0.zarr en.shard1.zarr en.shard2.zarr en.shard3.zarr -o en.zarr
     """
     import sers.cache
 
+    if out is None:  # earlier releases: sers cache merge OUT SHARD...
+        out, shards = output(None, shards[0]), shards[1:]
+    for shard in shards:
+        if not Path(shard).exists():
+            raise click.BadParameter(f"{shard}: no such shard", param_hint="SHARDS")
+    if not shards:
+        raise click.UsageError("no shard to merge: sers cache merge SHARD... -o OUT")
     click.echo(sers.cache.merge(out, shards, overwrite=overwrite).summary())
 
 
 @cache_group.command("import")
 @click.argument("source", type=click.Path(exists=True))
-@click.argument("out", type=click.Path())
+@output_options(dir_okay=True, help="The cache to write (*.zarr or *.h5).")
 @click.option("--model-id", required=True, help="Name of the model the features came from.")
 @click.option("--layout", type=Choices(IMPORT_LAYOUTS),
               help="Axes of an .npz's pooled array when both first axes have one row per id: nld = "
@@ -86,7 +93,7 @@ def cache_merge(out, shards, overwrite):
 @click.option("--sample-rate", type=int, default=16000, show_default=True)
 @click.option("--frame-rate", type=float, default=50.0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def cache_import(source, out, model_id, layout, manifest, pool, sample_rate, frame_rate, overwrite):
+def cache_import(source, out, old_out, model_id, layout, manifest, pool, sample_rate, frame_rate, overwrite):
     """Make a cache from features computed elsewhere (s3prl, EmoBox, your script).
 
     SOURCE is an .npz holding `pooled` (or `pooled_mean` [+ `pooled_std`]) of shape
@@ -96,11 +103,12 @@ def cache_import(source, out, model_id, layout, manifest, pool, sample_rate, fra
 
     \b
     Example:
-      sers cache import wavlm_features.npz en.zarr --model-id microsoft/wavlm-large
-      sers cache import emobox_feats/ en.zarr --model-id wavlm-large --manifest en.jsonl
+      sers cache import wavlm_features.npz -o en.zarr --model-id microsoft/wavlm-large
+      sers cache import emobox_feats/ -o en.zarr --model-id wavlm-large --manifest en.jsonl
     """
     import sers.cache
 
+    out = output(out, old_out)
     attrs = dict(overwrite=overwrite, model_id=model_id, sample_rate=sample_rate, frame_rate=frame_rate)
     if Path(source).is_dir():
         from sers.inputs.manifest import read_manifest
@@ -114,12 +122,12 @@ def cache_import(source, out, model_id, layout, manifest, pool, sample_rate, fra
 
 @cache_group.command("export")
 @click.argument("cache", type=click.Path(exists=True))
-@click.argument("out", type=click.Path(dir_okay=False))
+@output_options(dir_okay=False, help="The file to write: *.npz or *.parquet.")
 @click.option("--split", help="Only this split (default: every good utterance).")
 @click.option("--layers", help="Only these layers, e.g. 0,12,24 or 3-5 (default: all).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 @click.option("--quiet", is_flag=True, help="Print nothing.")
-def cache_export(cache, out, split, layers, overwrite, quiet):
+def cache_export(cache, out, old_out, split, layers, overwrite, quiet):
     """Write a cache's pooled features and utterance columns to .npz or Parquet.
 
     OUT.npz holds `pooled_<stat>` (layers, utterances, dim), `layers` and the columns, as
@@ -128,10 +136,11 @@ def cache_export(cache, out, split, layers, overwrite, quiet):
 
     \b
     Example:
-      sers cache export en.zarr en.parquet --split train --layers 0,6,12
+      sers cache export en.zarr -o en.parquet --split train --layers 0,6,12
     """
     import sers.cache
 
+    out = output(out, old_out)
     with sers.cache.open(cache) as reader:
         reader.require_complete()
         result = sers.cache.export(reader, out, split=split, layers=parse_layers(layers), overwrite=overwrite)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from sers.cli import log, main
+from sers.cli import log, main, output, output_options
 
 
 @main.group()
@@ -13,8 +13,8 @@ def models():
 
 @models.command("convert")
 @click.argument("ct2_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("out_dir", type=click.Path(file_okay=False))
-def models_convert(ct2_dir, out_dir):
+@output_options(file_okay=False, help="The transformers folder to write.")
+def models_convert(ct2_dir, out, old_out):
     """Convert a CTranslate2 Whisper folder (faster-whisper, WhisperX) to a transformers folder.
 
     Reads model.bin (float32, float16, bfloat16 or int8 weights; int8 is dequantised),
@@ -24,11 +24,11 @@ def models_convert(ct2_dir, out_dir):
 
     \b
     Example:
-      sers models convert ~/models/faster-whisper-tiny.en whisper-tiny.en-hf
+      sers models convert ~/models/faster-whisper-tiny.en -o whisper-tiny.en-hf
     """
     from sers import ct2
 
-    ct2.convert(ct2_dir, out_dir, report=click.echo)
+    ct2.convert(ct2_dir, output(out, old_out), report=click.echo)
 
 
 @models.command("whisper-base")

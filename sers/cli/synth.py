@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import click
 
-from sers.cli import main
+from sers.cli import main, output, output_options
 from sers.cli.choices import SYNTH_ENGINES, Choices
 
 
 @main.command("synth")
-@click.argument("out_dir", type=click.Path(file_okay=False))
+@output_options(file_okay=False, help="Folder to write the corpus into.")
 @click.option("--engine", type=Choices(SYNTH_ENGINES), default="auto",
               show_default=True,
               help="espeak: real synthesised speech (espeak-ng from the espeakng-loader package); "
@@ -27,7 +27,7 @@ from sers.cli.choices import SYNTH_ENGINES, Choices
               help="Same seed, same corpus, byte for byte.")
 @click.option("--sample-rate", type=click.IntRange(min=8000), default=16000, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def synth_command(out_dir, engine, languages, utterances_per_language, speakers_per_language,
+def synth_command(out, old_out, engine, languages, utterances_per_language, speakers_per_language,
                   min_seconds, max_seconds, seed, sample_rate, quiet):
     """Generate a small multilingual emotional speech corpus (no download needed).
 
@@ -41,13 +41,14 @@ def synth_command(out_dir, engine, languages, utterances_per_language, speakers_
 
     \b
     Example:
-      sers synth corpus/ --engine espeak --languages en,zh -n 300 --seed 0
+      sers synth -o corpus/ --engine espeak --languages en,zh -n 300 --seed 0
       sers extract --model MODEL --manifest corpus/en/manifest.csv --out en.zarr
     """
     from tqdm import tqdm
 
     from sers.synth import choose_engine, corpus_summary, synthesize_corpus, synthesize_espeak_corpus
 
+    out_dir = output(out, old_out)
     engine, reason = choose_engine(engine)
     click.echo(f"engine: {engine} ({reason})")
     codes = [code.strip() for code in languages.split(",") if code.strip()]

@@ -124,7 +124,7 @@ def demo_steps(out_dir, model_path: str, *, utterances_per_language: int = 200, 
     caches = {lang: str(out / f"{lang}.zarr") for lang in languages}
     # --overwrite: a rerun with other sizes regenerates the corpus, so every output after it must follow.
     steps = [Step("generate a bilingual emotional speech corpus",
-                  ["synth", str(corpus), "--languages", ",".join(languages),
+                  ["synth", "-o", str(corpus), "--languages", ",".join(languages),
                    "--utterances-per-language", str(utterances_per_language), "--seed", "0"])]
     for lang in languages:
         steps.append(Step(f"extract every layer of the {lang} corpus (the GPU stage)",
