@@ -34,8 +34,10 @@ def test_bad_input(case, inputs, tmp_path, monkeypatch):
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     if case.kind == "fail":
         assert result.exit_code == 1, result.output
-        assert len(stderr_lines) == 1 and stderr_lines[0].startswith("error: "), result.stderr
-        assert built.names in stderr_lines[0]
+        # stderr: the log lines of the work done before (logs go there), then the error as one line, last
+        errors = [line for line in stderr_lines if line.startswith("error")]
+        assert errors == stderr_lines[-1:] and errors[0].startswith("error: "), result.stderr
+        assert built.names in errors[0]
     else:
         assert result.exit_code == 0, result.output
         assert not [line for line in stderr_lines if line.startswith("error")], result.stderr

@@ -95,3 +95,19 @@ def test_the_cli_imports_no_stage_until_a_command_needs_it():
 def test_methods_are_looked_up_in_one_place():
     assert cli_choices.METHODS.endswith(":METHODS")
     assert cli_choices.names(cli_choices.METHODS) == _constant("sers.classifiers.methods:METHODS")
+
+
+# What does not follow the writing commands' conventions, and why.
+NOT_WRITING = {"inspect": "reads only",
+               "models whisper-base": "prints a path; the folder it prepares is checked by sha256 and reused",
+               "demo": "a scratch folder it regenerates by design (-o, default demo_out)"}
+
+
+def test_every_command_that_writes_takes_o_overwrite_and_quiet():
+    for name, command in _commands():
+        if name in NOT_WRITING:
+            continue
+        options = {opt for param in command.params if isinstance(param, click.Option) for opt in param.opts}
+        wanted = {"--overwrite", "--quiet"} | (set() if name == "segments" else {"-o"})  # segments adds to its input
+        missing = wanted - options
+        assert not missing, f"sers {name} lacks {sorted(missing)}"

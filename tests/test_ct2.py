@@ -264,6 +264,11 @@ def test_cli_models_convert_prints_the_architecture(tmp_path, reference):
     assert "2 encoder + 2 decoder layers, d_model 32, 4/4 heads" in result.output
     assert "80 mel bins, vocabulary 48" in result.output
     assert (tmp_path / "hf" / "model.safetensors").is_file()
+    again = CliRunner().invoke(main, ["models", "convert", str(folder), "-o", str(tmp_path / "hf")])
+    assert again.exit_code == 1 and "hf/config.json exists: pass --overwrite to replace it" in again.output
+    again = CliRunner().invoke(main, ["models", "convert", str(folder), "-o", str(tmp_path / "hf"), "--overwrite",
+                                      "--quiet"])
+    assert again.exit_code == 0 and again.output == ""
 
 
 def test_detection_and_folder_errors(tmp_path, reference):

@@ -107,8 +107,10 @@ def test_same_seed_same_bytes_and_languages_independent(tmp_path):
 def test_rerun_with_fewer_utterances_removes_stale_files(tmp_path):
     synthesize_corpus(tmp_path, languages="en", utterances_per_language=8, speakers_per_language=4,
                       sample_rate=8000, min_seconds=1.0, max_seconds=1.5)
+    with pytest.raises(SersError, match=r"en/manifest.csv exists: pass --overwrite to replace it"):
+        synthesize_corpus(tmp_path, languages="en", utterances_per_language=4, speakers_per_language=4)
     manifest = synthesize_corpus(tmp_path, languages="en", utterances_per_language=4,
-                                 speakers_per_language=4, sample_rate=8000)["en"]
+                                 speakers_per_language=4, sample_rate=8000, overwrite=True)["en"]
     assert len(list((tmp_path / "en" / "wav").glob("*.wav"))) == 4
     assert len(list((tmp_path / "en" / "textgrid").glob("*.TextGrid"))) == 4
     assert sf.info(manifest.parent / _read_manifest(manifest)[0]["path"]).samplerate == 8000

@@ -1,17 +1,17 @@
 """The `sers` command line: one command per stage, each a thin wrapper.
 
 Every command parses its options, calls one plain function in `sers.pipeline` (or another
-module), and prints its result's ``summary()`` to stdout; progress bars and the logs of long
-runs (train) go to stderr. Exit status: 0 success, 1 bad input or data (a one-line
+module), and prints its result's ``summary()`` to stdout; progress bars and log lines go to
+stderr, so that stdout holds results only. Exit status: 0 success, 1 bad input or data (a one-line
 `error: ...`), 2 usage error (click), 130 interrupted. Tracebacks are shown only with
 `sers --debug` or SERS_DEBUG=1.
 
 This module holds the group `main`, its error handling and what the commands share; the
 commands live one module per noun (extract, cache, synth, similarity, train, models, report)
-and take their choice lists from :mod:`sers.cli.choices`. Conventions: inputs positional
-where they always were, the output `-o/--out` where it is an option, `--quiet` where there is
-a progress bar, and an existing result (cache, runs, similarity, anchors, report) replaced
-only with `--overwrite`.
+and take their choice lists from :mod:`sers.cli.choices`. Conventions: inputs positional, the
+output `-o/--out` (the positional output of earlier releases still works, with a note), `--quiet`
+on every command that writes, and an existing result (cache, runs, similarity, anchors, report,
+evaluation, predictions, export) replaced only with `--overwrite`.
 """
 from __future__ import annotations
 

@@ -60,7 +60,8 @@ def cache_group():
 @click.argument("shards", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--out", help="The merged cache to write (*.zarr or *.h5).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def cache_merge(shards, out, overwrite):
+@click.option("--quiet", is_flag=True, help="Print nothing.")
+def cache_merge(shards, out, overwrite, quiet):
     """Join the per-shard caches of one `sers extract --shard I/N` run.
 
     \b
@@ -76,7 +77,9 @@ def cache_merge(shards, out, overwrite):
             raise click.BadParameter(f"{shard}: no such shard", param_hint="SHARDS")
     if not shards:
         raise click.UsageError("no shard to merge: sers cache merge SHARD... -o OUT")
-    click.echo(sers.cache.merge(out, shards, overwrite=overwrite).summary())
+    result = sers.cache.merge(out, shards, overwrite=overwrite)
+    if not quiet:
+        click.echo(result.summary())
 
 
 @cache_group.command("import")
@@ -93,7 +96,8 @@ def cache_merge(shards, out, overwrite):
 @click.option("--sample-rate", type=int, default=16000, show_default=True)
 @click.option("--frame-rate", type=float, default=50.0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def cache_import(source, out, old_out, model_id, layout, manifest, pool, sample_rate, frame_rate, overwrite):
+@click.option("--quiet", is_flag=True, help="Print nothing.")
+def cache_import(source, out, old_out, model_id, layout, manifest, pool, sample_rate, frame_rate, overwrite, quiet):
     """Make a cache from features computed elsewhere (s3prl, EmoBox, your script).
 
     SOURCE is an .npz holding `pooled` (or `pooled_mean` [+ `pooled_std`]) of shape
@@ -117,7 +121,8 @@ def cache_import(source, out, old_out, model_id, layout, manifest, pool, sample_
         result = sers.cache.import_folder(source, out, manifest_rows=rows, pool_stats=pool.split(","), **attrs)
     else:
         result = sers.cache.import_npz(source, out, layout=layout, **attrs)
-    click.echo(result.summary())
+    if not quiet:
+        click.echo(result.summary())
 
 
 @cache_group.command("export")

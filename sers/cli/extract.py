@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from sers.cli import alignment_options, main, parse_layers
+from sers.cli import alignment_options, log, main, parse_layers
 from sers.cli.choices import CORPUS_READERS, DTYPES, WHISPER_INPUTS, Choices, ListedHelp, corpus_formats
 
 
@@ -86,13 +86,13 @@ def extract(model, manifest, out, corpus_format, audio_root, language, revision,
     from sers.pipeline.extract import extract as run_extract
 
     utterances = read_corpus(manifest, format=corpus_format, audio_root=audio_root, language=language,
-                             log=click.echo)
+                             log=log)
     layers = frame_layers if frame_layers in ("all", "none") else parse_layers(frame_layers)
     summary = run_extract(utterances, model, out, revision=revision, device=device, dtype=dtype,
                           batch_seconds=batch_seconds, frame_layers=layers, frame_stride=frame_stride,
                           pool_stats=[p.strip() for p in pool.split(",") if p.strip()], shard=shard,
                           workers=workers, strict=strict, overwrite=overwrite, progress=not quiet,
-                          log=click.echo, alignments=alignments, alignment_format=alignment_format,
+                          log=log, alignments=alignments, alignment_format=alignment_format,
                           phone_tier=phone_tier, vowel_map=vowel_map, max_seconds=max_seconds,
                           whisper_input=whisper_input)
     click.echo(summary.summary())

@@ -14,7 +14,9 @@ def models():
 @models.command("convert")
 @click.argument("ct2_dir", type=click.Path(exists=True, file_okay=False))
 @output_options(file_okay=False, help="The transformers folder to write.")
-def models_convert(ct2_dir, out, old_out):
+@click.option("--overwrite", is_flag=True, help="Replace a model already converted into OUT.")
+@click.option("--quiet", is_flag=True, help="Print nothing.")
+def models_convert(ct2_dir, out, old_out, overwrite, quiet):
     """Convert a CTranslate2 Whisper folder (faster-whisper, WhisperX) to a transformers folder.
 
     Reads model.bin (float32, float16, bfloat16 or int8 weights; int8 is dequantised),
@@ -28,7 +30,7 @@ def models_convert(ct2_dir, out, old_out):
     """
     from sers import ct2
 
-    ct2.convert(ct2_dir, output(out, old_out), report=click.echo)
+    ct2.convert(ct2_dir, output(out, old_out), report=None if quiet else log, overwrite=overwrite)
 
 
 @models.command("whisper-base")

@@ -17,7 +17,8 @@ from sers.cli import main
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
               help="HTML page to write; its Markdown twin (.md) and figures (<name>_files/) go beside it.")
 @click.option("--overwrite", is_flag=True, help="Replace the page and its twin if they exist (otherwise refused).")
-def report(runs_dir, similarity_dir, anchors, out, overwrite):
+@click.option("--quiet", is_flag=True, help="Print nothing.")
+def report(runs_dir, similarity_dir, anchors, out, overwrite, quiet):
     """Write a one-page report of a training sweep: HTML and a Markdown twin.
 
     Shows the caches, the similarity per layer with the anchors marked, the results
@@ -31,8 +32,9 @@ def report(runs_dir, similarity_dir, anchors, out, overwrite):
     """
     from sers.pipeline.report import write_report
 
-    click.echo(write_report(runs_dir, out, similarity_dir=similarity_dir, anchors=anchors,
-                            overwrite=overwrite).summary())
+    result = write_report(runs_dir, out, similarity_dir=similarity_dir, anchors=anchors, overwrite=overwrite)
+    if not quiet:
+        click.echo(result.summary())
 
 
 @main.command()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from sers.cli import main, output, output_options
+from sers.cli import log, main, output, output_options
 from sers.cli.choices import SYNTH_ENGINES, Choices
 
 
@@ -26,9 +26,10 @@ from sers.cli.choices import SYNTH_ENGINES, Choices
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Same seed, same corpus, byte for byte.")
 @click.option("--sample-rate", type=click.IntRange(min=8000), default=16000, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Regenerate languages already in OUT (their old files go).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def synth_command(out, old_out, engine, languages, utterances_per_language, speakers_per_language,
-                  min_seconds, max_seconds, seed, sample_rate, quiet):
+                  min_seconds, max_seconds, seed, sample_rate, overwrite, quiet):
     """Generate a small multilingual emotional speech corpus (no download needed).
 
     Four emotions (N, H, A, S) realised by prosody, by speakers split into
@@ -50,7 +51,7 @@ def synth_command(out, old_out, engine, languages, utterances_per_language, spea
 
     out_dir = output(out, old_out)
     engine, reason = choose_engine(engine)
-    click.echo(f"engine: {engine} ({reason})")
+    log(f"engine: {engine} ({reason})")
     codes = [code.strip() for code in languages.split(",") if code.strip()]
     with tqdm(total=len(codes) * utterances_per_language, unit="utt", desc="synth",
               disable=True if quiet else None) as bar:
@@ -58,10 +59,10 @@ def synth_command(out, old_out, engine, languages, utterances_per_language, spea
             manifests = synthesize_espeak_corpus(
                 out_dir, languages=codes, utterances_per_language=utterances_per_language,
                 speakers_per_language=speakers_per_language, seed=seed, sample_rate=sample_rate,
-                progress=bar.update)
+                progress=bar.update, overwrite=overwrite)
         else:
             manifests = synthesize_corpus(
                 out_dir, languages=codes, utterances_per_language=utterances_per_language,
                 speakers_per_language=speakers_per_language, min_seconds=min_seconds,
-                max_seconds=max_seconds, seed=seed, sample_rate=sample_rate, progress=bar.update)
+                max_seconds=max_seconds, seed=seed, sample_rate=sample_rate, progress=bar.update, overwrite=overwrite)
     click.echo(corpus_summary(manifests))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sers.atomic import refuse_existing
 from sers.errors import SersError
 from sers.jsonfile import read_json
 
@@ -142,14 +143,16 @@ def describe(info: dict) -> str:
     )
 
 
-def convert(path, out_dir, report=None):
+def convert(path, out_dir, report=None, overwrite: bool = False):
     """Write a transformers folder (weights, config, generation config, feature extractor,
     tokenizer when the CTranslate2 folder has a tokenizer.json) and ``sers_source.json``
     (the ``info`` of ``load_whisper``). ``report``, if given, receives one-line messages.
+    A folder that already holds a converted model is replaced only with ``overwrite``.
     """
     folder, out_dir = Path(path), Path(out_dir)
     if out_dir.resolve() == folder.resolve():
         raise SersError(f"{out_dir}: write the converted model to another folder than the CTranslate2 one")
+    refuse_existing(out_dir / "config.json", overwrite=overwrite)
     model, extractor, info = load_whisper(folder)
     if report:
         report(describe(info))

@@ -125,7 +125,7 @@ def demo_steps(out_dir, model_path: str, *, utterances_per_language: int = 200, 
     # --overwrite: a rerun with other sizes regenerates the corpus, so every output after it must follow.
     steps = [Step("generate a bilingual emotional speech corpus",
                   ["synth", "-o", str(corpus), "--languages", ",".join(languages),
-                   "--utterances-per-language", str(utterances_per_language), "--seed", "0"])]
+                   "--utterances-per-language", str(utterances_per_language), "--seed", "0", "--overwrite"])]
     for lang in languages:
         steps.append(Step(f"extract every layer of the {lang} corpus (the GPU stage)",
                           ["extract", "--model", model_path, "--manifest", str(corpus / lang / "manifest.csv"),

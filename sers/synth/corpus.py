@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sers.atomic import refuse_existing
 from sers.errors import SersError
 from sers.synth.languages import LANGUAGES, Language, Word, make_lexicon
 from sers.synth.speakers import EMOTIONS, Speaker, sample_speakers, sample_style
@@ -181,16 +182,18 @@ def write_manifest(folder: Path, rows: list[dict]) -> Path:
 def synthesize_corpus(out_dir: str | Path, languages=("en", "zh"), utterances_per_language: int = 120,
                       speakers_per_language: int = 8, min_seconds: float = 1.5,
                       max_seconds: float = 4.0, seed: int = 0, sample_rate: int = 16000,
-                      progress=None) -> dict[str, Path]:
+                      progress=None, overwrite: bool = False) -> dict[str, Path]:
     """Generate the corpus under `out_dir`; returns {language: manifest path}.
 
     progress: optional callable taking the number of utterances just written
-    (e.g. a tqdm bar's `update`).
+    (e.g. a tqdm bar's `update`). A language already generated there is regenerated (its
+    stale files removed) only with ``overwrite``.
     """
     languages = [languages] if isinstance(languages, str) else list(languages)
     check_corpus_options(languages, LANGUAGES, utterances_per_language, speakers_per_language,
                    min_seconds, max_seconds, sample_rate)
     out_dir = Path(out_dir)
+    refuse_existing(*(out_dir / code / "manifest.csv" for code in languages), overwrite=overwrite)
     return {code: _write_language(out_dir, LANGUAGES[code], utterances_per_language,
                                   speakers_per_language, min_seconds, max_seconds, seed,
                                   sample_rate, progress)

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sers.atomic import refuse_existing
 from sers.inputs.audio import resample
 from sers.errors import SersError
 from sers.synth.corpus import (balanced_plan, check_corpus_options, corpus_rng, prepare_folder,
@@ -255,11 +256,12 @@ def _run_language_processes(out_dir: Path, languages, options: list[str], progre
 
 def synthesize_espeak_corpus(out_dir: str | Path, languages=("en", "zh"), utterances_per_language: int = 300,
                              speakers_per_language: int = 8, seed: int = 0, sample_rate: int = 16000,
-                             progress=None) -> dict[str, Path]:
+                             progress=None, overwrite: bool = False) -> dict[str, Path]:
     """Generate the espeak corpus under `out_dir`; returns {language: manifest path}.
 
     Each language runs in its own fresh process (in parallel); progress: optional
-    callable taking the number of utterances just written.
+    callable taking the number of utterances just written. A language already generated
+    there is regenerated only with ``overwrite``.
     """
     from sers.synth.espeak import INSTALL_HINT, is_available
 
@@ -268,6 +270,7 @@ def synthesize_espeak_corpus(out_dir: str | Path, languages=("en", "zh"), uttera
                          1.5, 5.0, sample_rate)
     if not is_available():
         raise SersError(f"--engine espeak needs the espeakng-loader package ({INSTALL_HINT})")
+    refuse_existing(*(Path(out_dir) / code / "manifest.csv" for code in languages), overwrite=overwrite)
     options = [str(utterances_per_language), str(speakers_per_language), str(seed), str(sample_rate)]
     manifests = _run_language_processes(Path(out_dir), languages, options, progress)
     return {code: manifests[code] for code in languages}
