@@ -156,6 +156,9 @@ def convert(path, out_dir, report=None, overwrite: bool = False):
     model, extractor, info = load_whisper(folder)
     if report:
         report(describe(info))
+    import transformers
+
+    transformers.logging.disable_progress_bar()  # "Writing model shards" for one file: noise in a log
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     extractor.save_pretrained(out_dir)
