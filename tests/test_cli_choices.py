@@ -111,3 +111,21 @@ def test_every_command_that_writes_takes_o_overwrite_and_quiet():
         wanted = {"--overwrite", "--quiet"} | (set() if name == "segments" else {"-o"})  # segments adds to its input
         missing = wanted - options
         assert not missing, f"sers {name} lacks {sorted(missing)}"
+
+
+def test_train_defaults_are_the_same_in_the_cli_the_pipeline_and_the_estimator():
+    """Three places state the training defaults (the CLI cannot import the torch-side modules at
+    start-up); they must agree, or `sers train` and the Python API train different models."""
+    import dataclasses
+
+    from sers.classifiers.estimator import LayerAnchoringClassifier
+    from sers.pipeline.train import TrainSettings
+
+    command = dict(_commands())["train"]
+    cli = {param.name: param.default for param in command.params if isinstance(param, click.Option)}
+    estimator = LayerAnchoringClassifier().get_params()
+    settings = {field.name: field.default for field in dataclasses.fields(TrainSettings)}
+    for name in ("hidden", "dropout", "epochs", "batch_size", "lr", "weight_decay", "patience", "normalize",
+                 "group_weights", "coral_scale"):
+        assert cli[name] == settings[name] == estimator[name], name
+    assert cli["hidden"] == 512 and cli["lr"] == 3e-3  # the source-dev sweep's choice (training_defaults.md)
