@@ -17,8 +17,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sers.errors import SersError
+from sers.classifiers.options import NORMALIZE
 
-NORMALIZE = ("none", "global", "per-language")
 
 
 class InputError(SersError, ValueError):

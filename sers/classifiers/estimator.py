@@ -45,11 +45,9 @@ from sers.classifiers.metrics import uar
 from sers.classifiers.normalization import NORMALIZE, StandardisedBatches, feature_stats, fit_statistics
 from sers.classifiers.segments import aligned_layers, as_segment_pair
 from sers.classifiers.training import train_head, vowel_term
+from sers.classifiers.options import ALIGN, FEATURES, GROUP_WEIGHTS
 
 WEIGHTS_FORMAT = "sers-layer-anchoring-classifier/1"
-ALIGN = ("utterance", "vowel")
-FEATURES = ("pooled", "frames")
-GROUP_WEIGHTS = ("mean", "learned", "concat")
 NOT_FITTED = "this LayerAnchoringClassifier is not fitted yet; call fit() or load()"
 
 

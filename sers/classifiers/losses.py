@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sers.classifiers.options import CORAL_SCALES
 
 
 def covariance(features: torch.Tensor) -> torch.Tensor:
@@ -11,7 +12,6 @@ def covariance(features: torch.Tensor) -> torch.Tensor:
     return centred.T @ centred / (features.shape[0] - 1)
 
 
-CORAL_SCALES = ("relative", "4d2")
 
 
 def coral_loss(source: torch.Tensor, target: torch.Tensor, scale: str = "relative") -> torch.Tensor:

@@ -22,8 +22,7 @@ import numpy as np
 
 from sers.classifiers.data import InputError
 from sers.classifiers.metrics import uar
-
-CRITERIA = ("source-dev", "im", "dev")
+from sers.classifiers.options import CRITERIA
 
 
 def information_maximisation(proba: np.ndarray) -> float:

@@ -24,12 +24,12 @@ from sers import atomic
 from sers.errors import SersError
 from sers.jsonfile import read_json
 from sers.analysis.measures import MEASURES, ranking_problem, ties
+from sers.pipeline.options import STRATEGIES
 
 # Default measure: label-free first (the target is usually unlabelled). CORAL first because
 # the anchoring loss is CORAL: the layers where that distance is already small are where the
 # alignment has least to undo. Label-aware ones only if the file has no label-free measure.
 PREFERENCE = ("coral", "mmd", "domain", "proxy-a-distance", "cka", "centroid-cos", "probe")
-STRATEGIES = ("topk", "group")
 
 
 def load_similarity(path) -> dict:

@@ -23,8 +23,8 @@ from sers.classifiers.metrics import classification_metrics
 from sers.display.tables import format_table
 from sers.errors import SersError
 from sers.pipeline.readers import open_reader
+from sers.pipeline.options import STATS_CHOICES
 from sers.runs import WEIGHTS
-STATS_CHOICES = ("target", "source", "cache")
 
 
 def write_json(path, value) -> None:

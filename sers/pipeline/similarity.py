@@ -25,10 +25,10 @@ import sers.cache
 from sers import __version__, atomic
 from sers.analysis import measures
 from sers.errors import SersError
+from sers.pipeline.options import LEVELS
 from sers.pipeline.similarity_outputs import (format_table, similarity_files, to_csv,  # noqa: F401 (re-exported)
                                               write_outputs)
 
-LEVELS = ("utterance", "segment")
 # A vowel class with fewer segments on either side is left out of ``per_vowel`` (with a note):
 # a covariance or a held-out fold from a handful of segments says more about noise than layers.
 MIN_VOWEL_SEGMENTS = 10

@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 
 from sers.errors import SersError
+from sers.pipeline.options import BACKENDS
 
-BACKENDS = ("loky", "dask", "ray")
 
 
 def run_all(run_one, specs, data, jobs, backend, progress) -> list[dict]:

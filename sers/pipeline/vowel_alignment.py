@@ -14,8 +14,8 @@ import numpy as np
 
 from sers.classifiers.methods import METHODS, VOWEL_METHODS
 from sers.errors import SersError
+from sers.classifiers.options import ALIGN
 
-ALIGN = ("utterance", "vowel")
 
 
 def check_segments(cache, layers) -> None:

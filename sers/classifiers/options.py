@@ -1,0 +1,9 @@
+"""The names of the estimator's string options, in a module that imports nothing: the estimator
+and the training loop check them, `sers train` offers them, and its --help needs no torch."""
+
+NORMALIZE = ("none", "global", "per-language")   # feature standardisation
+CORAL_SCALES = ("relative", "4d2")                # how the CORAL term is scaled
+CRITERIA = ("source-dev", "im", "dev")            # label-free selection among candidates
+ALIGN = ("utterance", "vowel")                    # what the alignment term compares
+FEATURES = ("pooled", "frames")                   # what the heads read
+GROUP_WEIGHTS = ("mean", "learned", "concat")     # how lam-gl combines a group's layers

@@ -1,0 +1,7 @@
+"""The names of the stages' string options, in a module that imports nothing, so that the CLI's
+--help lists them without loading numpy, torch or a model."""
+
+LEVELS = ("utterance", "segment")        # similarity: pooled utterances or vowel segments
+STRATEGIES = ("topk", "group")           # anchor: single layers or contiguous groups
+BACKENDS = ("loky", "dask", "ray")       # joblib back-ends of parallel training runs
+STATS_CHOICES = ("target", "source", "cache")  # evaluate: whose standardisation statistics
