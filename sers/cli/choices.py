@@ -57,7 +57,7 @@ class Choices(click.Choice):
 
 class ListedHelp(click.Option):
     """An option whose help lists registry names, filled in when the help is shown: ``listed``
-    maps a placeholder in the help (e.g. "{methods}") to a function giving its text."""
+    maps a field of the help text (e.g. "{methods}") to a function giving its text."""
 
     def __init__(self, *args, listed: dict, **kwargs):
         super().__init__(*args, **kwargs)
@@ -65,8 +65,8 @@ class ListedHelp(click.Option):
 
     def get_help_record(self, ctx):
         text = self.template
-        for placeholder, fill in self.listed.items():
-            text = text.replace(placeholder, fill())
+        for field, fill in self.listed.items():
+            text = text.replace(field, fill())
         self.help = text
         return super().get_help_record(ctx)
 
