@@ -1,5 +1,6 @@
 """The command line copies no list: each choice and each listed help comes from its registry or constant."""
 import importlib
+from pathlib import Path
 
 import click
 
@@ -90,6 +91,22 @@ def test_the_cli_imports_no_stage_until_a_command_needs_it():
     code = ("import sys, sers.cli; heavy = [m for m in ('torch', 'numpy', 'sers.pipeline', 'sers.classifiers') "
             "if m in sys.modules]; print(heavy)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_help_of_every_command_loads_neither_torch_nor_transformers():
+    """`sers extract --help` took 4-15 s while its choice lists imported torch and transformers."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom sers.cli import main\n"
+            "from test_cli_choices import _commands\n"
+            "for name, command in _commands():\n"
+            "    result = CliRunner().invoke(main, name.split() + ['--help'])\n"
+            "    assert result.exit_code == 0, (name, result.output)\n"
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"
 
 
 def test_methods_are_looked_up_in_one_place():

@@ -10,8 +10,9 @@ import torch
 import transformers
 
 from sers.errors import SersError
+from sers.upstream.options import DTYPES as DTYPE_NAMES
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}  # name -> torch dtype
 
 
 class Upstream(abc.ABC):

@@ -8,8 +8,7 @@ from transformers.masking_utils import create_bidirectional_mask
 
 from sers.errors import SersError
 from sers.upstream.base import Upstream, exact_rate
-
-WHISPER_INPUTS = ("padded", "trimmed")
+from sers.upstream.options import WHISPER_INPUTS
 
 
 class WhisperUpstream(Upstream):
