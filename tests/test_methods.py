@@ -31,7 +31,10 @@ def test_every_entry_is_consistent(name):
 @pytest.mark.parametrize("name, anchors, branches, aligned", [
     ("last", None, [[5]], []), ("wsum", None, [[0, 1, 2, 3, 4, 5]], []), ("coral", None, [[5]], [0]),
     ("dann", None, [[5]], [0]), ("lam", [1, 3], [[1], [3], [5]], [0, 1]), ("lam", [2, 5], [[2], [5]], [0, 1]),
-    ("lam-gl", [[1, 2], [3, 4]], [[1, 2], [3, 4], [5]], [0, 1])])
+    ("lam-gl", [[1, 2], [3, 4]], [[1, 2], [3, 4], [5]], [0, 1]),
+    # a group (or an anchor) holding the last layer: read once, aligned, no unaligned copy
+    ("lam-gl", [[3, 4, 5]], [[3, 4, 5]], [0]),
+    ("lam-gl", [[1], [4, 5]], [[1], [4, 5]], [0, 1])])
 def test_branches_are_the_table_of_the_docstring(name, anchors, branches, aligned):
     assert METHODS[name].branch_layers(anchors, range(6)) == (branches, aligned)
 

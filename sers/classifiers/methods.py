@@ -33,7 +33,8 @@ class Method:
 
     branches : "last" (the last layer), "all" (every layer, learned softmax weights: SUPERB's
         weighted sum), "anchors" (one branch per anchor layer) or "groups" (one per group of layers).
-        Anchor and group methods also read the last layer, as a branch that is never aligned.
+        Anchor and group methods also read the last layer, as a branch that is never aligned,
+        unless an anchor or a group holds it (it is then read, and aligned, once).
     aligned_by : "none", "coral" (λ · CORAL at every aligned branch) or "gradient-reversal"
         (a domain classifier behind gradient reversal of strength λ).
     anchors : "none", "layers" (``anchors=[3, 5, 7]``) or "groups" (``anchors=[[3, 4, 5]]``).
@@ -73,8 +74,11 @@ class Method:
         else:
             branches = [[int(layer) for layer in group] for group in anchors]
         aligned = list(range(len(branches))) if self.reads_target else []
-        if [last] not in branches:
-            branches.append([last])  # the last layer is read by the classifier but not aligned
+        # The last layer is always read; unaligned only when no anchor or group holds it already.
+        # A second, unaligned copy of it beside a group that holds it took half of the classifier's
+        # input and cost lam-gl up to 0.09 target UAR (docs/benchmarks/transfer.md, "lam-gl").
+        if not any(last in branch for branch in branches):
+            branches.append([last])
         return branches, aligned
 
 
