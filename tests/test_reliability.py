@@ -122,6 +122,27 @@ def test_killing_the_main_process_ends_its_decoding_workers(tmp_path, tiny_model
     assert not alive, [" ".join(p.cmdline())[:80] for p in alive]
 
 
+def test_decoding_workers_do_not_run_the_callers_script_again(tmp_path):
+    """A script that calls sers without an `if __name__ == "__main__":` guard: its workers once imported
+    it again (and so each ran it, or paid its torch import: 3 s before the first batch on 2 cores)."""
+    marks = tmp_path / "imports.txt"
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import os\n"
+        f"open({str(marks)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
+        "from sers.workers import worker_pool\n"
+        "pool = worker_pool(2)\n"
+        "pids = {pool.submit(os.getpid).result() for _ in range(20)}\n"
+        "assert os.getpid() not in pids\n"
+        "print(len(pids))\n"
+        "pool.shutdown()\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(sers.__file__).parents[1])})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2"]  # both workers started and ran tasks
+    assert marks.read_text().split() == [str(int(marks.read_text().split()[0]))]  # imported once: by itself
+
+
 def _worker_dies(*args):
     os._exit(1)
 

@@ -14,14 +14,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import math
-import multiprocessing
 import os
 import shutil
 import signal
 import threading
 import time
 from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +38,7 @@ from sers.inputs.manifest import Utterance, manifest_digest
 from sers.pipeline.batch_memory import CPU_BATCH_SECONDS, auto_batch_seconds
 from sers.pipeline.segments import SegmentPlan, open_segment_source, plan_segments
 from sers.upstream import load_upstream
-from sers.workers import exit_with_parent
+from sers.workers import worker_pool
 
 # Settings that change the stored numbers: resuming with any of them different is refused.
 RESULT_SETTINGS = ("model", "revision", "dtype", "pool_stats", "frame_layers", "frame_stride",
@@ -408,11 +406,7 @@ def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progres
     # The bar runs over milliseconds of audio (what compute scales with); the text is ours (_Progress).
     bar = tqdm(total=round(progress_line.total_seconds * 1000), disable=not progress, dynamic_ncols=True,
                bar_format="extract {percentage:3.0f}%|{bar}| {desc}", desc=progress_line.text())
-    # forkserver: decoding workers must not inherit torch's thread pool (a forked copy of it
-    # made extraction twice as slow on a 2-core machine).
-    # Each worker ends itself when this process dies (SIGKILL, the OOM killer): nothing else would tell it.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
-                               initializer=exit_with_parent, initargs=(os.getpid(),)) if workers > 0 else None
+    pool = worker_pool(workers) if workers > 0 else None
     stop = _StopRequests()
     try:
         def submit(batch):
