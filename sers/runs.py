@@ -99,7 +99,7 @@ class RunConfig:
     """config.json, as `sers train` writes it; the typed readers are what evaluate and report need.
 
     ``values`` keeps every key (in the order written): method, seed, anchors, anchors_file,
-    features, stat | frame_stride, align (+ vowel settings), estimator (the estimator's
+    features, stat | frame_stride, speaker_standardised, align (+ vowel settings), estimator (the estimator's
     get_params()), selection, target_dev, target_labels_used_for_selection,
     anchors_chosen_with_target_labels, data (provenance: caches, models, splits, counts),
     sers_version, command, layers, branches, best_epoch [, candidate_selection].
@@ -121,6 +121,11 @@ class RunConfig:
     @property
     def stat(self) -> str:
         return self.values.get("stat", "mean")
+
+    @property
+    def speaker_standardised(self) -> bool:
+        """Whether features were standardised speaker by speaker (:mod:`sers.pipeline.speakers`)."""
+        return bool(self.values.get("speaker_standardised", False))
 
     @property
     def frame_stride(self) -> int:

@@ -29,6 +29,9 @@ EXPECTED = {
     ("train", "features"): "sers.classifiers.estimator:FEATURES",
     ("train", "backend"): "sers.pipeline.train:BACKENDS",
     ("evaluate", "stats"): "sers.pipeline.evaluate:STATS_CHOICES",
+    ("similarity", "speaker_norm"): "sers.pipeline.speakers:SPEAKER_NORMS",
+    ("anchor", "speaker_norm"): "sers.pipeline.speakers:SPEAKER_NORMS",
+    ("train", "speaker_norm"): "sers.pipeline.speakers:SPEAKER_NORMS",
     ("predict", "stats"): "sers.pipeline.evaluate:STATS_CHOICES",
 }
 

@@ -115,6 +115,17 @@ def option_set(*options):
     return decorate
 
 
+def speaker_norm_option(command):
+    """--speaker-norm, shared by `sers similarity`, `sers anchor` and `sers train` (they must read alike)."""
+    from sers.cli.choices import SPEAKER_NORMS, Choices
+
+    return click.option(
+        "--speaker-norm", type=Choices(SPEAKER_NORMS), default="auto", show_default=True,
+        help="Standardise each speaker's features by that speaker's own statistics (label-free; needs a "
+             "speaker for every utterance and several utterances per speaker). auto: when every utterance "
+             "has a speaker and the features are pooled utterances; on: insist; off: never.")(command)
+
+
 def alignment_options(required: bool):
     """Options naming phone alignments and a vowel map, shared by `sers extract` and `sers segments`."""
     from sers.cli.choices import ALIGNMENT_FORMATS, Choices

@@ -35,6 +35,7 @@ ALIGN_LEVELS = "sers.classifiers.options:ALIGN"
 FEATURES = "sers.classifiers.options:FEATURES"
 BACKENDS = "sers.pipeline.options:BACKENDS"
 STATS = "sers.pipeline.options:STATS_CHOICES"
+SPEAKER_NORMS = "sers.pipeline.options:SPEAKER_NORMS"
 
 
 def names(source: str) -> tuple[str, ...]:

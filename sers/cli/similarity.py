@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from sers.cli import main, option_set, parse_layers
+from sers.cli import main, option_set, parse_layers, speaker_norm_option
 from sers.cli.choices import LEVELS, MEASURE_NAMES, MEASURES, STRATEGIES, Choices, ListedHelp, listing
 
 LABEL_AWARE = "sers.analysis.measures:LABEL_AWARE"
@@ -23,6 +23,7 @@ similarity_options = option_set(
                  help="Compare a seeded random sample of at most this many utterances (segments) per split."),
     click.option("--layers", help="Layers to compare, e.g. 0-12 or 1,6,12 (default: all)."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample and the folds."),
+    speaker_norm_option,
 )
 writing_options = option_set(
     click.option("--overwrite", is_flag=True, help="Replace the outputs already there (otherwise they are refused)."),

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from sers.cli import log, main, parse_layers, parse_seeds
+from sers.cli import log, main, parse_layers, parse_seeds, speaker_norm_option
 from sers.cli.choices import (ALIGN_LEVELS, BACKENDS, CORAL_SCALES, FEATURES, GROUP_WEIGHTS, METHODS, NORMALISATIONS,
                               SELECT_CRITERIA, STATS, VOWEL_METHODS, Choices, ListedHelp, listing)
 
@@ -102,6 +102,7 @@ def _command_line(ctx) -> str:
 @click.option("--target-test", default="test", show_default=True, help="Target split to report.")
 @click.option("--target-dev", help="Labelled target split for model selection (results marked target-selected).")
 @click.option("--stat", default="mean", show_default=True, help="Pooled statistic to read (mean or std).")
+@speaker_norm_option
 @click.option("--features", type=Choices(FEATURES), default="pooled", show_default=True,
               help="frames: attentive pooling over the cached frames of the needed layers (extract with "
                    "--frame-layers); held in memory as stored (float16).")
@@ -115,8 +116,8 @@ def _command_line(ctx) -> str:
 def train(source, target, methods, anchors, out_dir, seeds, lambda_, select, coral_scale, epochs, batch_size, lr,
           weight_decay,
           hidden, dropout, patience, normalize, group_weights, align, vowel_lambda, source_train, source_dev,
-          target_train, target_test, target_dev, stat, features, jobs, backend, device, no_plots, overwrite,
-          quiet):
+          target_train, target_test, target_dev, stat, speaker_norm, features, jobs, backend, device, no_plots,
+          overwrite, quiet):
     """Train emotion heads on cached features: methods x seeds, one run folder each.
 
     Source labels train the head; target train data is used unlabelled; target test
@@ -144,7 +145,7 @@ def train(source, target, methods, anchors, out_dir, seeds, lambda_, select, cor
                       group_weights=group_weights, align=align, vowel_lambda=vowel_lambda, device=device,
                       source_train=source_train,
                       source_dev=source_dev, target_train=target_train, target_test=target_test,
-                      target_dev=target_dev, stat=stat, features=features, jobs=jobs, backend=backend, plots=not no_plots,
+                      target_dev=target_dev, stat=stat, speaker_norm=speaker_norm, features=features, jobs=jobs, backend=backend, plots=not no_plots,
                       overwrite=overwrite,
                       progress=not quiet,
                       log=log,

@@ -22,6 +22,7 @@ from sers.classifiers.estimator import LayerAnchoringClassifier
 from sers.classifiers.metrics import classification_metrics
 from sers.display.tables import format_table
 from sers.errors import SersError
+from sers.pipeline import speakers
 from sers.pipeline.readers import open_reader
 from sers.pipeline.options import STATS_CHOICES
 from sers.runs import WEIGHTS
@@ -78,9 +79,17 @@ def check_cache_matches(config: runs.RunConfig, cache, run_dir) -> None:
 
 
 def _features(model, config, cache, rows, run_dir):
-    """The run's layers for ``rows``: pooled features, or the stored frames for frame runs."""
+    """The run's layers for ``rows``: pooled features (standardised per speaker when the run was), or the
+    stored frames for frame runs."""
     if config.features != "frames":
-        return dict(zip(model.layers_, cache.pooled_layers(model.layers_, rows=rows, stat=config.stat)))
+        block = cache.pooled_layers(model.layers_, rows=rows, stat=config.stat)
+        if config.speaker_standardised:
+            missing = speakers.missing_speakers(cache)
+            if missing:
+                raise SersError(f"run {run_dir} was trained on features standardised per speaker, but {missing}: "
+                                "name every utterance's speaker in the manifest")
+            block = speakers.SpeakerStandardiser(cache, config.stat).block(model.layers_, block, rows)
+        return dict(zip(model.layers_, block))
     from sers.pipeline.frame_features import read_frames
 
     stride = cache.frame_stride

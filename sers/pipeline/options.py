@@ -5,3 +5,4 @@ LEVELS = ("utterance", "segment")        # similarity: pooled utterances or vowe
 STRATEGIES = ("topk", "group")           # anchor: single layers or contiguous groups
 BACKENDS = ("loky", "dask", "ray")       # joblib back-ends of parallel training runs
 STATS_CHOICES = ("target", "source", "cache")  # evaluate: whose standardisation statistics
+SPEAKER_NORMS = ("auto", "on", "off")  # train, similarity: standardise each speaker by its own statistics

@@ -26,6 +26,8 @@ from sers import __version__, atomic
 from sers.analysis import measures
 from sers.errors import SersError
 from sers.pipeline.options import LEVELS
+from sers.pipeline.speakers import SpeakerStandardiser
+from sers.pipeline import speakers
 from sers.pipeline.similarity_outputs import (format_table, similarity_files, to_csv,  # noqa: F401 (re-exported)
                                               write_outputs)
 
@@ -51,9 +53,11 @@ class Sample:
     labels: np.ndarray | None = None
     groups: np.ndarray | None = None
     vowels: np.ndarray | None = None
+    by_speaker: SpeakerStandardiser | None = None  # standardise each speaker by its own statistics
 
     def features(self, layer: int) -> np.ndarray:
-        return self.cache.pooled(layer, rows=self.rows)
+        x = self.cache.pooled(layer, rows=self.rows)
+        return x if self.by_speaker is None else self.by_speaker.standardise(layer, x, self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -116,9 +120,13 @@ def compute_similarity(source, target, out_dir=None, *, measures_wanted=None, la
                        source_split: str = "train", target_split: str = "train",
                        target_labels: str | None = None, level: str = "utterance",
                        max_utterances: int | None = None, seed: int = 0, n_folds: int = 5,
-                       progress: bool = False, overwrite: bool = False) -> "SimilarityResult":
+                       speaker_norm: str = "auto", progress: bool = False, overwrite: bool = False
+                       ) -> "SimilarityResult":
     """Similarity of two caches per layer; writes the outputs to ``out_dir`` when given (an
     ``out_dir`` holding a similarity.json or .csv is refused unless ``overwrite``).
+
+    ``speaker_norm`` ("auto", "on", "off"): compare the features `sers train` reads, each speaker
+    standardised by its own statistics (:mod:`sers.pipeline.speakers`).
 
     Returns the dict written as similarity.json (see :func:`write_outputs`), with ``summary()``.
     """
@@ -134,22 +142,27 @@ def compute_similarity(source, target, out_dir=None, *, measures_wanted=None, la
         for cache in (src, tgt):
             cache.require_complete()
         src.check_compatible(tgt)
+        by_speaker, why_not = speakers.decide(speaker_norm, [src, tgt], level=level)
         make_sample = utterance_sample if level == "utterance" else segment_sample
         options = dict(max_rows=max_utterances, seed=seed)
         source_sample = make_sample(src, source_split, role="source", read_labels=True, **options)
         target_sample = make_sample(tgt, target_split, role="target", read_labels=False, **options)
+        standardisers = {id(c): SpeakerStandardiser(c) for c in (src, tgt)} if by_speaker else {}
+        source_sample, target_sample = (replace(s, by_speaker=standardisers.get(id(s.cache)))
+                                        for s in (source_sample, target_sample))
         layers = _check_layers(layers, _stored_layers(src, tgt, level))
         labelled = None
         if target_labels is not None and any(m in wanted for m in measures.LABEL_AWARE):
             labelled = make_sample(tgt, target_labels, role="target", read_labels=True,
                                    labelled_only=True, **options)
-        skipped, notes = {}, []
+            labelled = replace(labelled, by_speaker=standardisers.get(id(tgt)))
+        skipped, notes = {}, ([why_not] if why_not else [])
         classes = _label_plan(source_sample, labelled, wanted, skipped, notes)
         if classes:
             labelled = labelled.subset(np.isin(labelled.labels, classes))
         result = _run_layers(source_sample, target_sample, labelled, classes, wanted, layers, n_folds, seed,
                              progress, notes)
-        result.update(skipped=skipped, notes=notes)
+        result.update(skipped=skipped, notes=notes, speaker_standardised=by_speaker)
         result.update(_describe(src, tgt, source_sample, target_sample, labelled, target_labels,
                                 level, max_utterances, seed, n_folds))
     result = SimilarityResult(_ordered(result))
@@ -365,7 +378,7 @@ def _describe(src, tgt, source: Sample, target: Sample, labelled, target_labels,
 
 
 def _ordered(result: dict) -> dict:
-    order = ("sers_version", "level", "source", "target", "labels_used", "max_utterances", "seed",
+    order = ("sers_version", "level", "speaker_standardised", "source", "target", "labels_used", "max_utterances", "seed",
              "n_folds", "classes", "centroid_groups", "layers", "measures", "matrices", "per_vowel",
              "vowel_counts", "skipped", "notes")
     return {key: result[key] for key in order if key in result}  # per_vowel: segment level only

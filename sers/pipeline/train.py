@@ -43,6 +43,7 @@ from sers.errors import SersError
 from sers.pipeline.candidates import candidates_for, check_criterion, keep_selected
 from sers.pipeline.evaluate import write_json, write_predictions
 from sers.pipeline.frame_features import check_frame_layers
+from sers.pipeline import speakers
 from sers.pipeline.readers import open_reader
 from sers.pipeline.sweep import BACKENDS, run_all
 from sers.pipeline.train_data import Parts, Splits, feature_config, provenance, read_data, shared
@@ -155,8 +156,8 @@ def _grouped(settings, splits, options) -> tuple[TrainSettings, Splits]:
 
 def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2, 3, 4), out_dir="runs", *,
           lambda_=(0.3, 1.0, 3.0), settings: TrainSettings | None = None, splits: Splits | None = None,
-          stat="mean", align="utterance", select="source-dev", jobs=1, backend="loky", plots=True, progress=True,
-          log=None, overwrite=False, command=None, **options) -> TrainResult:
+          stat="mean", align="utterance", speaker_norm="auto", select="source-dev", jobs=1, backend="loky",
+          plots=True, progress=True, log=None, overwrite=False, command=None, **options) -> TrainResult:
     """Train every method x seed from two caches; write run folders and results.{csv,md}; return the table.
 
     ``source``/``target``: cache paths (or open readers) of the same model. ``anchors``: an
@@ -167,6 +168,8 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     with weight ``vowel_lambda`` (default ``lambda_``); see :mod:`sers.pipeline.vowel_alignment`.
     ``features="frames"``: read the caches' stored frames of the needed layers (in memory as
     stored, float16: frames x D x 2 bytes x layers) and pool each branch by attention.
+    ``speaker_norm``: "auto" (default), "on" or "off": standardise each speaker's pooled features by
+    that speaker's own statistics before training (label-free; :mod:`sers.pipeline.speakers`).
     ``plots=False`` skips the curves.png of each run (a quarter second each).
     ``overwrite``: replace the runs already in ``out_dir``; without it such a folder is refused,
     so that `sers report` never mixes runs of two experiments.
@@ -194,13 +197,16 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
         plan = _Plan(runs, lambdas, anchor_specs, settings, src.num_layers)
         _check_caches(src, tgt, plan, settings.features)
         parts = Parts(src, tgt, splits)
+        by_speaker, why_not = speakers.decide(speaker_norm, [src, tgt], features=settings.features, align=align)
+        if log and (by_speaker or why_not):
+            log(why_not or "standardising each speaker's features by that speaker's own statistics")
 
         spill = tempfile.TemporaryDirectory(prefix="sers-train-") if jobs > 1 and backend == "loky" else None
         share = (lambda block, name: shared(block, name, spill.name if spill else None))
-        data = read_data(src, tgt, plan, parts, stat, log, share, settings.features)
+        data = read_data(src, tgt, plan, parts, stat, log, share, settings.features, by_speaker)
         selection = "target-dev" if splits.target_dev else "source-dev"
         threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 and backend == "loky" else None
-        common = {"features": settings.features, **feature_config(settings.features, stat, src),
+        common = {"features": settings.features, **feature_config(settings.features, stat, src, by_speaker),
                   "data": provenance(src, tgt, parts), "command": command, "selection": selection,
                   "target_dev": splits.target_dev, "normalize": settings.normalize}
         specs = _specs(plan, data, parts, seeds, out_dir.resolve(), common, threads, plots)
@@ -269,7 +275,7 @@ def _specs(plan: _Plan, data, parts: Parts, seeds, out_dir: Path, common: dict, 
             run_dir = run_folder(out_dir, method, seed)
             config = {"method": method, "seed": seed, "anchors": params["anchors"],
                       "anchors_file": candidate.anchors["file"],
-                      "features": common["features"], **{k: common[k] for k in ("stat", "frame_stride") if k in common},
+                      "features": common["features"], **{k: common[k] for k in ("stat", "speaker_standardised", "frame_stride") if k in common},
                       **alignment, "estimator": params, "selection": common["selection"],
                       "target_dev": common["target_dev"],
                       "target_labels_used_for_selection": bool(common["target_dev"]),

@@ -13,6 +13,7 @@ import numpy as np
 
 from sers.errors import SersError
 from sers.pipeline.frame_features import read_frames
+from sers.pipeline.speakers import SpeakerStandardiser
 from sers.pipeline.vowel_alignment import read_segments
 
 SOURCE_DEV_SPLITS = ("dev", "validation", "valid", "val")
@@ -61,16 +62,21 @@ def shared(block: np.ndarray, name: str, spill_dir) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
-def _read(cache, layers, parts: dict[str, np.ndarray], stat: str, log, share, features="pooled") -> dict:
+def _read(cache, layers, parts: dict[str, np.ndarray], stat: str, log, share, features="pooled",
+          by_speaker=False) -> dict:
     """One read of ``layers`` for the rows of all ``parts``; each part is a view of that block.
-    ``share(block, name)`` may put the block where worker processes map it (:func:`shared`)."""
+    ``share(block, name)`` may put the block where worker processes map it (:func:`shared`).
+    ``by_speaker``: standardise each speaker by its own statistics (:mod:`sers.pipeline.speakers`)."""
     if features == "frames":
         return read_frames(cache, layers, parts, log, share=share)
     rows = np.concatenate(list(parts.values()))
     if log:
         size = len(layers) * len(rows) * cache.hidden_size * 4
         log(f"reading {len(layers)} layers x {len(rows)} utterances ({size / 1e6:.0f} MB) from {cache.path}")
-    block = share(cache.pooled_layers(layers, rows=rows, stat=stat), next(iter(parts)))
+    block = cache.pooled_layers(layers, rows=rows, stat=stat)
+    if by_speaker:
+        block = SpeakerStandardiser(cache, stat).block(layers, block, rows)
+    block = share(block, next(iter(parts)))
     out, start = {}, 0
     for name, part in parts.items():
         out[name] = {layer: block[i, start:start + len(part)] for i, layer in enumerate(layers)}
@@ -111,15 +117,15 @@ class Parts:
         return self.src if name.startswith("source") else self.tgt
 
 
-def read_data(src, tgt, plan, parts: Parts, stat, log, share, features) -> dict:
+def read_data(src, tgt, plan, parts: Parts, stat, log, share, features, by_speaker=False) -> dict:
     """Every feature the runs read, once: ``data[part]`` its ``plan.layers`` (a layer dict, or frames),
     ``data["segments"][side]`` the VowelSegments of ``plan.segment_layers`` (align="vowel" only),
     ``data["y_" + part]`` the labels of :class:`Parts`, ``data["ids_" + part]`` the utterance ids."""
     rows = parts.rows
     data = {**_read(src, plan.layers, {k: rows[k] for k in ("source_train", "source_dev")}, stat, log, share,
-                    features),
+                    features, by_speaker),
             **_read(tgt, plan.layers, {k: rows[k] for k in rows if k.startswith("target")}, stat, log, share,
-                    features)}
+                    features, by_speaker)}
     if plan.segment_layers:  # the segments of the training utterances, with their vowel class (never their label)
         data["segments"] = {side: read_segments(cache, plan.segment_layers, rows[f"{side}_train"], f"segments_{side}",
                                                 parts.splits[f"{side}_train"], log, share=share)
@@ -129,11 +135,12 @@ def read_data(src, tgt, plan, parts: Parts, stat, log, share, features) -> dict:
     return data
 
 
-def feature_config(features: str, stat: str, cache) -> dict:
-    """What config.json says about the features read: the pooled statistic, or the frame stride."""
+def feature_config(features: str, stat: str, cache, by_speaker: bool = False) -> dict:
+    """What config.json says about the features read: the pooled statistic (and whether speakers
+    were standardised), or the frame stride."""
     if features == "frames":
         return {"frame_stride": cache.frame_stride}
-    return {"stat": stat}
+    return {"stat": stat, "speaker_standardised": by_speaker}
 
 
 def provenance(src, tgt, parts: Parts) -> dict:

@@ -1,0 +1,126 @@
+"""Speaker standardisation (sers.pipeline.speakers): the statistics, when it applies, and that train,
+evaluate and similarity read the same standardised features without reading a label."""
+import json
+
+import numpy as np
+import pytest
+
+import sers.cache
+from sers.errors import SersError
+from sers.pipeline import speakers
+from sers.pipeline.evaluate import evaluate
+from sers.pipeline.similarity import compute_similarity
+from sers.pipeline.train import train
+from sers.synth.planted import planted_corpora
+
+FAST = dict(hidden=32, epochs=4, batch_size=32, progress=False, plots=False, coral_scale="4d2", lambda_=1.0)
+
+
+def write_cache(path, X, labels, splits, language, speaker_names):
+    """(n, layers, D) features whose rows of each speaker carry that speaker's offset and scale."""
+    n = len(labels)
+    return sers.cache.from_arrays(path, np.ascontiguousarray(X.transpose(1, 0, 2)),
+                                  {"id": [f"{language}-{i:04d}" for i in range(n)], "label": list(labels),
+                                   "split": list(splits), "language": [language] * n,
+                                   "speaker": list(speaker_names)},
+                                  model_id="planted", sample_rate=16000, frame_rate=50)
+
+
+def with_voices(X, speaker_names, seed):
+    """Each speaker shifts and scales every layer: what a voice adds to all its utterances."""
+    rng = np.random.default_rng(seed)
+    out = X.copy()
+    for name in np.unique(speaker_names):
+        rows = speaker_names == name
+        out[rows] = out[rows] * rng.uniform(0.5, 2.0) + rng.normal(0, 3.0, size=(1,) + X.shape[1:])
+    return out.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("speakers")
+    d = planted_corpora(n_source=300, n_target=300, seed=5)
+    source_speakers = np.repeat([f"en{i}" for i in range(10)], 30)  # train 0-5, dev 6-7, test 8-9
+    target_speakers = np.repeat([f"zh{i}" for i in range(10)], 30)
+    splits = ["train"] * 180 + ["dev"] * 60 + ["test"] * 60
+    X_source, X_target = with_voices(d["X_source"], source_speakers, 1), with_voices(d["X_target"], target_speakers, 2)
+    no_speaker = target_speakers.copy()
+    no_speaker[:3] = ""
+    garbage = np.random.default_rng(9).choice(["A", "H", "N", "S", ""], size=300)
+    return {"source": write_cache(folder / "en.zarr", X_source, d["y_source"], splits, "en", source_speakers),
+            "target": write_cache(folder / "zh.zarr", X_target, d["y_target"], splits, "zh", target_speakers),
+            "garbage": write_cache(folder / "zh-garbage.zarr", X_target, garbage, splits, "zh", target_speakers),
+            "unnamed": write_cache(folder / "zh-unnamed.zarr", X_target, d["y_target"], splits, "zh", no_speaker),
+            "X_source": X_source, "source_speakers": source_speakers}
+
+
+def test_each_speaker_gets_mean_0_and_std_1_and_small_speakers_the_caches_statistics(tmp_path):
+    rng = np.random.default_rng(0)
+    names = np.array(["a"] * 40 + ["b"] * 40 + ["c"] * (speakers.MIN_UTTERANCES - 1))
+    X = with_voices(rng.normal(size=(len(names), 2, 8)).astype(np.float32), names, 3)
+    cache = sers.cache.open(write_cache(tmp_path / "c.zarr", X, ["N"] * len(names), ["train"] * len(names), "en", names))
+    standardiser = speakers.SpeakerStandardiser(cache)
+    rows = np.arange(len(names))
+    for layer in (0, 1):
+        z = standardiser.standardise(layer, cache.pooled(layer), rows)
+        for name in ("a", "b"):
+            np.testing.assert_allclose(z[names == name].mean(0), 0, atol=1e-5)
+            np.testing.assert_allclose(z[names == name].std(0), 1, atol=1e-4)
+        # too few utterances for their own statistics: the whole cache's
+        x = cache.pooled(layer).astype(np.float64)
+        np.testing.assert_allclose(z[names == "c"], ((x - x.mean(0)) / x.std(0))[names == "c"], rtol=1e-4, atol=1e-5)
+    # a block of some rows, in any order, gets the same values as the whole
+    some = np.array([83, 0, 41])
+    block = speakers.SpeakerStandardiser(cache).block([1], cache.pooled_layers([1], rows=some), some)
+    np.testing.assert_allclose(block[0], standardiser.standardise(1, cache.pooled(1), rows)[some], rtol=1e-5)
+
+
+def test_auto_applies_only_where_it_can_and_on_says_what_is_missing(caches):
+    with sers.cache.open(caches["source"]) as src, sers.cache.open(caches["unnamed"]) as unnamed:
+        assert speakers.decide("auto", [src]) == (True, None)
+        assert speakers.decide("off", [src]) == (False, None)
+        used, note = speakers.decide("auto", [src, unnamed])
+        assert not used and note == f"not standardised per speaker: 3 of 300 utterances in {unnamed.path} have no speaker"
+        with pytest.raises(SersError, match=r"--speaker-norm on: 3 of 300 utterances in .*zh-unnamed.zarr have no "
+                                            r"speaker; use --speaker-norm off"):
+            speakers.decide("on", [unnamed])
+        for kind, reason in ((dict(features="frames"), "pooled features"), (dict(level="segment"), "--level segment"),
+                             (dict(align="vowel"), "--align vowel")):
+            assert speakers.decide("auto", [src], **kind)[0] is False
+            with pytest.raises(SersError, match=reason):
+                speakers.decide("on", [src], **kind)
+        with pytest.raises(SersError, match="--speaker-norm must be one of auto, on, off, not 'yes'"):
+            speakers.decide("yes", [src])
+
+
+def test_train_records_it_evaluate_reapplies_it_and_no_label_is_read(caches, tmp_path):
+    common = dict(methods=["last", "lam"], anchors=[2, 3], seeds=[0], **FAST)
+    table = train(caches["source"], caches["target"], out_dir=tmp_path / "runs", **common)
+    config = json.loads((tmp_path / "runs" / "lam" / "seed0" / "config.json").read_text())
+    assert config["speaker_standardised"] is True
+    # evaluate reads the target test split again, standardised the same way: the same UAR as training scored
+    result = evaluate(tmp_path / "runs" / "lam" / "seed0", caches["target"], split="test")
+    assert result.metrics["uar"] == pytest.approx(next(r for r in table if r["method"] == "lam")["target_uar_mean"])
+    with pytest.raises(SersError, match=r"trained on features standardised per speaker, but 3 of 300 utterances .* "
+                                        r"have no speaker"):
+        evaluate(tmp_path / "runs" / "lam" / "seed0", caches["unnamed"], split="test")
+    # target labels are never read by the standardisation: garbage ones give the same predictions
+    train(caches["source"], caches["garbage"], out_dir=tmp_path / "garbage", **common)
+    for method in ("last", "lam"):
+        for name in ("predictions.csv", "model.safetensors"):
+            clean, dirty = (tmp_path / folder / method / "seed0" / name for folder in ("runs", "garbage"))
+            assert clean.read_bytes() == dirty.read_bytes()
+    off = train(caches["source"], caches["target"], out_dir=tmp_path / "off", speaker_norm="off", **common)
+    assert json.loads((tmp_path / "off" / "lam" / "seed0" / "config.json").read_text())["speaker_standardised"] is False
+    # the voices are a nuisance the planted emotion does not depend on: removing them helps the transfer
+    assert (next(r for r in table if r["method"] == "lam")["target_uar_mean"]
+            > next(r for r in off if r["method"] == "lam")["target_uar_mean"])
+
+
+def test_similarity_compares_what_train_reads(caches, tmp_path):
+    on = compute_similarity(caches["source"], caches["target"], measures_wanted=["coral"])
+    off = compute_similarity(caches["source"], caches["target"], measures_wanted=["coral"], speaker_norm="off")
+    assert on["speaker_standardised"] is True and off["speaker_standardised"] is False
+    assert on["measures"]["coral"]["values"] != off["measures"]["coral"]["values"]
+    noted = compute_similarity(caches["source"], caches["unnamed"], measures_wanted=["coral"])
+    assert noted["speaker_standardised"] is False and any("have no speaker" in note for note in noted["notes"])
