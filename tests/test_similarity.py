@@ -164,7 +164,8 @@ def cli(*args):
 
 
 def test_cli_writes_outputs_and_prints_the_table(planted, tmp_path):
-    run = cli("similarity", *planted, "-o", tmp_path / "sim", "--measures", "coral,domain")
+    # (these caches name no speakers: with the default --speaker-norm auto a note says so; tests/test_speakers.py)
+    run = cli("similarity", *planted, "-o", tmp_path / "sim", "--measures", "coral,domain", "--speaker-norm", "off")
     assert run.exit_code == 0, run.output
     assert "proxy-a-distance" in run.output and "note: " not in run.output
     assert (tmp_path / "sim" / "similarity.json").exists()
@@ -431,7 +432,7 @@ def test_an_earlier_similarity_is_refused_unless_overwrite(planted, tmp_path):
 
 
 def test_the_result_summary_is_what_the_command_prints(planted, tmp_path):
-    result = compute_similarity(*planted, tmp_path / "sim", measures_wanted=["coral", "cka"])
+    result = compute_similarity(*planted, tmp_path / "sim", measures_wanted=["coral", "cka"], speaker_norm="off")
     lines = result.summary().splitlines()
     assert "\n".join(lines[:len(lines) - 2]) == format_table(result)
     assert lines[-2].startswith("note: skipped cka") and lines[-1] == f"wrote {', '.join(result['files'])}"

@@ -4,8 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 import sers.cache
+from sers.cli import main
 from sers.errors import SersError
 from sers.pipeline import speakers
 from sers.pipeline.evaluate import evaluate
@@ -124,3 +126,11 @@ def test_similarity_compares_what_train_reads(caches, tmp_path):
     assert on["measures"]["coral"]["values"] != off["measures"]["coral"]["values"]
     noted = compute_similarity(caches["source"], caches["unnamed"], measures_wanted=["coral"])
     assert noted["speaker_standardised"] is False and any("have no speaker" in note for note in noted["notes"])
+    run = CliRunner().invoke(main, ["similarity", str(caches["source"]), str(caches["unnamed"]), "-o",
+                                    str(tmp_path / "sim"), "--measures", "coral", "--quiet"])
+    assert run.exit_code == 0, run.output
+    assert "note: not standardised per speaker: 3 of 300 utterances in" in run.output
+    run = CliRunner().invoke(main, ["train", "--source", str(caches["source"]), "--target", str(caches["unnamed"]),
+                                    "-o", str(tmp_path / "runs"), "--method", "last", "--seeds", "0", "--epochs", "1",
+                                    "--speaker-norm", "on", "--quiet"])
+    assert run.exit_code == 1 and "error: --speaker-norm on: 3 of 300 utterances in" in run.output
