@@ -13,8 +13,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sers"
 
-# Shared by every layer: the error type, atomic writes, JSON reading, helper processes.
-FOUNDATION = {"errors", "atomic", "jsonfile", "workers", "__version__"}
+# Shared by every layer: the error type, atomic writes, JSON reading, helper processes, lazy imports.
+FOUNDATION = {"errors", "atomic", "jsonfile", "workers", "lazy", "__version__"}
 ALLOWED = {
     "foundation": set(),
     "cache": set(),                      # the format knows no stage, model or input

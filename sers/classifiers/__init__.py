@@ -8,7 +8,7 @@ Works on arrays from anywhere; nothing here opens a cache.
 Names are imported on first use, so that ``sers.classifiers.methods`` (the method registry,
 read by the report and the CLI) loads without torch.
 """
-import importlib
+from sers.lazy import lazy_names
 
 _WHERE = {"LayerAnchoringClassifier": "estimator", "InputError": "data", "METHODS": "methods",
           "Method": "methods", "method_names": "methods", "coral_loss": "losses",
@@ -16,13 +16,4 @@ _WHERE = {"LayerAnchoringClassifier": "estimator", "InputError": "data", "METHOD
           "classification_metrics": "metrics", "uar": "metrics"}
 
 __all__ = list(_WHERE)
-
-
-def __getattr__(name):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'sers.classifiers' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"sers.classifiers.{_WHERE[name]}"), name)
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)

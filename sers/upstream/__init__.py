@@ -20,19 +20,10 @@ Wrappers compute and never write files.
 Names are imported on first use, so that the option names in :mod:`sers.upstream.options`
 (read by ``sers extract --help``) load without torch or transformers.
 """
-import importlib
+from sers.lazy import lazy_names
 
 _WHERE = {"load_upstream": "loading", "FAMILIES": "loading", "CONV_FAMILIES": "loading", "Upstream": "base",
           "DTYPES": "base", "WHISPER_INPUTS": "options"}
 
 __all__ = list(_WHERE)
-
-
-def __getattr__(name):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'sers.upstream' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"sers.upstream.{_WHERE[name]}"), name)
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)
