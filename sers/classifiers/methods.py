@@ -76,7 +76,7 @@ class Method:
         aligned = list(range(len(branches))) if self.reads_target else []
         # The last layer is always read; unaligned only when no anchor or group holds it already.
         # A second, unaligned copy of it beside a group that holds it took half of the classifier's
-        # input and cost lam-gl up to 0.09 target UAR (docs/benchmarks/transfer.md, "lam-gl").
+        # input and cost lam-gl up to 0.09 target UAR (docs/benchmarks/transfer.md, "per-language").
         if not any(last in branch for branch in branches):
             branches.append([last])
         return branches, aligned

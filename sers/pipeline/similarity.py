@@ -26,7 +26,6 @@ from sers import __version__, atomic
 from sers.analysis import measures
 from sers.errors import SersError
 from sers.pipeline.options import LEVELS
-from sers.pipeline.speakers import SpeakerStandardiser
 from sers.pipeline import speakers
 from sers.pipeline.similarity_outputs import (format_table, similarity_files, to_csv,  # noqa: F401 (re-exported)
                                               write_outputs)
@@ -53,7 +52,7 @@ class Sample:
     labels: np.ndarray | None = None
     groups: np.ndarray | None = None
     vowels: np.ndarray | None = None
-    by_speaker: SpeakerStandardiser | None = None  # standardise each speaker by its own statistics
+    by_speaker: speakers.SpeakerStandardiser | None = None  # standardise each speaker by its own statistics
 
     def features(self, layer: int) -> np.ndarray:
         x = self.cache.pooled(layer, rows=self.rows)
@@ -147,15 +146,15 @@ def compute_similarity(source, target, out_dir=None, *, measures_wanted=None, la
         options = dict(max_rows=max_utterances, seed=seed)
         source_sample = make_sample(src, source_split, role="source", read_labels=True, **options)
         target_sample = make_sample(tgt, target_split, role="target", read_labels=False, **options)
-        standardisers = {id(c): SpeakerStandardiser(c) for c in (src, tgt)} if by_speaker else {}
-        source_sample, target_sample = (replace(s, by_speaker=standardisers.get(id(s.cache)))
-                                        for s in (source_sample, target_sample))
+        source_by, target_by = (speakers.SpeakerStandardiser(c) if by_speaker else None for c in (src, tgt))
+        source_sample = replace(source_sample, by_speaker=source_by)
+        target_sample = replace(target_sample, by_speaker=target_by)
         layers = _check_layers(layers, _stored_layers(src, tgt, level))
         labelled = None
         if target_labels is not None and any(m in wanted for m in measures.LABEL_AWARE):
             labelled = make_sample(tgt, target_labels, role="target", read_labels=True,
                                    labelled_only=True, **options)
-            labelled = replace(labelled, by_speaker=standardisers.get(id(tgt)))
+            labelled = replace(labelled, by_speaker=target_by)
         skipped, notes = {}, ([why_not] if why_not else [])
         classes = _label_plan(source_sample, labelled, wanted, skipped, notes)
         if classes:

@@ -28,15 +28,11 @@ from sers.pipeline.options import SPEAKER_NORMS
 MIN_UTTERANCES = 5
 
 
-def check_choice(choice: str) -> None:
-    if choice not in SPEAKER_NORMS:
-        raise SersError(f"--speaker-norm must be one of {', '.join(SPEAKER_NORMS)}, not {choice!r}")
-
-
 def decide(choice: str, caches, *, features: str = "pooled", level: str = "utterance", align: str = "utterance"
            ) -> tuple[bool, str | None]:
     """(standardise per speaker?, why not, or None): ``auto`` as the module docstring says."""
-    check_choice(choice)
+    if choice not in SPEAKER_NORMS:
+        raise SersError(f"--speaker-norm must be one of {', '.join(SPEAKER_NORMS)}, not {choice!r}")
     if choice == "off":
         return False, None
     reason = None

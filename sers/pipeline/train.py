@@ -206,7 +206,7 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
         data = read_data(src, tgt, plan, parts, stat, log, share, settings.features, by_speaker)
         selection = "target-dev" if splits.target_dev else "source-dev"
         threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 and backend == "loky" else None
-        common = {"features": settings.features, **feature_config(settings.features, stat, src, by_speaker),
+        common = {"features": settings.features, "read": feature_config(settings.features, stat, src, by_speaker),
                   "data": provenance(src, tgt, parts), "command": command, "selection": selection,
                   "target_dev": splits.target_dev, "normalize": settings.normalize}
         specs = _specs(plan, data, parts, seeds, out_dir.resolve(), common, threads, plots)
@@ -275,7 +275,7 @@ def _specs(plan: _Plan, data, parts: Parts, seeds, out_dir: Path, common: dict, 
             run_dir = run_folder(out_dir, method, seed)
             config = {"method": method, "seed": seed, "anchors": params["anchors"],
                       "anchors_file": candidate.anchors["file"],
-                      "features": common["features"], **{k: common[k] for k in ("stat", "speaker_standardised", "frame_stride") if k in common},
+                      "features": common["features"], **common["read"],
                       **alignment, "estimator": params, "selection": common["selection"],
                       "target_dev": common["target_dev"],
                       "target_labels_used_for_selection": bool(common["target_dev"]),
