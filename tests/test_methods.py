@@ -79,3 +79,17 @@ def test_a_new_method_is_one_entry(monkeypatch):
     assert model.branches_ == [list(range(d["X_source"].shape[1]))] and model.history_[0]["loss_align"] > 0
     assert np.isfinite(model.predict_proba(d["X_target"])).all()
     assert model.module_.layer_logits[0].requires_grad  # "all" branches learn their layer weights
+
+
+def test_the_classifier_weighs_every_layer_once_whether_grouped_or_alone():
+    """lam-gl's one group of three anchors beside the last layer: 3/4 and 1/4 of the classifier's input
+    (an unweighted mean gave the last layer alone as much as the group)."""
+    import torch
+
+    from sers.classifiers.heads import LayerHead
+
+    head = LayerHead(layers=[1, 2, 3, 5], branches=[[1, 2, 3], [5]], input_dim=4, num_classes=2, hidden=8)
+    group, last = torch.ones(2, 8), torch.zeros(2, 8)
+    torch.testing.assert_close(head.mix([group, last]), torch.full((2, 8), 0.75))
+    lam = LayerHead(layers=[1, 2, 3, 5], branches=[[1], [2], [3], [5]], input_dim=4, num_classes=2, hidden=8)
+    torch.testing.assert_close(lam.mix([group, group, group, last]), torch.full((2, 8), 0.75))

@@ -313,10 +313,11 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
         return self._forward(X, domain, batch_size, lambda x: torch.softmax(self.module_(*x), dim=1))
 
     def embed(self, X, domain="target", batch_size=None) -> np.ndarray:
-        """(n, hidden) what the classifier reads: the mean of the branch embeddings (the space the
-        alignment acts in; label-free model selection compares languages there)."""
+        """(n, hidden) what the classifier reads: the branch embeddings averaged, each weighted by its
+        number of layers (the space the alignment acts in; label-free model selection compares
+        languages there)."""
         return self._forward(X, domain, batch_size,
-                             lambda x: torch.stack(self.module_.embed(*x)).mean(dim=0))
+                             lambda x: self.module_.mix(self.module_.embed(*x)))
 
     def _forward(self, X, domain, batch_size, output) -> np.ndarray:
         layers_data = self._checked_input(X, domain)
