@@ -127,6 +127,31 @@ def test_concatenated_groups_of_one_layer_are_lam_and_wider_groups_read_every_la
     assert not np.allclose(group.predict_proba(changed), group.predict_proba(Xtest))
 
 
+def test_per_layer_groups_of_one_layer_are_lam_and_a_group_averages_its_layers_embeddings(planted, tmp_path):
+    import torch
+
+    Xs, ys, Xd, yd, Xt, Xtest, _ = split(planted)
+    params = dict(FAST, epochs=3, lambda_=1.0)
+    lam = LayerAnchoringClassifier(method="lam", anchors=[2, 3], **params).fit(Xs, ys, Xt)
+    singletons = LayerAnchoringClassifier(method="lam-gl", anchors=[[2], [3]], group_weights="per-layer",
+                                          **params).fit(Xs, ys, Xt)
+    np.testing.assert_array_equal(lam.predict_proba(Xtest), singletons.predict_proba(Xtest))
+    group = LayerAnchoringClassifier(method="lam-gl", anchors=[[2, 3]], group_weights="per-layer", **params)
+    group.fit(Xs, ys, Xt)
+    head, dim = group.module_, Xs.shape[2]
+    layer_2, layer_3 = head.projections[0]  # one projection per layer of the group [2, 3]; the last layer: one
+    assert layer_2.weight.shape == layer_3.weight.shape == head.projections[1].weight.shape == (FAST["hidden"], dim)
+    assert not torch.equal(layer_2.weight, layer_3.weight)
+    x = torch.randn(5, len(group.layers_), dim)
+    slots = head.branch_slots[0]
+    expected = (torch.relu(layer_2(x[:, slots[0]])) + torch.relu(layer_3(x[:, slots[1]]))) / 2
+    torch.testing.assert_close(head.embed(x)[0], expected)
+    group.save(tmp_path / "gl.safetensors")
+    loaded = LayerAnchoringClassifier.load(tmp_path / "gl.safetensors")
+    assert loaded.group_weights == "per-layer"
+    np.testing.assert_array_equal(loaded.predict_proba(Xtest), group.predict_proba(Xtest))
+
+
 def test_wsum_layer_weights_sum_to_one_and_are_learned(planted):
     Xs, ys, Xd, yd, *_ = split(planted)
     model = LayerAnchoringClassifier(method="wsum", **FAST).fit(Xs, ys, X_dev=Xd, y_dev=yd)

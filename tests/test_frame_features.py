@@ -57,7 +57,8 @@ def test_padding_does_not_change_an_utterance_s_output(planted, fitted):
 
 
 @pytest.mark.parametrize("method, anchors, group_weights", [("lam", [0], "mean"), ("lam-gl", [[0, 1]], "mean"),
-                                                            ("lam-gl", [[0, 1]], "concat"), ("dann", None, "mean"),
+                                                            ("lam-gl", [[0, 1]], "concat"), ("lam-gl", [[0, 1]], "per-layer"),
+                                                            ("dann", None, "mean"),
                                                             ("wsum", None, "mean")])
 def test_every_method_trains_on_frames_deterministically(planted, method, anchors, group_weights):
     p = planted
@@ -69,6 +70,9 @@ def test_every_method_trains_on_frames_deterministically(planted, method, anchor
     np.testing.assert_array_equal(first.predict_proba(target), second.predict_proba(target))
     assert [r["loss_total"] for r in first.history_] == [r["loss_total"] for r in second.history_]
     assert len(first.module_.attention) == len(first.branches_)
+    weights = first.attention_weights(target, branch=0)
+    per_utterance = np.add.reduceat(weights, np.concatenate([[0], np.cumsum(target.lengths)[:-1]]))
+    np.testing.assert_allclose(per_utterance, 1.0, rtol=1e-5)
 
 
 def test_save_and_load_keep_the_attention(tmp_path, planted, fitted):

@@ -71,9 +71,12 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
         training rows, target rows by those of the unlabelled target rows; without ``X_target`` the target
         side takes the source's), "global" (one mean/std over source and target training rows) or "none".
         Label-free; see docs/method.md for why per-language is the default.
-    group_weights : how the layers of a ``lam-gl`` group are combined before the group's projection:
-        "mean", "learned" (softmax weights) or "concat" (side by side: one projection per layer,
-        summed; a group of one layer is then exactly a ``lam`` anchor).
+    group_weights : how the layers of a ``lam-gl`` group become one embedding: "concat" (the
+        default: side by side, i.e. one projection per layer, summed before the ReLU); "per-layer"
+        (one projection and ReLU per layer, as ``lam`` has, the embeddings averaged); "mean" or
+        "learned" (softmax weights) of the layers, then one projection. With "concat" or
+        "per-layer" a group of one layer is exactly a ``lam`` anchor. The group is aligned by one
+        CORAL term whatever the choice. See docs/method.md for the evidence behind the default.
     seed : same seed, same data -> identical results on CPU.
     device : "cpu" or a torch device such as "cuda".
     align : "utterance" (CORAL on utterance features) or "vowel" (``lam``/``lam-gl`` only): in
@@ -116,7 +119,7 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, *, method="lam", anchors=None, lambda_=1.0, hidden=512, dropout=0.2, epochs=30,
                  batch_size=128, lr=3e-3, weight_decay=0.0, patience=5, normalize="per-language",
-                 group_weights="mean", seed=0, device="cpu", verbose=False, align="utterance",
+                 group_weights="concat", seed=0, device="cpu", verbose=False, align="utterance",
                  vowel_lambda=None, features="pooled", coral_scale="relative"):
         self.method = method
         self.anchors = anchors
@@ -293,11 +296,11 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
     def _build(self, branches) -> None:
         self.branches_ = branches
         method = self._method()
-        learned = method.branches == "all" or self.group_weights == "learned"
+        # wsum's one branch of every layer is a learned weighted sum; only lam-gl has groups to choose for.
+        combine = {"all": "learned", "groups": self.group_weights}.get(method.branches, "mean")
         self.module_ = LayerHead(self.layers_, branches, self.n_features_in_, len(self.classes_), self.hidden,
-                                 self.dropout, learned_weights=learned,
+                                 self.dropout, combine=combine,
                                  domain_classifier=(method.aligned_by == "gradient-reversal"),
-                                 concatenate=(method.branches == "groups" and self.group_weights == "concat"),
                                  attentive=(self.features == "frames")).to(self.device)
 
     def _batches(self) -> StandardisedBatches:
@@ -333,7 +336,8 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
 
     def attention_weights(self, X, domain="target", branch=0, batch_size=None) -> np.ndarray:
         """(total_frames,) attention weight of every frame of ``X`` at one branch, in ``X``'s
-        utterance order (each utterance's weights sum to one). ``features="frames"`` only."""
+        utterance order (each utterance's weights sum to one; a ``per-layer`` group: the mean of its
+        layers' weights). ``features="frames"`` only."""
         if self.features != "frames":
             raise InputError("attention_weights needs a model trained with features='frames'")
         X = self._checked_input(X, domain)
@@ -344,8 +348,7 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
             for start in range(0, X.n_utterances, batch_size or self.batch_size):
                 rows = np.arange(start, min(start + (batch_size or self.batch_size), X.n_utterances))
                 frames, mask = batches.inputs(X, rows, domain)
-                combined = self.module_.combine(branch, frames, slots)
-                out.append(self.module_.attention[branch].weights(combined, mask)[mask].cpu().numpy())
+                out.append(self.module_.attention_weights(branch, frames, slots, mask)[mask].cpu().numpy())
         return np.concatenate(out)
 
     def _check_fitted(self) -> None:

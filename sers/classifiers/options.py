@@ -6,4 +6,4 @@ CORAL_SCALES = ("relative", "4d2")                # how the CORAL term is scaled
 CRITERIA = ("source-dev", "im", "dev")            # label-free selection among candidates
 ALIGN = ("utterance", "vowel")                    # what the alignment term compares
 FEATURES = ("pooled", "frames")                   # what the heads read
-GROUP_WEIGHTS = ("mean", "learned", "concat")     # how lam-gl combines a group's layers
+GROUP_WEIGHTS = ("mean", "learned", "concat", "per-layer")  # how a group's layers are combined

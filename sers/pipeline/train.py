@@ -130,7 +130,7 @@ class TrainSettings:
     weight_decay: float = 0.0
     patience: int = 5
     normalize: str = "per-language"
-    group_weights: str = "mean"
+    group_weights: str = "concat"
     device: str = "cpu"
     features: str = "pooled"
     coral_scale: str = "relative"
