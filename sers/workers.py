@@ -14,7 +14,6 @@ a script without an ``if __name__ == "__main__":`` guard ran itself again in eac
 from __future__ import annotations
 
 import contextlib
-import importlib
 import multiprocessing
 import os
 import sys
@@ -51,26 +50,19 @@ def _watch(parent_pid: int) -> None:
     os._exit(1)
 
 
-def worker_pool(workers: int, preload: tuple[str, ...] = ()) -> ProcessPoolExecutor:
+def worker_pool(workers: int) -> ProcessPoolExecutor:
     """``workers`` forkserver processes, started now, which end with this process and do not import
     the caller's ``__main__`` (their tasks must be functions of importable modules, as sers's are).
-    Each imports the modules ``preload`` names as it starts, rather than when its first task arrives.
 
     forkserver, not fork: a forked copy of torch's thread pool made extraction twice as slow.
     """
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
-                               initializer=_start_worker, initargs=(os.getpid(), preload))
+                               initializer=exit_with_parent, initargs=(os.getpid(),))
     with _without_main():
         # A forkserver pool starts one process per submit, in submit(), until it has ``workers``.
         for _ in range(workers):
             pool.submit(os.getpid)
     return pool
-
-
-def _start_worker(parent_pid: int, preload: tuple[str, ...]) -> None:
-    exit_with_parent(parent_pid)
-    for module in preload:
-        importlib.import_module(module)
 
 
 @contextlib.contextmanager

@@ -11,7 +11,6 @@ every layer over each aligned vowel is stored too, from the full-rate hidden sta
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import math
@@ -141,94 +140,90 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
     segment_source = open_segment_source(alignments, alignment_format, phone_tier, vowel_map) \
         if alignments is not None else None
 
-    # The decoding workers start (and import the decoder) first, while the model loads, instead of
-    # delaying the first batch.
-    with _decoding_workers(workers) as pool:
-        transformers.logging.disable_progress_bar()  # our own bar is the one that matters
-        upstream = load_upstream(model, revision=revision, device=device, dtype=dtype, whisper_input=whisper_input)
-        layers = _resolve_frame_layers(frame_layers, upstream.num_layers)
-        identity = model_identity(model, upstream)
-        if upstream.max_window_seconds is not None:
-            max_seconds = None  # windowed models: memory does not grow with the length
-        settings = {"model": model, "revision": revision, "dtype": dtype, "pool_stats": list(pool_stats),
-                    **identity, "max_seconds": max_seconds, "frame_layers": layers, "frame_stride": frame_stride, "manifest_digest": digest,
-                    "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
-                    "batch_seconds": batch_seconds, "device": device, "whisper_input": upstream.whisper_input,
-                    "alignments": segment_source.settings() if segment_source else None}
+    transformers.logging.disable_progress_bar()  # our own bar is the one that matters
+    upstream = load_upstream(model, revision=revision, device=device, dtype=dtype, whisper_input=whisper_input)
+    layers = _resolve_frame_layers(frame_layers, upstream.num_layers)
+    identity = model_identity(model, upstream)
+    if upstream.max_window_seconds is not None:
+        max_seconds = None  # windowed models: memory does not grow with the length
+    settings = {"model": model, "revision": revision, "dtype": dtype, "pool_stats": list(pool_stats),
+                **identity, "max_seconds": max_seconds, "frame_layers": layers, "frame_stride": frame_stride, "manifest_digest": digest,
+                "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
+                "batch_seconds": batch_seconds, "device": device, "whisper_input": upstream.whisper_input,
+                "alignments": segment_source.settings() if segment_source else None}
 
-        writer = _open_existing(out, settings, overwrite, log)
-        if writer is None:
-            planned, plan_errors = _plan(utterances, upstream, strict, max_seconds)
-            planned.sort(key=lambda p: (p.n_samples, p.utterance.id))
-            stored_frames = [math.ceil(p.n_frames / frame_stride) if layers else 0 for p in planned]
-            _check_disk(out, upstream, len(planned), sum(stored_frames), len(pool_stats), len(layers), log,
-                        audio_bytes=2 * sum(p.n_samples for p in planned))
-            columns = _columns(planned, stored_frames, upstream.sample_rate)
-            # Alignments are checked before the cache exists: a wrong folder costs seconds.
-            segment_plan = _segment_plan(segment_source, columns, upstream)
-            writer = sers.cache.CacheWriter.create(
-                out, columns, num_layers=upstream.num_layers, hidden_size=upstream.hidden_size,
-                pool_stats=pool_stats, frame_layers=layers, overwrite=overwrite,
-                pooled_chunk_rows=pooled_chunk_rows,
-                model_id=upstream.model_id, model_revision=upstream.revision, model_family=upstream.family,
-                **identity, errors=[(utt.id, str(utt.path), reason) for utt, reason in plan_errors],
-                sample_rate=upstream.sample_rate, frame_rate=upstream.frame_rate, frame_stride=frame_stride,
-                dtype=dtype, settings=settings, manifest_digest=digest, model=upstream.describe(),
-                whisper_input=upstream.whisper_input or None,
-                segment_layers=list(range(upstream.num_layers)) if segment_plan else None,
-                segment_attrs=segment_plan.attrs("hidden states") if segment_plan else None)
-        elif writer == "complete":
+    writer = _open_existing(out, settings, overwrite, log)
+    if writer is None:
+        planned, plan_errors = _plan(utterances, upstream, strict, max_seconds)
+        planned.sort(key=lambda p: (p.n_samples, p.utterance.id))
+        stored_frames = [math.ceil(p.n_frames / frame_stride) if layers else 0 for p in planned]
+        _check_disk(out, upstream, len(planned), sum(stored_frames), len(pool_stats), len(layers), log,
+                    audio_bytes=2 * sum(p.n_samples for p in planned))
+        columns = _columns(planned, stored_frames, upstream.sample_rate)
+        # Alignments are checked before the cache exists: a wrong folder costs seconds.
+        segment_plan = _segment_plan(segment_source, columns, upstream)
+        writer = sers.cache.CacheWriter.create(
+            out, columns, num_layers=upstream.num_layers, hidden_size=upstream.hidden_size,
+            pool_stats=pool_stats, frame_layers=layers, overwrite=overwrite,
+            pooled_chunk_rows=pooled_chunk_rows,
+            model_id=upstream.model_id, model_revision=upstream.revision, model_family=upstream.family,
+            **identity, errors=[(utt.id, str(utt.path), reason) for utt, reason in plan_errors],
+            sample_rate=upstream.sample_rate, frame_rate=upstream.frame_rate, frame_stride=frame_stride,
+            dtype=dtype, settings=settings, manifest_digest=digest, model=upstream.describe(),
+            whisper_input=upstream.whisper_input or None,
+            segment_layers=list(range(upstream.num_layers)) if segment_plan else None,
+            segment_attrs=segment_plan.attrs("hidden states") if segment_plan else None)
+    elif writer == "complete":
+        with sers.cache.open(out) as cache:
+            return ExtractSummary(out, len(cache.utterances), len(cache.errors), 0.0, 0.0,
+                                  size_on_disk(out), already_complete=True)
+    else:
+        try:
             with sers.cache.open(out) as cache:
-                return ExtractSummary(out, len(cache.utterances), len(cache.errors), 0.0, 0.0,
-                                      size_on_disk(out), already_complete=True)
-        else:
-            try:
-                with sers.cache.open(out) as cache:
-                    segment_plan = _segment_plan(segment_source, cache.all_utterances, upstream)
-                    unaccounted = _unaccounted(utterances, cache)
-                # Rows neither laid out nor recorded as errors (a cache of an older sers): plan them again.
-                readable_now, errors = _plan(unaccounted, upstream, strict, max_seconds)
-                errors += [(p.utterance, f"{p.utterance.path}: not in the cache's layout (unreadable when it was laid "
-                                         "out); rerun with --overwrite to include it") for p in readable_now]
-                writer.record_errors((utt.id, str(utt.path), reason) for utt, reason in errors)
-            except BaseException:
-                writer.close()
+                segment_plan = _segment_plan(segment_source, cache.all_utterances, upstream)
+                unaccounted = _unaccounted(utterances, cache)
+            # Rows neither laid out nor recorded as errors (a cache of an older sers): plan them again.
+            readable_now, errors = _plan(unaccounted, upstream, strict, max_seconds)
+            errors += [(p.utterance, f"{p.utterance.path}: not in the cache's layout (unreadable when it was laid "
+                                     "out); rerun with --overwrite to include it") for p in readable_now]
+            writer.record_errors((utt.id, str(utt.path), reason) for utt, reason in errors)
+        except BaseException:
+            writer.close()
+            raise
+
+    with writer:
+        this_run = writer.pending_rows()
+        if batch_seconds == "auto":
+            with sers.cache.open(out) as cache:
+                longest = int(cache.all_utterances.n_samples.max()) if len(this_run) else 0
+            batch_seconds = auto_batch_seconds(upstream, longest, log) if longest else CPU_BATCH_SECONDS
+        try:
+            _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan)
+        except Exception as exc:
+            message = _write_failure(out, exc)
+            if message is None:
                 raise
-
-        with writer:
-            this_run = writer.pending_rows()
-            if batch_seconds == "auto":
-                with sers.cache.open(out) as cache:
-                    longest = int(cache.all_utterances.n_samples.max()) if len(this_run) else 0
-                batch_seconds = auto_batch_seconds(upstream, longest, log) if longest else CPU_BATCH_SECONDS
-            try:
-                _run(writer, upstream, batch_seconds, frame_stride, pool, workers, strict, progress,
-                     segment_plan)
-            except Exception as exc:
-                message = _write_failure(out, exc)
-                if message is None:
-                    raise
-                raise SersError(message) from None
-            with sers.cache.open(out) as cache:
-                table = cache.all_utterances
-                n_failed = len(cache.errors)
-                failures = cache.errors[:FAILURES_SHOWN]
-                missing = _unaccounted(utterances, cache)
-                if missing:  # what the run promises: every manifest row ends as a row or an error
-                    raise SersError(f"{out}: {len(missing)} manifest rows are neither extracted nor recorded as "
-                                    f"errors (first: {missing[0].id}); rerun the same command")
-                hours = float(table.duration[~table.failed].sum()) / 3600
-                hours_this_run = float(table.duration[this_run][~table.failed[this_run]].sum()) / 3600
-                stored_vowels = Counter(cache.segments.vowel) if segment_plan else None
-            seconds = time.perf_counter() - started
-            writer.finish(n_failed=n_failed, audio_hours=hours, extract_seconds=seconds)
-        n_extracted = len(table) - int(table.failed.sum())
-        if n_extracted == 0:
-            raise SersError(f"no utterance could be extracted ({n_failed} failed); `sers inspect {out}` lists why")
-        # The real-time factor counts the audio of this run only (a resumed run did the rest before).
-        return ExtractSummary(out, n_extracted, n_failed, hours_this_run, seconds, size_on_disk(out),
-                              segments=segment_plan.summary(stored_vowels) if segment_plan else "",
-                              failures=failures)
+            raise SersError(message) from None
+        with sers.cache.open(out) as cache:
+            table = cache.all_utterances
+            n_failed = len(cache.errors)
+            failures = cache.errors[:FAILURES_SHOWN]
+            missing = _unaccounted(utterances, cache)
+            if missing:  # what the run promises: every manifest row ends as a row or an error
+                raise SersError(f"{out}: {len(missing)} manifest rows are neither extracted nor recorded as "
+                                f"errors (first: {missing[0].id}); rerun the same command")
+            hours = float(table.duration[~table.failed].sum()) / 3600
+            hours_this_run = float(table.duration[this_run][~table.failed[this_run]].sum()) / 3600
+            stored_vowels = Counter(cache.segments.vowel) if segment_plan else None
+        seconds = time.perf_counter() - started
+        writer.finish(n_failed=n_failed, audio_hours=hours, extract_seconds=seconds)
+    n_extracted = len(table) - int(table.failed.sum())
+    if n_extracted == 0:
+        raise SersError(f"no utterance could be extracted ({n_failed} failed); `sers inspect {out}` lists why")
+    # The real-time factor counts the audio of this run only (a resumed run did the rest before).
+    return ExtractSummary(out, n_extracted, n_failed, hours_this_run, seconds, size_on_disk(out),
+                          segments=segment_plan.summary(stored_vowels) if segment_plan else "",
+                          failures=failures)
 
 
 def _unaccounted(utterances: list[Utterance], cache) -> list[Utterance]:
@@ -398,9 +393,7 @@ def _batches(cost_seconds, batch_seconds: float) -> list[list[int]]:
     return batches
 
 
-def _run(writer, upstream, batch_seconds, frame_stride, pool, workers, strict, progress,
-         segment_plan=None) -> None:
-    """Extract the writer's pending rows; ``pool``: the ``workers`` decoding processes, or None."""
+def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan=None) -> None:
     from tqdm.auto import tqdm
 
     with sers.cache.open(writer.path) as cache:
@@ -413,6 +406,7 @@ def _run(writer, upstream, batch_seconds, frame_stride, pool, workers, strict, p
     # The bar runs over milliseconds of audio (what compute scales with); the text is ours (_Progress).
     bar = tqdm(total=round(progress_line.total_seconds * 1000), disable=not progress, dynamic_ncols=True,
                bar_format="extract {percentage:3.0f}%|{bar}| {desc}", desc=progress_line.text())
+    pool = worker_pool(workers) if workers > 0 else None
     stop = _StopRequests()
     try:
         def submit(batch):
@@ -453,15 +447,6 @@ def _run(writer, upstream, batch_seconds, frame_stride, pool, workers, strict, p
     finally:
         stop.restore()
         bar.close()
-
-
-@contextlib.contextmanager
-def _decoding_workers(workers: int):
-    """``workers`` audio decoding processes (None for 0: decode in this process), shut down on leaving."""
-    pool = worker_pool(workers, preload=(load_batch.__module__,)) if workers > 0 else None
-    try:
-        yield pool
-    finally:
         if pool:
             pool.shutdown(cancel_futures=True)
 
