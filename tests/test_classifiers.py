@@ -110,13 +110,19 @@ def test_coral_term_helps_when_anchor_layers_carry_a_covariance_shift(coral_scal
     assert scores[lambda_] > scores[0.0] + 0.2
 
 
-def test_concatenated_groups_of_one_layer_are_lam_and_wider_groups_read_every_layer(planted):
+@pytest.mark.parametrize("group_weights", ["concat", "per-layer"])
+def test_groups_of_one_layer_are_lam_when_each_layer_has_its_own_projection(planted, group_weights):
     Xs, ys, Xd, yd, Xt, Xtest, _ = split(planted)
     params = dict(FAST, epochs=3, lambda_=1.0)
     lam = LayerAnchoringClassifier(method="lam", anchors=[2, 3], **params).fit(Xs, ys, Xt)
-    singletons = LayerAnchoringClassifier(method="lam-gl", anchors=[[2], [3]], group_weights="concat",
+    singletons = LayerAnchoringClassifier(method="lam-gl", anchors=[[2], [3]], group_weights=group_weights,
                                           **params).fit(Xs, ys, Xt)
     np.testing.assert_array_equal(lam.predict_proba(Xtest), singletons.predict_proba(Xtest))
+
+
+def test_a_concatenated_group_reads_every_layer(planted):
+    Xs, ys, Xd, yd, Xt, Xtest, _ = split(planted)
+    params = dict(FAST, epochs=3, lambda_=1.0)
     group = LayerAnchoringClassifier(method="lam-gl", anchors=[[2, 3]], group_weights="concat", **params)
     group.fit(Xs, ys, Xt)
     dim = Xs.shape[2]
@@ -127,16 +133,12 @@ def test_concatenated_groups_of_one_layer_are_lam_and_wider_groups_read_every_la
     assert not np.allclose(group.predict_proba(changed), group.predict_proba(Xtest))
 
 
-def test_per_layer_groups_of_one_layer_are_lam_and_a_group_averages_its_layers_embeddings(planted, tmp_path):
+def test_a_per_layer_group_averages_its_layers_embeddings_and_reloads(planted, tmp_path):
     import torch
 
     Xs, ys, Xd, yd, Xt, Xtest, _ = split(planted)
-    params = dict(FAST, epochs=3, lambda_=1.0)
-    lam = LayerAnchoringClassifier(method="lam", anchors=[2, 3], **params).fit(Xs, ys, Xt)
-    singletons = LayerAnchoringClassifier(method="lam-gl", anchors=[[2], [3]], group_weights="per-layer",
-                                          **params).fit(Xs, ys, Xt)
-    np.testing.assert_array_equal(lam.predict_proba(Xtest), singletons.predict_proba(Xtest))
-    group = LayerAnchoringClassifier(method="lam-gl", anchors=[[2, 3]], group_weights="per-layer", **params)
+    group = LayerAnchoringClassifier(method="lam-gl", anchors=[[2, 3]], group_weights="per-layer",
+                                     **dict(FAST, epochs=3, lambda_=1.0))
     group.fit(Xs, ys, Xt)
     head, dim = group.module_, Xs.shape[2]
     layer_2, layer_3 = head.projections[0]  # one projection per layer of the group [2, 3]; the last layer: one
