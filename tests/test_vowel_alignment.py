@@ -72,7 +72,8 @@ def test_the_vowel_term_is_per_vowel_coral_of_the_projected_segments(planted):
     def projected(segments, domain):
         features, vowels = segments
         mean, std = model.stats_[domain]  # rows 0, 1: layers 1, 2 (the model reads 1, 2, 3)
-        group = sum((features[:, layer] - mean[i]) / std[i] for i, layer in enumerate((1, 2))) / 2
+        # the default group_weights="concat": the group's normalised layers side by side
+        group = np.concatenate([(features[:, layer] - mean[i]) / std[i] for i, layer in enumerate((1, 2))], axis=1)
         return np.maximum(group @ weight.T + bias, 0), vowels
 
     (source, source_vowels), (target, target_vowels) = projected(held_out[0], "source"), projected(held_out[1], "target")
