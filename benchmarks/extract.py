@@ -38,7 +38,8 @@ from _common import machine, write_section  # noqa: E402
 
 import sers.cache  # noqa: E402
 from sers.inputs.manifest import read_manifest  # noqa: E402
-from sers.pipeline.extract import _batches, extract  # noqa: E402
+from sers.pipeline.extract import extract  # noqa: E402
+from sers.pipeline.extract_run import plan_batches  # noqa: E402
 from sers.display.tables import format_markdown_table, format_table  # noqa: E402
 from sers.upstream import load_upstream  # noqa: E402
 
@@ -136,7 +137,7 @@ def sers_batches(model_path: str, waves: list, batch_seconds: float, whisper_inp
     upstream = load_upstream(model_path, whisper_input=whisper_input)
     order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
     costs = [upstream.processed_seconds(len(waves[i])) for i in order]
-    return [[waves[order[r]] for r in batch] for batch in _batches(costs, batch_seconds)]
+    return [[waves[order[r]] for r in batch] for batch in plan_batches(costs, batch_seconds)]
 
 
 def forward_only(model_path, batches, args, whisper_input) -> None:

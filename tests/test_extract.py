@@ -14,7 +14,8 @@ import sers.cache
 from sers.cli import main
 from sers.errors import SersError
 from sers.inputs.manifest import read_manifest
-from sers.pipeline.extract import extract, resolve_shard, stride_mean
+from sers.pipeline.extract import extract, resolve_shard
+from sers.pipeline.extract_run import stride_mean
 from sers.upstream import load_upstream
 from tiny_models import tiny_model  # noqa: F401  (pytest fixture)
 
@@ -134,15 +135,16 @@ import torch
 torch.set_num_threads(1)  # as the test process (conftest): bitwise equality needs the same threads
 sys.path.insert(0, {tests!r})
 import sers.pipeline.extract as ex
+import sers.pipeline.extract_run as run
 from sers.inputs.manifest import read_manifest
-real = ex._extract_batch
+real = run._extract_batch
 calls = []
 def dying(*args, **kwargs):
     calls.append(1)
     if len(calls) == 3:
         os.kill(os.getpid(), signal.SIGKILL)
     return real(*args, **kwargs)
-ex._extract_batch = dying
+run._extract_batch = dying
 ex.extract(read_manifest({manifest!r}), {model!r}, {out!r}, batch_seconds=2.5, frame_layers=[1],
            workers=1, progress=False, pooled_chunk_rows=2)
 """
@@ -342,7 +344,7 @@ def test_merge_refuses_shards_of_another_precision(tmp_path, tiny_model):
 
 
 def test_progress_text_is_rounded_and_never_negative(monkeypatch):
-    import sers.pipeline.extract as ex
+    import sers.pipeline.extract_run as ex
 
     clock = iter([100.0, 160.0, 400.0])
     monkeypatch.setattr(ex.time, "perf_counter", lambda: next(clock))

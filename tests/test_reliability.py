@@ -4,7 +4,6 @@ import errno
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 
 import sers.cache
 import sers.pipeline.extract as extract_module
+import sers.pipeline.extract_run as extract_run
 from bad_inputs import cache, manifest, tone, trained_run
 from sers import atomic
 from sers.cache.lock import WriterLock, lock_path
@@ -50,8 +50,8 @@ def _pooled(out):
 def test_plan_errors_survive_an_interruption(tmp_path, tiny_model, monkeypatch):
     model, m = tiny_model("wavlm"), _corpus(tmp_path / "a", n=3, missing=30)
     out = tmp_path / "c.zarr"
-    real_run = extract_module._run
-    monkeypatch.setattr(extract_module, "_run", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    real_run = extract_module.run_batches
+    monkeypatch.setattr(extract_module, "run_batches", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         _extract(model, m, out)
     with sers.cache.open(out) as c:  # laid out together with the errors found while planning
@@ -61,7 +61,7 @@ def test_plan_errors_survive_an_interruption(tmp_path, tiny_model, monkeypatch):
     for name in ("id", "path", "reason"):
         backend.array(f"errors/{name}").resize((7,))
     backend.close()
-    monkeypatch.setattr(extract_module, "_run", real_run)
+    monkeypatch.setattr(extract_module, "run_batches", real_run)
     summary = _extract(model, m, out)
     with sers.cache.open(out) as c:
         assert c.complete and len(c.utterances) == 3 and len(c.errors) == 30
@@ -149,7 +149,7 @@ def _worker_dies(*args):
 def test_a_killed_decoding_worker_is_one_line_and_the_run_resumes(tmp_path, tiny_model, monkeypatch):
     model, m = tiny_model("wavlm"), _corpus(tmp_path / "a")
     out = tmp_path / "c.zarr"
-    monkeypatch.setattr(extract_module, "load_batch", _worker_dies)
+    monkeypatch.setattr(extract_run, "load_batch", _worker_dies)
     with pytest.raises(SersError, match="decoding worker died .*rerun the same command to resume"):
         _extract(model, m, out, workers=1)
     monkeypatch.undo()
@@ -187,8 +187,8 @@ def test_a_full_disk_stops_the_run_before_it_fills_and_the_run_resumes(tmp_path,
         checks.append(path)
         real(path, 10**18 if len(checks) == 2 else reserve)  # after the first batch the disk is (nearly) full
 
-    real = extract_module._check_space_left
-    monkeypatch.setattr(extract_module, "_check_space_left", free_space)
+    real = extract_run._check_space_left
+    monkeypatch.setattr(extract_run, "_check_space_left", free_space)
     with pytest.raises(SersError, match="disk is almost full .*every finished utterance is kept"):
         _extract(model, m, out)
     monkeypatch.undo()
@@ -227,7 +227,7 @@ def test_no_space_left_mid_write_is_one_line_and_zarr_resumes(tmp_path, tiny_mod
 def test_a_store_deleted_while_written_is_one_line(tmp_path, tiny_model, monkeypatch):
     model, m = tiny_model("wavlm"), _corpus(tmp_path / "a")
     out = tmp_path / "c.zarr"
-    real, calls = extract_module._check_space_left, []
+    real, calls = extract_run._check_space_left, []
 
     def vanish(path, reserve):
         calls.append(1)
@@ -235,7 +235,7 @@ def test_a_store_deleted_while_written_is_one_line(tmp_path, tiny_model, monkeyp
             shutil.rmtree(path)
         real(path, reserve)
 
-    monkeypatch.setattr(extract_module, "_check_space_left", vanish)
+    monkeypatch.setattr(extract_run, "_check_space_left", vanish)
     with pytest.raises(SersError, match="deleted or moved while being written"):
         _extract(model, m, out)
     assert not lock_path(out).exists()

@@ -16,20 +16,16 @@ import hashlib
 import math
 import os
 import shutil
-import signal
-import threading
 import time
-from collections import Counter, deque
-from concurrent.futures.process import BrokenProcessPool
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 import transformers
 
 import sers.cache
-from sers.inputs.audio import audio_info, load_batch, num_samples_after_resampling
+from sers.inputs.audio import audio_info, num_samples_after_resampling
 from sers.cache import size_on_disk
 from sers.cache.schema import check_pool_stats, storable_text
 from sers.errors import SersError, describe_os_error
@@ -37,8 +33,8 @@ from sers.display.tables import format_bytes
 from sers.inputs.manifest import Utterance, manifest_digest
 from sers.pipeline.batch_memory import CPU_BATCH_SECONDS, auto_batch_seconds
 from sers.pipeline.segments import SegmentPlan, open_segment_source, plan_segments
+from sers.pipeline.extract_run import run_batches
 from sers.upstream import load_upstream
-from sers.workers import worker_pool
 
 # Settings that change the stored numbers: resuming with any of them different is refused.
 RESULT_SETTINGS = ("model", "revision", "dtype", "pool_stats", "frame_layers", "frame_stride",
@@ -48,10 +44,6 @@ RESULT_SETTINGS = ("model", "revision", "dtype", "pool_stats", "frame_layers", "
 # 120 s of audio needs 16 * 6000^2 * 4 bytes = 2.3 GB per layer, 20 minutes 230 GB. Longer
 # utterances are recorded as errors instead of crashing the run (cut them with start/end).
 DEFAULT_MAX_SECONDS = 120.0
-# A run stops cleanly (every finished row kept) when its disk has less than this left, or twice
-# what one batch writes, rather than meet ENOSPC mid-write: libhdf5 leaves a damaged file (or
-# crashes) after a failed write, zarr loses only the chunk being written.
-DISK_RESERVE_BYTES = 256 * 2**20
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5")
@@ -198,7 +190,7 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
                 longest = int(cache.all_utterances.n_samples.max()) if len(this_run) else 0
             batch_seconds = auto_batch_seconds(upstream, longest, log) if longest else CPU_BATCH_SECONDS
         try:
-            _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan)
+            run_batches(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan)
         except Exception as exc:
             message = _write_failure(out, exc)
             if message is None:
@@ -375,82 +367,6 @@ def _check_disk(out: Path, upstream, n_rows, total_frames, n_stats, n_frame_laye
                         "--frame-stride 2) or choose another --out")
 
 
-def _batches(cost_seconds, batch_seconds: float) -> list[list[int]]:
-    """Rows in order, cut whenever the padded batch would exceed batch_seconds.
-
-    Batches are formed over all rows, not only the pending ones, so that a resumed run
-    feeds the model exactly the batches an uninterrupted run would (bitwise-equal results).
-    """
-    batches, current, longest = [], [], 0.0
-    for row, cost in enumerate(cost_seconds):
-        if current and max(longest, cost) * (len(current) + 1) > batch_seconds:
-            batches.append(current)
-            current, longest = [], 0.0
-        current.append(row)
-        longest = max(longest, cost)
-    if current:
-        batches.append(current)
-    return batches
-
-
-def _run(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan=None) -> None:
-    from tqdm.auto import tqdm
-
-    with sers.cache.open(writer.path) as cache:
-        table = cache.all_utterances
-    durations = table.duration
-    costs = [upstream.processed_seconds(int(n)) for n in table.n_samples]
-    pending = set(writer.pending_rows().tolist())
-    todo = [b for b in _batches(costs, batch_seconds) if pending.intersection(b)]
-    progress_line = _Progress(float(sum(durations[r] for r in pending)), len(pending))
-    # The bar runs over milliseconds of audio (what compute scales with); the text is ours (_Progress).
-    bar = tqdm(total=round(progress_line.total_seconds * 1000), disable=not progress, dynamic_ncols=True,
-               bar_format="extract {percentage:3.0f}%|{bar}| {desc}", desc=progress_line.text())
-    pool = worker_pool(workers) if workers > 0 else None
-    stop = _StopRequests()
-    try:
-        def submit(batch):
-            args = (table.path[batch], table.start[batch], table.end[batch], table.n_samples[batch],
-                    upstream.sample_rate)
-            return pool.submit(load_batch, *args) if pool else load_batch(*args)
-
-        # Decode a few batches ahead in worker processes while the model runs.
-        prefetch = 2 * max(workers, 1)
-        ahead = deque(submit(b) for b in todo[:prefetch])
-        reserve = _disk_reserve(writer, upstream, batch_seconds, frame_stride)
-        for i, batch in enumerate(todo):
-            _check_space_left(writer.path, reserve)
-            loaded = ahead.popleft()
-            try:
-                waves = loaded.result() if pool else loaded
-            except BrokenProcessPool:
-                raise SersError(f"{writer.path}: an audio decoding worker died (killed, or out of memory); every "
-                                "finished utterance is kept: rerun the same command to resume "
-                                "(--workers 0 decodes in the main process)") from None
-            if i + prefetch < len(todo):
-                ahead.append(submit(todo[i + prefetch]))
-            _extract_batch(writer, upstream, batch, waves, pending, table, frame_stride, strict, segment_plan)
-            done = [r for r in batch if r in pending]
-            progress_line.add(len(done), float(sum(durations[r] for r in done)))
-            bar.set_description_str(progress_line.text(), refresh=False)
-            bar.update(round(progress_line.seconds * 1000) - bar.n)  # absolute: float sums do not drift
-            if stop.requested:
-                raise KeyboardInterrupt(stop.requested)
-    except BaseException:
-        try:
-            writer.flush()  # whatever finished is kept, on Ctrl-C, SIGTERM (SLURM time limits) and errors
-        except Exception:  # noqa: BLE001 - the first error is the one to report; unflushed rows are redone
-            pass
-        raise
-    else:
-        writer.flush()
-    finally:
-        stop.restore()
-        bar.close()
-        if pool:
-            pool.shutdown(cancel_futures=True)
-
-
 def _write_failure(out: Path, exc: Exception) -> str | None:
     """One line for a failed write (what happened, what is kept, how to go on); None for other errors."""
     if not out.exists():  # zarr then fails with KeyError, HDF5 writes on into the unlinked file
@@ -469,161 +385,3 @@ def _write_failure(out: Path, exc: Exception) -> str | None:
         return None
     return (f"{out}: {describe_os_error(exc)}; every finished utterance is kept: fix that and rerun the same "
             "command to resume")
-
-
-def _disk_reserve(writer, upstream, batch_seconds: float, frame_stride: int) -> int:
-    """Bytes to keep free: twice what one batch can write (its frames and pooled rows), at least
-    DISK_RESERVE_BYTES, so that no write meets a full disk."""
-    frames = batch_seconds * upstream.frame_rate / frame_stride * len(writer.frame_layers) * writer.hidden_size * 2
-    pooled = writer.chunk_rows * writer.num_layers * writer.hidden_size * 4 * len(writer.pool_stats)
-    return int(max(DISK_RESERVE_BYTES, 2 * (frames + pooled))) if DISK_RESERVE_BYTES else 0
-
-
-def _check_space_left(path: Path, reserve: int) -> None:
-    if not path.exists():
-        raise FileNotFoundError(errno.ENOENT, "vanished", str(path))
-    free = shutil.disk_usage(path.resolve().parent).free
-    if free < reserve:
-        raise SersError(f"{path}: the disk is almost full ({format_bytes(free)} left, a batch needs up to "
-                        f"{format_bytes(reserve)}); stopped before it fills up, every finished utterance is kept: "
-                        "free space and rerun the same command to resume")
-
-
-class _Progress:
-    """The progress text: utterances, hours of audio, speed and time left, all rounded.
-
-    The speed and the time left count audio, not utterances: rows run shortest first, so a
-    count-based estimate would promise the long tail far too soon.
-    """
-
-    def __init__(self, total_seconds: float, total_utterances: int):
-        self.total_seconds, self.total_utterances = total_seconds, total_utterances
-        self.seconds = 0.0
-        self.utterances = 0
-        self.started = time.perf_counter()
-
-    def add(self, utterances: int, seconds: float) -> None:
-        self.utterances += utterances
-        self.seconds += seconds
-
-    def text(self) -> str:
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        speed = self.seconds / elapsed  # seconds of audio per second
-        left = max(self.total_seconds - self.seconds, 0.0) / speed if speed > 0 else None
-        return (f"{self.utterances}/{self.total_utterances} utterances, {self.seconds / 3600:.2f}/"
-                f"{self.total_seconds / 3600:.2f} h audio, {speed:.3g}x real time "
-                f"({speed / 3600:.3g} audio-h/s), ETA {format_duration(left)}")
-
-
-def format_duration(seconds: float | None) -> str:
-    """1 h 02 min, 4 min 12 s, 37 s ('?' when unknown)."""
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    seconds = max(int(round(seconds)), 0)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
-
-
-class _StopRequests:
-    """Ctrl-C and SIGTERM (what SLURM time limits and pre-emption send) end the run after the
-    current batch, so that every finished row is flushed; a second Ctrl-C stops at once."""
-
-    def __init__(self):
-        self.requested = None
-        self._previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
-
-    def restore(self):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _extract_batch(writer, upstream, batch, waves, pending, table, frame_stride, strict,
-                   segment_plan=None) -> None:
-    waves = [_checked(upstream, wave) for wave in waves]
-    good = [(row, wave) for row, wave in zip(batch, waves) if not isinstance(wave, str)]
-    for row, wave in zip(batch, waves):
-        if isinstance(wave, str) and row in pending:
-            if strict:
-                raise SersError(f"utterance {table.id[row]}: {wave} (--strict stops at the first failure)")
-            writer.add_failure(row, table.id[row], table.path[row], wave)
-    if not good:
-        return
-    try:
-        hidden = upstream.hidden_states([wave for _, wave in good])
-    except (MemoryError, RuntimeError) as exc:
-        if not _out_of_memory(exc):
-            raise
-        if len(good) > 1:  # one at a time: only an utterance too long for memory on its own fails
-            for row, wave in good:
-                _extract_batch(writer, upstream, [row], [wave], pending, table, frame_stride, strict, segment_plan)
-            return
-        row = good[0][0]
-        reason = (f"{table.path[row]}: out of memory running the model on {table.duration[row]:.1f} s of audio; "
-                  "cut it into segments with start/end columns, or lower --max-seconds")
-        if strict:
-            raise SersError(f"utterance {table.id[row]}: {reason} (--strict stops at the first failure)") from None
-        if row in pending:
-            writer.add_failure(row, table.id[row], table.path[row], reason)
-        return
-    for (row, _), states in zip(good, hidden):
-        if row not in pending:
-            continue
-        pooled, frames = pool_hidden_states(states, writer.pool_stats, writer.frame_layers, frame_stride)
-        # Segments always average full-rate frames, whatever --frame-stride stores.
-        segments = segment_plan.features(row, states) if segment_plan else None
-        writer.add(row, pooled, frames, segments=segments)
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    """torch reports a failed allocation as a RuntimeError (OutOfMemoryError on CUDA)."""
-    text = str(exc).lower()
-    return isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate" in text \
-        or "cannot allocate" in text
-
-
-def _checked(upstream, wave):
-    """The waveform, or the reason the model cannot take it (one bad file must not sink a batch)."""
-    if isinstance(wave, str):
-        return wave
-    try:
-        return upstream.check_audio(wave)
-    except SersError as exc:
-        return str(exc)
-
-
-def pool_hidden_states(states: torch.Tensor, pool_stats, frame_layers, frame_stride: int):
-    """(L, T, D) hidden states of one utterance (no padding) → pooled (L, D) per stat, frames per layer."""
-    states64 = states.double()
-    pooled = {}
-    if "mean" in pool_stats:
-        pooled["mean"] = states64.mean(dim=1).float().numpy()
-    if "std" in pool_stats:
-        pooled["std"] = states64.std(dim=1, unbiased=False).float().numpy()
-    frames = {}
-    for layer in frame_layers:
-        frames[layer] = stride_mean(states[layer], frame_stride).numpy()
-    return pooled, frames
-
-
-def stride_mean(frames: torch.Tensor, stride: int) -> torch.Tensor:
-    """Mean over consecutive groups of ``stride`` frames; the last group may be shorter."""
-    if stride == 1:
-        return frames.float()
-    n, dim = frames.shape
-    groups = math.ceil(n / stride)
-    padded = torch.zeros(groups * stride, dim, dtype=torch.float64)
-    padded[:n] = frames.double()
-    counts = torch.full((groups,), float(stride), dtype=torch.float64)
-    counts[-1] = n - (groups - 1) * stride
-    return (padded.view(groups, stride, dim).sum(1) / counts[:, None]).float()
