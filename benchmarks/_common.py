@@ -77,15 +77,22 @@ def ensure_corpus(corpus: Path, languages: list[str], n: int, speakers: int) -> 
                              speakers_per_language=speakers, seed=0)
 
 
-def ensure_cache(features: Path, corpus: Path, lang: str, model: str, whisper_input: str) -> Path:
-    """The cache of one language and model: `sers extract` once (a finished cache is reused)."""
+# The vowel map of each corpus language's espeak-ng IPA phones (`sers extract --vowel-map`).
+VOWEL_MAPS = {"en": "en-ipa", "zh": "cmn-ipa", "es": "es-ipa"}
+
+
+def ensure_cache(features: Path, corpus: Path, lang: str, model: str, whisper_input: str,
+                 segments: bool = False) -> Path:
+    """The cache of one language and model: `sers extract` once (a finished cache is reused).
+    ``segments``: with the vowel segments of the corpus's TextGrids (for `--align vowel`)."""
     import subprocess
 
     import sers.cache
-    out = features / f"{lang}.{model}.{whisper_input}.zarr"
+    out = features / f"{lang}.{model}.{whisper_input}{'.segments' if segments else ''}.zarr"
     if out.exists() and sers.cache.open(out).complete:
         return out
+    alignments = ["--alignments", str(corpus / lang / "textgrid"), "--vowel-map", VOWEL_MAPS[lang]] if segments else []
     subprocess.run([sys.executable, "-m", "sers.cli", "extract", "--model", model_path(model), "--manifest",
                     str(corpus / lang / "manifest.csv"), "--out", str(out), "--whisper-input", whisper_input,
-                    "--frame-layers", "none", "--workers", "1", "--quiet"], check=True)
+                    "--frame-layers", "none", "--workers", "1", "--quiet", *alignments], check=True)
     return out

@@ -7,12 +7,14 @@ import pytest
 from click.testing import CliRunner
 
 import sers.cache
+from sers.cache import CacheWriter
 from sers.cli import main
 from sers.errors import SersError
 from sers.pipeline import speakers
 from sers.pipeline.evaluate import evaluate
 from sers.pipeline.similarity import compute_similarity
 from sers.pipeline.train import train
+from sers.pipeline.train_data import Parts, Splits, read_data
 from sers.synth.planted import planted_corpora
 
 FAST = dict(hidden=32, epochs=4, batch_size=32, progress=False, plots=False, coral_scale="4d2", lambda_=1.0)
@@ -86,8 +88,13 @@ def test_auto_applies_only_where_it_can_and_on_says_what_is_missing(caches):
         with pytest.raises(SersError, match=r"--speaker-norm on: 3 of 300 utterances in .*zh-unnamed.zarr have no "
                                             r"speaker; use --speaker-norm off"):
             speakers.decide("on", [unnamed])
-        for kind, reason in ((dict(features="frames"), "pooled features"), (dict(level="segment"), "--level segment"),
-                             (dict(align="vowel"), "--align vowel")):
+        # vowel segments are means: standardised as their utterances, when those are means too
+        assert speakers.decide("auto", [src], level="segment") == speakers.decide("auto", [src], align="vowel") == (
+            True, None)
+        for kind, reason in ((dict(features="frames"), "it applies to pooled features, not --features frames"),
+                             (dict(level="segment", stat="std"), "standardised like their utterances only with "
+                                                                 "--stat mean, not std"),
+                             (dict(align="vowel", stat="std"), "only with --stat mean, not std")):
             assert speakers.decide("auto", [src], **kind)[0] is False
             with pytest.raises(SersError, match=reason):
                 speakers.decide("on", [src], **kind)
@@ -134,3 +141,67 @@ def test_similarity_compares_what_train_reads(caches, tmp_path):
                                     "-o", str(tmp_path / "runs"), "--method", "last", "--seeds", "0", "--epochs", "1",
                                     "--speaker-norm", "on", "--quiet"])
     assert run.exit_code == 1 and "error: --speaker-norm on: 3 of 300 utterances in" in run.output
+
+
+@pytest.fixture(scope="module")
+def voiced_segments(tmp_path_factory):
+    """Two caches of 4 speakers x 10 utterances, each utterance with 3 vowel segments; every
+    speaker shifts and scales its utterances and their segments alike."""
+    folder, rng = tmp_path_factory.mktemp("segments"), np.random.default_rng(4)
+    paths = {}
+    for side, language in (("source", "en"), ("target", "zh")):
+        names = np.repeat([f"{language}{i}" for i in range(4)], 10)
+        splits = ["train", "train", "dev", "test"] * 10  # every speaker in every split
+        X = rng.normal(size=(40, 3, 6)).astype(np.float32)
+        segments = X[:, None] + rng.normal(scale=0.5, size=(40, 3, 3, 6)).astype(np.float32)  # (utt, seg, L, D)
+        offset, scale = rng.normal(0, 3.0, size=(4, 1, 6)), rng.uniform(0.5, 2.0, size=(4, 1, 1))
+        X = (X * scale[np.arange(40) // 10] + offset[np.arange(40) // 10]).astype(np.float32)
+        segments = (segments * scale[np.arange(40) // 10, None] + offset[np.arange(40) // 10, None]).astype(np.float32)
+        utterances = {"id": [f"{side}{i:02d}" for i in range(40)], "label": list(rng.choice(["A", "N"], 40)),
+                      "split": splits, "language": [language] * 40, "speaker": list(names)}
+        writer = CacheWriter.create(folder / f"{language}.zarr", utterances, num_layers=3, hidden_size=6,
+                                    model_id="planted", segment_layers=[0, 1, 2], sample_rate=16000, frame_rate=50)
+        with writer:
+            for row in range(40):
+                columns = {"start_frame": [0, 1, 2], "end_frame": [1, 2, 3], "start": [0.0, 0.02, 0.04],
+                           "end": [0.02, 0.04, 0.06], "phone": list("aei"), "vowel": list("aei")}
+                writer.add(row, {"mean": X[row]},
+                           segments=(columns, np.ascontiguousarray(segments[row].transpose(1, 0, 2))))
+            writer.finish()
+        paths[side] = (folder / f"{language}.zarr", X, segments, names)
+    return paths
+
+
+def test_vowel_segments_are_standardised_by_their_utterances_speaker(voiced_segments):
+    """What `sers train --align vowel` reads: utterances and their segments by one affine map per speaker
+    (that speaker's utterance statistics), so both stay in one space."""
+    (source, X, segments, names), (target, *_) = voiced_segments["source"], voiced_segments["target"]
+    with sers.cache.open(source) as src, sers.cache.open(target) as tgt:
+        parts = Parts(src, tgt, Splits())
+        plan = type("Plan", (), {"layers": [1, 2], "segment_layers": [1, 2]})
+        data = read_data(src, tgt, plan, parts, "mean", None, lambda block, name: block, "pooled", by_speaker=True)
+        raw = read_data(src, tgt, plan, parts, "mean", None, lambda block, name: block, "pooled", by_speaker=False)
+    train_rows = parts.rows["source_train"]
+    features, vowels = data["segments"]["source"].features, data["segments"]["source"].vowels
+    assert list(vowels) == list("aei") * len(train_rows)
+    for layer in (1, 2):
+        x = X[:, layer].astype(np.float64)
+        mean = np.stack([x[names == n].mean(0) for n in names])  # per utterance: its speaker's statistics
+        std = np.stack([x[names == n].std(0) for n in names])
+        expected = (segments[train_rows][:, :, layer] - mean[train_rows, None]) / std[train_rows, None]
+        np.testing.assert_allclose(features[layer], expected.reshape(-1, 6), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(data["source_train"][layer], (x - mean)[train_rows] / std[train_rows],
+                                   rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(raw["segments"]["source"].features[layer],
+                                   segments[train_rows][:, :, layer].reshape(-1, 6), rtol=1e-6)
+
+
+def test_similarity_at_segment_level_standardises_segments_too(voiced_segments):
+    source, target = voiced_segments["source"][0], voiced_segments["target"][0]
+    on = compute_similarity(source, target, level="segment", measures_wanted=["coral"], source_split="train",
+                            target_split="train")
+    off = compute_similarity(source, target, level="segment", measures_wanted=["coral"], source_split="train",
+                             target_split="train", speaker_norm="off")
+    assert on["speaker_standardised"] is True and off["speaker_standardised"] is False
+    # the voices' offsets dominate the raw segments' covariance; standardised, the languages match far better
+    assert all(a < 0.5 * b for a, b in zip(on["measures"]["coral"]["values"], off["measures"]["coral"]["values"]))

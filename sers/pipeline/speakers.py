@@ -12,9 +12,13 @@ emotion classifier would otherwise learn in one language and meet differently in
 on the espeak-ng benchmark it raised every method, `lam` by +0.17 UAR averaged over 8
 directions (docs/benchmarks/transfer.md, "defaults" against "per-language").
 
+A vowel segment (``--align vowel``, ``--level segment``) is a mean over frames, as a ``mean``
+pooled utterance is: it is standardised by the statistics of its utterance's speaker, the same
+affine map as that utterance, so segments and utterances stay in one space.
+
 ``--speaker-norm auto`` (the default of `sers train` and `sers similarity`) standardises when
-every row read has a speaker and the features are pooled utterances (not frames, not vowel
-segments, whose statistics differ); otherwise it says why it does not. ``on`` insists (an error
+every row read has a speaker and the features are pooled utterances or vowel segments with
+``--stat mean`` (not frames); otherwise it says why it does not. ``on`` insists (an error
 names what is missing), ``off`` never does. The estimator's own per-language standardisation
 then acts on top (on standardised features it changes little).
 """
@@ -28,8 +32,8 @@ from sers.pipeline.options import SPEAKER_NORMS
 MIN_UTTERANCES = 5
 
 
-def decide(choice: str, caches, *, features: str = "pooled", level: str = "utterance", align: str = "utterance"
-           ) -> tuple[bool, str | None]:
+def decide(choice: str, caches, *, features: str = "pooled", level: str = "utterance", align: str = "utterance",
+           stat: str = "mean") -> tuple[bool, str | None]:
     """(standardise per speaker?, why not, or None): ``auto`` as the module docstring says."""
     if choice not in SPEAKER_NORMS:
         raise SersError(f"--speaker-norm must be one of {', '.join(SPEAKER_NORMS)}, not {choice!r}")
@@ -38,10 +42,8 @@ def decide(choice: str, caches, *, features: str = "pooled", level: str = "utter
     reason = None
     if features != "pooled":
         reason = f"it applies to pooled features, not --features {features}"
-    elif level != "utterance":
-        reason = "it applies to utterances, not --level segment"
-    elif align != "utterance":
-        reason = "vowel segments (--align vowel) would not be standardised like their utterances"
+    elif stat != "mean" and (level != "utterance" or align != "utterance"):
+        reason = f"vowel segments are means, standardised like their utterances only with --stat mean, not {stat}"
     else:
         reason = next(filter(None, map(missing_speakers, caches)), None)
     if reason is None:
@@ -86,6 +88,11 @@ class SpeakerStandardiser:
         mean, std = self.statistics(int(layer))
         speaker = self.speaker_of[np.asarray(rows, dtype=int)]
         return ((x - mean[speaker]) / std[speaker]).astype(np.float32)
+
+    def segments(self, layer: int, x: np.ndarray, segment_rows) -> np.ndarray:
+        """The (segments, D) features ``x`` of rows ``segment_rows`` of ``cache.segments``, each by the
+        statistics of its utterance's speaker."""
+        return self.standardise(layer, x, self.cache.segments.utterance[np.asarray(segment_rows, dtype=int)])
 
     def block(self, layers, block: np.ndarray, rows) -> np.ndarray:
         """A (layers, rows, D) block of ``rows``, standardised in place."""

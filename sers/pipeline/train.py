@@ -197,7 +197,8 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
         plan = _Plan(runs, lambdas, anchor_specs, settings, src.num_layers)
         _check_caches(src, tgt, plan, settings.features)
         parts = Parts(src, tgt, splits)
-        by_speaker, why_not = speakers.decide(speaker_norm, [src, tgt], features=settings.features, align=align)
+        by_speaker, why_not = speakers.decide(speaker_norm, [src, tgt], features=settings.features, align=align,
+                                             stat=stat)
         if log and (by_speaker or why_not):
             log(why_not or "standardising each speaker's features by that speaker's own statistics")
 

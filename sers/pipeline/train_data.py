@@ -63,7 +63,7 @@ def shared(block: np.ndarray, name: str, spill_dir) -> np.ndarray:
 
 
 def _read(cache, layers, parts: dict[str, np.ndarray], stat: str, log, share, features="pooled",
-          by_speaker=False) -> dict:
+          by_speaker: SpeakerStandardiser | None = None) -> dict:
     """One read of ``layers`` for the rows of all ``parts``; each part is a view of that block.
     ``share(block, name)`` may put the block where worker processes map it (:func:`shared`).
     ``by_speaker``: standardise each speaker by its own statistics (:mod:`sers.pipeline.speakers`)."""
@@ -74,8 +74,8 @@ def _read(cache, layers, parts: dict[str, np.ndarray], stat: str, log, share, fe
         size = len(layers) * len(rows) * cache.hidden_size * 4
         log(f"reading {len(layers)} layers x {len(rows)} utterances ({size / 1e6:.0f} MB) from {cache.path}")
     block = cache.pooled_layers(layers, rows=rows, stat=stat)
-    if by_speaker:
-        block = SpeakerStandardiser(cache, stat).block(layers, block, rows)
+    if by_speaker is not None:
+        block = by_speaker.block(layers, block, rows)
     block = share(block, next(iter(parts)))
     out, start = {}, 0
     for name, part in parts.items():
@@ -120,15 +120,19 @@ class Parts:
 def read_data(src, tgt, plan, parts: Parts, stat, log, share, features, by_speaker=False) -> dict:
     """Every feature the runs read, once: ``data[part]`` its ``plan.layers`` (a layer dict, or frames),
     ``data["segments"][side]`` the VowelSegments of ``plan.segment_layers`` (align="vowel" only),
-    ``data["y_" + part]`` the labels of :class:`Parts`, ``data["ids_" + part]`` the utterance ids."""
+    ``data["y_" + part]`` the labels of :class:`Parts`, ``data["ids_" + part]`` the utterance ids.
+    ``by_speaker``: standardise utterances and their vowel segments by their speaker's statistics."""
     rows = parts.rows
+    standardisers = {side: SpeakerStandardiser(cache, stat) if by_speaker else None
+                     for side, cache in (("source", src), ("target", tgt))}
     data = {**_read(src, plan.layers, {k: rows[k] for k in ("source_train", "source_dev")}, stat, log, share,
-                    features, by_speaker),
+                    features, standardisers["source"]),
             **_read(tgt, plan.layers, {k: rows[k] for k in rows if k.startswith("target")}, stat, log, share,
-                    features, by_speaker)}
+                    features, standardisers["target"])}
     if plan.segment_layers:  # the segments of the training utterances, with their vowel class (never their label)
         data["segments"] = {side: read_segments(cache, plan.segment_layers, rows[f"{side}_train"], f"segments_{side}",
-                                                parts.splits[f"{side}_train"], log, share=share)
+                                                parts.splits[f"{side}_train"], log, share=share,
+                                                by_speaker=standardisers[side])
                             for side, cache in (("source", src), ("target", tgt))}
     data.update({f"y_{name}": values for name, values in parts.labels.items()})
     data.update({f"ids_{name}": parts.cache_of(name).utterances.id[r] for name, r in rows.items()})

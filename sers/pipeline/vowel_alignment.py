@@ -46,11 +46,13 @@ class VowelSegments:
 
 
 def read_segments(cache, layers, utterance_rows: np.ndarray, name: str, split: str, log=None,
-                  share=lambda block, name: block) -> VowelSegments:
+                  share=lambda block, name: block, by_speaker=None) -> VowelSegments:
     """Features of ``layers`` and vowel classes of the segments of ``utterance_rows`` (one split).
 
     ``name`` ("segments_source" or "segments_target") names the side in messages and the shared
     block: ``share(block, name)`` may put the (layers, S, D) block where worker processes can map it.
+    ``by_speaker``: a :class:`~sers.pipeline.speakers.SpeakerStandardiser` of ``cache``, which
+    standardises each segment as its utterance.
     """
     check_segments(cache, layers)
     table = cache.segments
@@ -60,7 +62,10 @@ def read_segments(cache, layers, utterance_rows: np.ndarray, name: str, split: s
                         f"{name.split('_')[1]} side of --align vowel")
     if log:
         log(f"reading {len(layers)} layers x {len(rows)} vowel segments from {cache.path}")
-    block = share(np.stack([cache.segment_pooled(layer, rows=rows) for layer in layers]), name)
+    block = np.stack([cache.segment_pooled(layer, rows=rows) for layer in layers])
+    if by_speaker is not None:
+        block = np.stack([by_speaker.segments(layer, values, rows) for layer, values in zip(layers, block)])
+    block = share(block, name)
     return VowelSegments(dict(zip(layers, block)), table.vowel[rows].astype(str))
 
 
