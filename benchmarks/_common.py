@@ -82,17 +82,18 @@ VOWEL_MAPS = {"en": "en-ipa", "zh": "cmn-ipa", "es": "es-ipa"}
 
 
 def ensure_cache(features: Path, corpus: Path, lang: str, model: str, whisper_input: str,
-                 segments: bool = False) -> Path:
+                 segments: bool = False, frames: bool = False) -> Path:
     """The cache of one language and model: `sers extract` once (a finished cache is reused).
-    ``segments``: with the vowel segments of the corpus's TextGrids (for `--align vowel`)."""
+    ``segments``: with the vowel segments of the corpus's TextGrids (for `--align vowel`);
+    ``frames``: with the frames of every layer (for `--features frames`)."""
     import subprocess
 
     import sers.cache
-    out = features / f"{lang}.{model}.{whisper_input}{'.segments' if segments else ''}.zarr"
+    out = features / f"{lang}.{model}.{whisper_input}{'.segments' if segments else ''}{'.frames' if frames else ''}.zarr"
     if out.exists() and sers.cache.open(out).complete:
         return out
     alignments = ["--alignments", str(corpus / lang / "textgrid"), "--vowel-map", VOWEL_MAPS[lang]] if segments else []
     subprocess.run([sys.executable, "-m", "sers.cli", "extract", "--model", model_path(model), "--manifest",
                     str(corpus / lang / "manifest.csv"), "--out", str(out), "--whisper-input", whisper_input,
-                    "--frame-layers", "none", "--workers", "1", "--quiet", *alignments], check=True)
+                    "--frame-layers", "all" if frames else "none", "--workers", "1", "--quiet", *alignments], check=True)
     return out

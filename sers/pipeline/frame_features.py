@@ -23,10 +23,12 @@ def check_frame_layers(cache, layers) -> None:
 
 
 def read_frames(cache, layers, parts: dict[str, np.ndarray], log=None,
-                share=lambda block, name: block) -> dict[str, FrameFeatures]:
+                share=lambda block, name: block, by_speaker=None) -> dict[str, FrameFeatures]:
     """{part name: FrameFeatures of ``layers``} for the utterance rows of each part, read in one pass.
 
     ``share(block, name)`` may put each layer's (frames, D) block where worker processes can map it.
+    ``by_speaker``: a :class:`~sers.pipeline.speakers.SpeakerStandardiser` of ``cache``, which
+    standardises each frame by its utterance's speaker statistics.
     """
     check_frame_layers(cache, layers)
     rows = np.unique(np.concatenate(list(parts.values())))
@@ -39,6 +41,8 @@ def read_frames(cache, layers, parts: dict[str, np.ndarray], log=None,
     offsets = np.cumsum(lengths) - lengths  # rows end to end, as in each block
     for layer in layers:
         block, _ = cache.frame_block(layer, rows)
+        if by_speaker is not None:
+            block = by_speaker.frames(layer, block, rows, lengths)
         blocks[layer] = share(block, f"frames_{next(iter(parts))}_{layer}")
     position_of_row = dict(zip(rows.tolist(), range(len(rows))))
     out = {}

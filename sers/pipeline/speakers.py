@@ -13,12 +13,13 @@ on the espeak-ng benchmark it raised every method, `lam` by +0.17 UAR averaged o
 directions (docs/benchmarks/transfer.md, "defaults" against "per-language").
 
 A vowel segment (``--align vowel``, ``--level segment``) is a mean over frames, as a ``mean``
-pooled utterance is: it is standardised by the statistics of its utterance's speaker, the same
-affine map as that utterance, so segments and utterances stay in one space.
+pooled utterance is, and a frame (``--features frames``) is what those means average: both are
+standardised by the statistics of their utterance's speaker, the same affine map as that
+utterance, so segments, frames and utterances stay in one space.
 
 ``--speaker-norm auto`` (the default of `sers train` and `sers similarity`) standardises when
-every row read has a speaker and the features are pooled utterances or vowel segments with
-``--stat mean`` (not frames); otherwise it says why it does not. ``on`` insists (an error
+every row read has a speaker and the features are frames, or pooled with ``--stat mean`` where
+vowel segments are read too; otherwise it says why it does not. ``on`` insists (an error
 names what is missing), ``off`` never does. The estimator's own per-language standardisation
 then acts on top (on standardised features it changes little).
 """
@@ -40,9 +41,8 @@ def decide(choice: str, caches, *, features: str = "pooled", level: str = "utter
     if choice == "off":
         return False, None
     reason = None
-    if features != "pooled":
-        reason = f"it applies to pooled features, not --features {features}"
-    elif stat != "mean" and (level != "utterance" or align != "utterance"):
+    # frames are standardised by the speaker's mean statistics whatever --stat says
+    if features != "frames" and stat != "mean" and (level != "utterance" or align != "utterance"):
         reason = f"vowel segments are means, standardised like their utterances only with --stat mean, not {stat}"
     else:
         reason = next(filter(None, map(missing_speakers, caches)), None)
@@ -93,6 +93,18 @@ class SpeakerStandardiser:
         """The (segments, D) features ``x`` of rows ``segment_rows`` of ``cache.segments``, each by the
         statistics of its utterance's speaker."""
         return self.standardise(layer, x, self.cache.segments.utterance[np.asarray(segment_rows, dtype=int)])
+
+    def frames(self, layer: int, block: np.ndarray, rows, lengths, chunk_frames: int = 1 << 16) -> np.ndarray:
+        """The (frames, D) ``block`` of the utterance ``rows`` (``lengths`` frames each, end to end),
+        each frame by its utterance's speaker statistics; the block's dtype is kept (float16 frames
+        stay float16), converted a chunk at a time."""
+        mean, std = self.statistics(int(layer))
+        speaker = np.repeat(self.speaker_of[np.asarray(rows, dtype=int)], np.asarray(lengths, dtype=np.int64))
+        out = np.empty_like(block)
+        for start in range(0, len(block), chunk_frames):
+            part = slice(start, start + chunk_frames)
+            out[part] = (block[part].astype(np.float32) - mean[speaker[part]]) / std[speaker[part]]
+        return out
 
     def block(self, layers, block: np.ndarray, rows) -> np.ndarray:
         """A (layers, rows, D) block of ``rows``, standardised in place."""

@@ -68,7 +68,7 @@ def _read(cache, layers, parts: dict[str, np.ndarray], stat: str, log, share, fe
     ``share(block, name)`` may put the block where worker processes map it (:func:`shared`).
     ``by_speaker``: standardise each speaker by its own statistics (:mod:`sers.pipeline.speakers`)."""
     if features == "frames":
-        return read_frames(cache, layers, parts, log, share=share)
+        return read_frames(cache, layers, parts, log, share=share, by_speaker=by_speaker)
     rows = np.concatenate(list(parts.values()))
     if log:
         size = len(layers) * len(rows) * cache.hidden_size * 4
@@ -123,7 +123,7 @@ def read_data(src, tgt, plan, parts: Parts, stat, log, share, features, by_speak
     ``data["y_" + part]`` the labels of :class:`Parts`, ``data["ids_" + part]`` the utterance ids.
     ``by_speaker``: standardise utterances and their vowel segments by their speaker's statistics."""
     rows = parts.rows
-    standardisers = {side: SpeakerStandardiser(cache, stat) if by_speaker else None
+    standardisers = {side: SpeakerStandardiser(cache, "mean" if features == "frames" else stat) if by_speaker else None
                      for side, cache in (("source", src), ("target", tgt))}
     data = {**_read(src, plan.layers, {k: rows[k] for k in ("source_train", "source_dev")}, stat, log, share,
                     features, standardisers["source"]),
@@ -140,10 +140,10 @@ def read_data(src, tgt, plan, parts: Parts, stat, log, share, features, by_speak
 
 
 def feature_config(features: str, stat: str, cache, by_speaker: bool = False) -> dict:
-    """What config.json says about the features read: the pooled statistic (and whether speakers
-    were standardised), or the frame stride."""
+    """What config.json says about the features read: the pooled statistic or the frame stride, and
+    whether speakers were standardised."""
     if features == "frames":
-        return {"frame_stride": cache.frame_stride}
+        return {"frame_stride": cache.frame_stride, "speaker_standardised": by_speaker}
     return {"stat": stat, "speaker_standardised": by_speaker}
 
 
