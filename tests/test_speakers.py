@@ -177,25 +177,27 @@ def voiced_segments(tmp_path_factory):
 def test_vowel_segments_are_standardised_by_their_utterances_speaker(voiced_segments):
     """What `sers train --align vowel` reads: utterances and their segments by one affine map per speaker
     (that speaker's utterance statistics), so both stay in one space."""
-    (source, X, segments, names), (target, *_) = voiced_segments["source"], voiced_segments["target"]
+    source, target = voiced_segments["source"][0], voiced_segments["target"][0]
     with sers.cache.open(source) as src, sers.cache.open(target) as tgt:
         parts = Parts(src, tgt, Splits())
         plan = type("Plan", (), {"layers": [1, 2], "segment_layers": [1, 2]})
         data = read_data(src, tgt, plan, parts, "mean", None, lambda block, name: block, "pooled", by_speaker=True)
         raw = read_data(src, tgt, plan, parts, "mean", None, lambda block, name: block, "pooled", by_speaker=False)
-    train_rows = parts.rows["source_train"]
-    features, vowels = data["segments"]["source"].features, data["segments"]["source"].vowels
-    assert list(vowels) == list("aei") * len(train_rows)
-    for layer in (1, 2):
-        x = X[:, layer].astype(np.float64)
-        mean = np.stack([x[names == n].mean(0) for n in names])  # per utterance: its speaker's statistics
-        std = np.stack([x[names == n].std(0) for n in names])
-        expected = (segments[train_rows][:, :, layer] - mean[train_rows, None]) / std[train_rows, None]
-        np.testing.assert_allclose(features[layer], expected.reshape(-1, 6), rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(data["source_train"][layer], (x - mean)[train_rows] / std[train_rows],
-                                   rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(raw["segments"]["source"].features[layer],
-                                   segments[train_rows][:, :, layer].reshape(-1, 6), rtol=1e-6)
+    for side in ("source", "target"):
+        _, X, segments, names = voiced_segments[side]
+        train_rows = parts.rows[f"{side}_train"]
+        features, vowels = data["segments"][side].features, data["segments"][side].vowels
+        assert list(vowels) == list("aei") * len(train_rows)
+        for layer in (1, 2):
+            x = X[:, layer].astype(np.float64)
+            mean = np.stack([x[names == n].mean(0) for n in names])  # per utterance: its speaker's statistics
+            std = np.stack([x[names == n].std(0) for n in names])
+            expected = (segments[train_rows][:, :, layer] - mean[train_rows, None]) / std[train_rows, None]
+            np.testing.assert_allclose(features[layer], expected.reshape(-1, 6), rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(data[f"{side}_train"][layer], (x - mean)[train_rows] / std[train_rows],
+                                       rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(raw["segments"][side].features[layer],
+                                       segments[train_rows][:, :, layer].reshape(-1, 6), rtol=1e-6)
 
 
 def test_similarity_at_segment_level_standardises_segments_too(voiced_segments):
@@ -245,6 +247,32 @@ def test_frames_are_standardised_by_their_utterances_speaker(voiced_frames):
                                    rtol=1e-2, atol=2e-2)
 
 
+def test_frames_without_a_pooled_mean_or_beyond_float16_are_refused_in_one_line(voiced_frames, tmp_path):
+    path, frames, pooled, names = voiced_frames["source"]
+    only_std = sers.cache.from_arrays(tmp_path / "std.zarr", {"std": pooled}, {
+        "id": [f"u{i}" for i in range(120)], "speaker": list(names)}, frames=frames, model_id="planted",
+        sample_rate=16000, frame_rate=50)
+    with sers.cache.open(only_std) as cache:
+        used, note = speakers.decide("auto", [cache], features="frames")
+        assert not used and note == (f"not standardised per speaker: {cache.path} stores no pooled mean, whose "
+                                     "per-speaker statistics standardise frames and vowel segments")
+        assert speakers.decide("auto", [cache], stat="std") == (True, None)  # pooled std utterances need no mean
+    # a dimension whose utterance means barely vary within a speaker: its frames overflow float16
+    flat = {layer: [f.copy() for f in frames[layer]] for layer in frames}
+    for f in flat[1]:
+        f[:, 0] = 1000.0
+        f[::2, 0] += 1.0
+    flat_pooled = np.stack([np.stack([f.mean(0) for f in flat[layer]]) for layer in (0, 1)])
+    flat_pooled[1][:, 0] = 1000.5  # every utterance mean identical: the std floor divides
+    overflow = sers.cache.from_arrays(tmp_path / "flat.zarr", flat_pooled, {
+        "id": [f"u{i}" for i in range(120)], "speaker": list(names)}, frames=flat, model_id="planted",
+        sample_rate=16000, frame_rate=50)
+    with sers.cache.open(overflow) as cache:
+        with pytest.raises(SersError, match=r"flat.zarr: frames of layer 1 standardised per speaker exceed the "
+                                            r"range of float16 .*; use --speaker-norm off"):
+            read_frames(cache, [1], {"part": np.arange(120)}, by_speaker=speakers.SpeakerStandardiser(cache))
+
+
 def test_frame_runs_record_it_and_evaluate_reapplies_it(voiced_frames, tmp_path):
     (source, *_), (target, *_) = voiced_frames["source"], voiced_frames["target"]
     common = dict(methods=["lam"], anchors=[0], seeds=[0], hidden=16, epochs=3, batch_size=32, progress=False,
@@ -257,4 +285,9 @@ def test_frame_runs_record_it_and_evaluate_reapplies_it(voiced_frames, tmp_path)
     assert json.loads((tmp_path / "off/lam/seed0/config.json").read_text())["speaker_standardised"] is False
     trained = json.loads((run / "metrics.json").read_text())["target_test"]
     assert evaluate(run, target, split="test", out_dir=tmp_path / "eval").metrics == trained
+    # and the same predictions, probabilities included, as training wrote for the target test rows
+    trained_rows = [line.split(",")[-4:] for line in (run / "predictions.csv").read_text().splitlines()[1:]
+                    if line.startswith("target")]
+    assert trained_rows == [line.split(",")[-4:] for line in
+                            (tmp_path / "eval" / "predictions.csv").read_text().splitlines()[1:]]
     assert (run / "predictions.csv").read_bytes() != (tmp_path / "off/lam/seed0/predictions.csv").read_bytes()

@@ -124,7 +124,7 @@ def speaker_norm_option(command):
         help="Standardise each speaker's features by that speaker's own statistics (label-free; needs a "
              "speaker for every utterance and several utterances per speaker). auto: when every utterance "
              "has a speaker (pooled utterances, frames and vowel segments alike, each by its utterance's "
-             "speaker; vowel segments need --stat mean); on: insist; off: never.")(command)
+             "speaker's statistics); on: insist; off: never.")(command)
 
 
 def alignment_options(required: bool):

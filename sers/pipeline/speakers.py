@@ -1,4 +1,4 @@
-"""Speaker standardisation of pooled features: each speaker's utterances by that speaker's own statistics.
+"""Speaker standardisation: each speaker's utterances (pooled, frames, vowel segments) by that speaker's own statistics.
 
 Every layer of every utterance becomes ``(x - mean_s) / std_s``, with the mean and std (per
 dimension) of the pooled features of all utterances of its speaker ``s`` in the same cache.
@@ -18,8 +18,9 @@ standardised by the statistics of their utterance's speaker, the same affine map
 utterance, so segments, frames and utterances stay in one space.
 
 ``--speaker-norm auto`` (the default of `sers train` and `sers similarity`) standardises when
-every row read has a speaker and the features are frames, or pooled with ``--stat mean`` where
-vowel segments are read too; otherwise it says why it does not. ``on`` insists (an error
+every row read has a speaker and, where frames or vowel segments are read, the caches store the
+pooled mean (and `sers train` pools utterances with ``--stat mean`` alongside vowel segments);
+otherwise it says why it does not. ``on`` insists (an error
 names what is missing), ``off`` never does. The estimator's own per-language standardisation
 then acts on top (on standardised features it changes little).
 """
@@ -41,11 +42,13 @@ def decide(choice: str, caches, *, features: str = "pooled", level: str = "utter
     if choice == "off":
         return False, None
     reason = None
-    # frames are standardised by the speaker's mean statistics whatever --stat says
-    if features != "frames" and stat != "mean" and (level != "utterance" or align != "utterance"):
+    by_means = features == "frames" or level != "utterance" or align != "utterance"  # by the speaker's mean statistics
+    if features != "frames" and stat != "mean" and by_means:
         reason = f"vowel segments are means, standardised like their utterances only with --stat mean, not {stat}"
-    else:
-        reason = next(filter(None, map(missing_speakers, caches)), None)
+    elif by_means:
+        reason = next((f"{c.path} stores no pooled mean, whose per-speaker statistics standardise frames and "
+                       "vowel segments" for c in caches if "mean" not in c.pool_stats), None)
+    reason = reason or next(filter(None, map(missing_speakers, caches)), None)
     if reason is None:
         return True, None
     if choice == "on":
@@ -97,13 +100,18 @@ class SpeakerStandardiser:
     def frames(self, layer: int, block: np.ndarray, rows, lengths, chunk_frames: int = 1 << 16) -> np.ndarray:
         """The (frames, D) ``block`` of the utterance ``rows`` (``lengths`` frames each, end to end),
         each frame by its utterance's speaker statistics; the block's dtype is kept (float16 frames
-        stay float16), converted a chunk at a time."""
-        mean, std = self.statistics(int(layer))
+        stay float16), converted a chunk at a time, in place where the block is writable."""
+        mean, std = (values.astype(np.float32) for values in self.statistics(int(layer)))
         speaker = np.repeat(self.speaker_of[np.asarray(rows, dtype=int)], np.asarray(lengths, dtype=np.int64))
-        out = np.empty_like(block)
+        out = block if block.flags.writeable else np.empty_like(block)
         for start in range(0, len(block), chunk_frames):
             part = slice(start, start + chunk_frames)
-            out[part] = (block[part].astype(np.float32) - mean[speaker[part]]) / std[speaker[part]]
+            with np.errstate(over="ignore"):  # checked on the next line, with an error that says what to do
+                out[part] = (block[part].astype(np.float32) - mean[speaker[part]]) / std[speaker[part]]
+            if not np.isfinite(out[part]).all():  # a near-constant dimension of the means can overflow float16
+                raise SersError(f"{self.cache.path}: frames of layer {layer} standardised per speaker exceed the "
+                                f"range of {block.dtype} (a dimension barely varies between a speaker's "
+                                "utterance means); use --speaker-norm off")
         return out
 
     def block(self, layers, block: np.ndarray, rows) -> np.ndarray:
