@@ -87,7 +87,7 @@ def _features(model, config, cache, rows, run_dir):
         if missing:
             raise SersError(f"run {run_dir} was trained on features standardised per speaker, but {missing}: "
                             "name every utterance's speaker in the manifest")
-        by_speaker = speakers.SpeakerStandardiser(cache, "mean" if config.features == "frames" else config.stat)
+        by_speaker = speakers.SpeakerStandardiser.for_features(cache, config.features, config.stat)
     if config.features != "frames":
         block = cache.pooled_layers(model.layers_, rows=rows, stat=config.stat)
         if by_speaker is not None:

@@ -67,6 +67,12 @@ class SpeakerStandardiser:
     """Per-speaker statistics of one cache, computed for a layer when first needed (one read of that
     layer); ``standardise(layer, x, rows)`` standardises the (rows, D) features ``x`` of the cache's ``rows``."""
 
+    @classmethod
+    def for_features(cls, cache, features: str, stat: str) -> "SpeakerStandardiser":
+        """The standardiser of what a run reads: frames go by the speaker's mean statistics, pooled
+        utterances by those of their own ``stat``."""
+        return cls(cache, "mean" if features == "frames" else stat)
+
     def __init__(self, cache, stat: str = "mean"):
         self.cache, self.stat = cache, stat
         names, self.speaker_of = np.unique(cache.utterances.speaker.astype(str), return_inverse=True)

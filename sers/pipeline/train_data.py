@@ -123,7 +123,7 @@ def read_data(src, tgt, plan, parts: Parts, stat, log, share, features, by_speak
     ``data["y_" + part]`` the labels of :class:`Parts`, ``data["ids_" + part]`` the utterance ids.
     ``by_speaker``: standardise utterances and their vowel segments by their speaker's statistics."""
     rows = parts.rows
-    standardisers = {side: SpeakerStandardiser(cache, "mean" if features == "frames" else stat) if by_speaker else None
+    standardisers = {side: SpeakerStandardiser.for_features(cache, features, stat) if by_speaker else None
                      for side, cache in (("source", src), ("target", tgt))}
     data = {**_read(src, plan.layers, {k: rows[k] for k in ("source_train", "source_dev")}, stat, log, share,
                     features, standardisers["source"]),

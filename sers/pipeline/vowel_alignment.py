@@ -62,10 +62,11 @@ def read_segments(cache, layers, utterance_rows: np.ndarray, name: str, split: s
                         f"{name.split('_')[1]} side of --align vowel")
     if log:
         log(f"reading {len(layers)} layers x {len(rows)} vowel segments from {cache.path}")
-    block = np.stack([cache.segment_pooled(layer, rows=rows) for layer in layers])
-    if by_speaker is not None:
-        block = np.stack([by_speaker.segments(layer, values, rows) for layer, values in zip(layers, block)])
-    block = share(block, name)
+    def features(layer):
+        values = cache.segment_pooled(layer, rows=rows)
+        return values if by_speaker is None else by_speaker.segments(layer, values, rows)
+
+    block = share(np.stack([features(layer) for layer in layers]), name)
     return VowelSegments(dict(zip(layers, block)), table.vowel[rows].astype(str))
 
 
