@@ -241,12 +241,13 @@ def _checked(upstream, wave):
 
 def pool_hidden_states(states: torch.Tensor, pool_stats, frame_layers, frame_stride: int):
     """(L, T, D) hidden states of one utterance (no padding) → pooled (L, D) per stat, frames per layer."""
-    states64 = states.double()
     pooled = {}
     if "mean" in pool_stats:
-        pooled["mean"] = states64.mean(dim=1).float().numpy()
+        # float32: torch sums in cascades (relative error ~1e-7 over thousands of frames); a float64
+        # copy of every layer's frames cost ~1.5% of Whisper base's extraction time on 2 CPU cores.
+        pooled["mean"] = states.float().mean(dim=1).numpy()
     if "std" in pool_stats:
-        pooled["std"] = states64.std(dim=1, unbiased=False).float().numpy()
+        pooled["std"] = states.double().std(dim=1, unbiased=False).float().numpy()
     frames = {}
     for layer in frame_layers:
         frames[layer] = stride_mean(states[layer], frame_stride).numpy()
