@@ -3,6 +3,7 @@
     python benchmarks/extract.py                         # real Whisper tiny.en, espeak-ng speech, CPU
     python benchmarks/extract.py --model whisper-base --utterances 30   # multilingual base (sers models whisper-base)
     python benchmarks/extract.py --model wavlm-base      # WavLM-base built from a config (random weights)
+    python benchmarks/extract.py --utterances 1000 --inputs trimmed --no-loop   # a longer run, trimmed only
 
 The same files and the same model go through every method, in interleaved rounds (the best
 round of each counts: on a shared machine it is the least disturbed one); every method starts
@@ -179,8 +180,16 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--workers", type=int, default=2, help="as sers extract --workers")
+    parser.add_argument("--inputs", default="padded,trimmed",
+                        help="Whisper: the --whisper-input values to time (trimmed alone: a long run in minutes)")
+    parser.add_argument("--no-loop", action="store_true",
+                        help="leave out the per-file loop (the slowest row: padded 30 s windows one by one)")
+    parser.add_argument("--label", help="docs/benchmarks/extract.md section (default: from device and model)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks/extract.md alone")
     args = parser.parse_args()
+    whisper_inputs = [i.strip() for i in args.inputs.split(",") if i.strip()]
+    if not whisper_inputs or not set(whisper_inputs) <= {"padded", "trimmed"}:
+        parser.error(f"--inputs {args.inputs!r}: give padded, trimmed or both")
     transformers.logging.disable_progress_bar()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,11 +201,12 @@ def main() -> None:
         waves = [sf.read(u.path, dtype="float32")[0] for u in read_manifest(manifest)]
         audio_seconds = sum(len(w) for w in waves) / 16000
         whisper = load_upstream(model_path).family == "whisper"
-        inputs = ["padded", "trimmed"] if whisper else [None]
+        inputs = whisper_inputs if whisper else [None]
         batches = {i: sers_batches(model_path, waves, args.batch_seconds, i) for i in inputs}
         # name -> (what runs, the forward-only row it is compared with)
         loop = "per-file loop (fp32, one file at a time)"
-        methods = {loop: (lambda: per_file_loop(model_path, manifest, tmp / "npy", args.device), None)}
+        methods = {} if args.no_loop else {
+            loop: (lambda: per_file_loop(model_path, manifest, tmp / "npy", args.device), None)}
         for i in inputs:
             forward = f"forward only{f' {i}' if i else ''} ({args.dtype}, sers batches)"
             methods[forward] = (lambda i=i: forward_only(model_path, batches[i], args, i), None)
@@ -217,12 +227,14 @@ def main() -> None:
                 run()
                 best[name] = min(best[name], time.perf_counter() - started)
                 cpu[name] = min(cpu[name], time.process_time() - started_cpu)
-        cosines = layer_cosines(tmp / "padded.zarr", tmp / "trimmed.zarr") if whisper else None
+        cosines = (layer_cosines(tmp / "padded.zarr", tmp / "trimmed.zarr")
+                   if {"padded", "trimmed"} <= set(inputs) else None)
 
     header = ["method", "x real time", "vs per-file loop", "vs forward only (same input)",
               "CPU time: vs per-file loop", "CPU time: vs forward only"]
-    rows = [[name, f"{audio_seconds / seconds:.1f}", f"{best[loop] / seconds:.2f}",
-             f"{best[forward] / seconds:.2f}" if forward else "-", f"{cpu[loop] / cpu[name]:.2f}",
+    looped = loop in best
+    rows = [[name, f"{audio_seconds / seconds:.1f}", f"{best[loop] / seconds:.2f}" if looped else "-",
+             f"{best[forward] / seconds:.2f}" if forward else "-", f"{cpu[loop] / cpu[name]:.2f}" if looped else "-",
              f"{cpu[forward] / cpu[name]:.2f}" if forward else "-"]
             for (name, seconds), (_, forward) in zip(best.items(), methods.values())]
     title = (f"{model_label}, {args.utterances} files of {audio_label}, {audio_seconds:.0f} s of audio "
@@ -247,8 +259,8 @@ def main() -> None:
     if not args.no_write:
         command = "python benchmarks/extract.py " + " ".join(sys.argv[1:])
         name = Path(args.model).name.replace(".", "-")
-        write_section(f"extract-{args.device.split(':')[0]}-{name}", "\n".join([
-            f"## Extraction: {args.device}, {model_label}", "", f"`{command.strip()}` on {machine()}.", "",
+        write_section(args.label or f"extract-{args.device.split(':')[0]}-{name}", "\n".join([
+            f"## Extraction: {args.device}, {model_label}, {args.utterances} files", "", f"`{command.strip()}` on {machine()}.", "",
             title + ".", "", *sections]))
 
 
