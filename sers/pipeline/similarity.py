@@ -72,8 +72,7 @@ class SegmentSample(Sample):
     """Vowel segments (rows of ``cache.segments``); centroids per "emotion/vowel"."""
 
     def features(self, layer: int) -> np.ndarray:
-        x = self.cache.segment_pooled(layer, rows=self.rows)
-        return x if self.by_speaker is None else self.by_speaker.segments(layer, x, self.rows)
+        return speakers.segment_features(self.cache, layer, self.rows, self.by_speaker)
 
 
 def utterance_sample(cache, split: str, *, role: str, read_labels: bool, labelled_only: bool = False,

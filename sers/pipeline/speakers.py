@@ -63,6 +63,14 @@ def missing_speakers(cache) -> str | None:
     return f"{missing} of {len(cache.utterances)} utterances in {cache.path} have no speaker" if missing else None
 
 
+def segment_features(cache, layer: int, rows, by_speaker: "SpeakerStandardiser | None" = None) -> np.ndarray:
+    """The (segments, D) pooled features of rows ``rows`` of ``cache.segments`` at ``layer``, each
+    standardised as its utterance when ``by_speaker`` is given (`sers similarity --level segment`
+    and `sers train --align vowel` read segments through this)."""
+    values = cache.segment_pooled(layer, rows=rows)
+    return values if by_speaker is None else by_speaker.segments(layer, values, rows)
+
+
 class SpeakerStandardiser:
     """Per-speaker statistics of one cache, computed for a layer when first needed (one read of that
     layer); ``standardise(layer, x, rows)`` standardises the (rows, D) features ``x`` of the cache's ``rows``."""

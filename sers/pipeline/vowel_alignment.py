@@ -14,6 +14,7 @@ import numpy as np
 
 from sers.classifiers.methods import METHODS, VOWEL_METHODS
 from sers.errors import SersError
+from sers.pipeline.speakers import segment_features
 from sers.classifiers.options import ALIGN
 
 
@@ -62,11 +63,7 @@ def read_segments(cache, layers, utterance_rows: np.ndarray, name: str, split: s
                         f"{name.split('_')[1]} side of --align vowel")
     if log:
         log(f"reading {len(layers)} layers x {len(rows)} vowel segments from {cache.path}")
-    def features(layer):
-        values = cache.segment_pooled(layer, rows=rows)
-        return values if by_speaker is None else by_speaker.segments(layer, values, rows)
-
-    block = share(np.stack([features(layer) for layer in layers]), name)
+    block = share(np.stack([segment_features(cache, layer, rows, by_speaker) for layer in layers]), name)
     return VowelSegments(dict(zip(layers, block)), table.vowel[rows].astype(str))
 
 
