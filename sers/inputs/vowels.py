@@ -5,7 +5,8 @@ languages have in common. English and Mandarin aligners label phones differently
 (ARPAbet "AA1", pinyin finals "ao3", IPA "a˥˩"), so each notation has a map onto the
 shared classes a, e, i, o, u:
 
-    vowel_map = load_vowel_map("en-arpabet")      # or cmn-pinyin, cmn-ipa, en-ipa, es-ipa, a JSON file
+    vowel_map = load_vowel_map("en-arpabet")      # or cmn-pinyin, cmn-ipa, en-ipa, es-ipa, fi-ipa,
+                                                  # tr-ipa, a JSON file
     vowel_map.classify("AA1")   # "a"
     vowel_map.classify("AH0")   # None: a vowel, but of no shared class (counted as skipped)
     vowel_map.is_vowel("T")     # False: a consonant (counted as skipped)
@@ -91,6 +92,24 @@ _ES_IPA = _table({
     None: "aɪ aj aʊ aw eʊ ew oɪ oj",
 })
 
+# Finnish (espeak-ng's fi): ä [æ] maps by quality, as English æ does; the narrow diphthongs
+# ei ou and the opening ie uo (Finnish stresses their first part) map to their first target;
+# front rounded y ö and every diphthong with one, and the wide ai äi oi ui au eu iu, are
+# skipped. espeak-ng writes long vowels as the short one (the phone lasts longer).
+_FI_IPA = _table({
+    "a": "a ɑ æ", "e": "e ɛ ei", "i": "i ɪ ie", "o": "o ɔ ou", "u": "u ʊ uo",
+    None: "y ʏ ø œ yø øy æy ey iy yi øi ai æi oi ui au eu iu",
+})
+
+# Turkish (espeak-ng's tr, relabelled by `sers.synth.espeak_corpus.phone_label`): the lax
+# allophones ɪ ɛ ɔ ʊ keep their vowel's class, and æ, the open allophone of e before a
+# sonorant, maps by quality, as English æ does; ı [ɯ] (close back unrounded, no shared
+# class, as in cmn-ipa) and front rounded ü [y ʏ] and ö [ø œ] are skipped.
+_TR_IPA = _table({
+    "a": "a ɑ æ", "e": "e ɛ", "i": "i ɪ", "o": "o ɔ", "u": "u ʊ",
+    None: "ɯ ɨ y ʏ ø œ ə",
+})
+
 _POSITION_SUFFIX = re.compile(r"_[BIES]$")
 _TRAILING_DIGITS = re.compile(r"\d+$")
 # Tone letters, length marks, and diacritics that do not change a vowel's class.
@@ -163,11 +182,13 @@ BUILTIN_MAPS: dict[str, VowelMap] = {
     "cmn-pinyin": _builtin("cmn-pinyin", _PINYIN, "pinyin"),
     "cmn-ipa": _builtin("cmn-ipa", _CMN_IPA, "ipa"),
     "es-ipa": _builtin("es-ipa", _ES_IPA, "ipa"),
+    "fi-ipa": _builtin("fi-ipa", _FI_IPA, "ipa"),
+    "tr-ipa": _builtin("tr-ipa", _TR_IPA, "ipa"),
 }
 
 
 def load_vowel_map(spec: str | Path | VowelMap) -> VowelMap:
-    """A built-in map by name (en-arpabet, en-ipa, cmn-pinyin, cmn-ipa, es-ipa) or a JSON file."""
+    """A built-in map by name (en-arpabet, en-ipa, cmn-pinyin, cmn-ipa, es-ipa, fi-ipa, tr-ipa) or a JSON file."""
     if isinstance(spec, VowelMap):
         return spec
     if str(spec) in BUILTIN_MAPS:
