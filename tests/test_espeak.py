@@ -14,13 +14,19 @@ from sers.cli import main  # noqa: E402
 from sers.errors import SersError  # noqa: E402
 from sers.synth import EMOTIONS, MANIFEST_COLUMNS, choose_engine, synthesize_espeak_corpus  # noqa: E402
 from sers.synth import espeak  # noqa: E402
-from sers.synth.espeak_corpus import phone_label  # noqa: E402
-from sers.synth.sentences import SENTENCE_SLOTS, sentence_pool_size  # noqa: E402
+from sers.synth.espeak_corpus import ESPEAK_LANGUAGES, phone_label  # noqa: E402
+from sers.synth.sentences import SENTENCE_SLOTS, draw_sentence, sentence_pool_size  # noqa: E402
 from sers.inputs.textgrid import read_textgrid  # noqa: E402
 from sers.inputs.vowels import load_vowel_map  # noqa: E402
 from tiny_models import tiny_model  # noqa: E402, F401  (pytest fixture)
 
 SENTENCE = "The old farmer walked slowly to the market this morning."
+# Every word of the Finnish and Turkish sentence lists, and the consonants espeak-ng speaks in
+# them: a phone outside both is a label the vowel maps do not know.
+SENTENCE_ALL_WORDS = {code: {w.strip(".") for slot in SENTENCE_SLOTS[code] for e in slot for w in e.split()}
+                      for code in ("fi", "tr")}
+CONSONANTS = {"fi": set("bdhjklmnprstvŋ"),
+              "tr": {*"bcdfhjklmnprstvzɟɡɫɾʃ", "tʃ", "dʒ"}}
 
 
 def _median_f0(audio: np.ndarray, sample_rate: int) -> float:
@@ -112,11 +118,55 @@ def test_espeak_phone_names_become_ipa_the_vowel_maps_read():
     assert [es.classify(p) for p in "aeiou"] == list("aeiou") and es.classify("aʊ") is None
 
 
+def test_finnish_and_turkish_phone_names_become_ipa_the_vowel_maps_read():
+    # espeak's Turkish misnames reduced ü "ø" and ö "œ"; Finnish ö is "ø" already
+    assert phone_label("ˈø", "tr") == "ʏ" and phone_label("œ", "tr") == "ø" and phone_label("ø", "fi") == "ø"
+    assert phone_label("ø") == "ø" and phone_label("ˈyø", "fi") == "yø"
+    def labels(text, language):
+        speech = espeak.synthesize(f"<speak>{text}</speak>", ESPEAK_LANGUAGES[language])
+        return [phone_label(p.name, language) for p in speech.phonemes if p.name]
+
+    assert labels("Hyvää yötä.", "fi") == ["h", "y", "v", "æ", "yø", "t", "æ"]     # long ää: one phone
+    assert labels("Pieni kissa söi kalaa.", "fi") == ["p", "ie", "n", "ɪ", "k", "i", "s", "s", "a",
+                                                       "s", "øi", "k", "a", "l", "a"]
+    assert labels("Küçük kız.", "tr") == ["k", "y", "tʃ", "ʏ", "k", "k", "ɯ", "z"]
+    assert labels("Gölde annem.", "tr") == ["ɟ", "ø", "l", "d", "ɛ", "a", "n", "n", "æ", "m"]
+    fi, tr = load_vowel_map("fi-ipa"), load_vowel_map("tr-ipa")
+    assert [fi.classify(p) for p in ("a", "æ", "e", "ei", "i", "ɪ", "ie", "o", "ou", "u", "uo")] == \
+        list("aaeeiiioouu")
+    assert all(fi.is_vowel(p) and fi.classify(p) is None for p in ("y", "ø", "yø", "øy", "ai", "æi", "oi", "au"))
+    assert [tr.classify(p) for p in ("a", "æ", "e", "ɛ", "i", "ɪ", "o", "ɔ", "u", "ʊ")] == list("aaeeiioouu")
+    assert all(tr.is_vowel(p) and tr.classify(p) is None for p in ("ɯ", "y", "ʏ", "ø", "œ"))
+    assert not tr.is_vowel("ɟ") and not fi.is_vowel("ŋ")
+
+
 def test_sentence_pools_are_large_and_in_language():
-    assert set(SENTENCE_SLOTS) == {"en", "zh", "es"}
+    assert set(SENTENCE_SLOTS) == set(ESPEAK_LANGUAGES) == {"en", "zh", "es", "fi", "tr"}
     for code in SENTENCE_SLOTS:
         assert sentence_pool_size(code) > 1000, code
+    # 16 subjects, 18 predicates, 14 times or places: English's and Spanish's pool size
+    assert sentence_pool_size("fi") == sentence_pool_size("tr") == sentence_pool_size("en") == 4320
     assert all("了" not in entry for slot in SENTENCE_SLOTS["zh"] for entry in slot)
+    letters = {code: set("".join(e for slot in SENTENCE_SLOTS[code] for e in slot)) for code in ("fi", "tr")}
+    assert {"ä", "ö", "y"} <= letters["fi"] and {"ı", "ş", "ğ", "ç", "ü", "ö"} <= letters["tr"]
+    assert all("'" not in entry for slot in SENTENCE_SLOTS["tr"] for entry in slot)   # no suffix apostrophes
+
+
+def test_sentences_are_deterministic_for_a_seed_and_end_in_the_verb():
+    for code in ("fi", "tr"):
+        draws = [draw_sentence(code, np.random.default_rng(7)) for _ in range(2)]
+        assert draws[0] == draws[1] and draws[0].endswith(".") and draws[0][0].isupper(), draws
+        rng = np.random.default_rng(0)
+        many = [draw_sentence(code, rng) for _ in range(200)]
+        assert len(set(many)) > 150, code
+        # Turkish is verb-final, short sentences included; Finnish puts the verb second
+        verbs = {entry.split()[-1] for entry in SENTENCE_SLOTS["tr"][2]}
+        if code == "tr":
+            assert all(s.rstrip(".").split()[-1] in verbs for s in many)
+        # short sentences (30 %) leave out the time or place: the middle slot in Turkish, the last in Finnish
+        dropped = SENTENCE_SLOTS[code][1 if code == "tr" else 2]
+        short = [s for s in many if not any(entry in s for entry in dropped)]
+        assert 0.2 < len(short) / len(many) < 0.4, (code, len(short))
 
 
 # --- the corpus ---
@@ -196,6 +246,45 @@ def test_emotions_are_heard_in_pitch_and_tempo(corpus):
         assert higher >= len(speakers) - 1 and slower >= len(speakers) - 1, (code, higher, slower)
 
 
+@pytest.fixture(scope="module")
+def far_corpus(tmp_path_factory):
+    """Finnish and Turkish, the languages outside Indo-European and Sino-Tibetan."""
+    out = tmp_path_factory.mktemp("espeak_far")
+    manifests = synthesize_espeak_corpus(out, languages=("fi", "tr"), utterances_per_language=16,
+                                         speakers_per_language=4, seed=5)
+    return {code: (path, _read_manifest(path)) for code, path in manifests.items()}
+
+
+def test_finnish_and_turkish_speak_with_female_and_male_voices_and_vowel_tiers(far_corpus):
+    for code, vowel_map in (("fi", "fi-ipa"), ("tr", "tr-ipa")):
+        manifest, rows = far_corpus[code]
+        assert len(rows) == 16 and {r["language"] for r in rows} == {code}
+        assert {r["label"] for r in rows} == set(EMOTIONS)
+        vowels, classes, f0 = load_vowel_map(vowel_map), Counter(), {"f": [], "m": []}
+        for row in rows:
+            audio, sample_rate = sf.read(manifest.parent / row["path"], dtype="float32")
+            assert sample_rate == 16000 and 1.2 < len(audio) / sample_rate < 7.0
+            assert np.sqrt(np.mean(audio ** 2)) > 0.01
+            f0[row["speaker"].split("_")[1][0]].append(_median_f0(audio, sample_rate))
+            grid = read_textgrid(manifest.parent / "textgrid" / f"{row['id']}.TextGrid")
+            phones = grid.tiers[1].labelled()
+            assert len(phones) >= 10 and phones[-1].end <= grid.end
+            assert all("ˈ" not in p.label and "ˌ" not in p.label for p in phones)
+            if code == "tr":
+                assert "œ" not in {p.label for p in phones}         # relabelled ø
+            words = [w.label for w in grid.tiers[0].labelled()]
+            assert words and all(w in SENTENCE_ALL_WORDS[code] for w in words), words
+            labelled = [vowels.classify(p.label) for p in phones]
+            classes.update(c for c in labelled if c)
+            # every utterance has shared-class vowels; each other phone is a known vowel or consonant
+            assert sum(map(bool, labelled)) >= 3, (row["id"], [p.label for p in phones])
+            assert all(vowels.is_vowel(p.label) or p.label in CONSONANTS[code] for p in phones), \
+                [p.label for p in phones if not vowels.is_vowel(p.label)]
+        assert set(classes) == set("aeiou"), (code, classes)
+        # espeak's f variants are women's voices, its m variants men's, in these languages too
+        assert np.median(f0["f"]) > 1.4 * np.median(f0["m"]), (code, f0)
+
+
 def test_same_seed_same_bytes_whatever_other_languages(corpus, tmp_path):
     out, manifests = corpus
     synthesize_espeak_corpus(tmp_path / "alone", languages="zh", utterances_per_language=40,
@@ -210,7 +299,7 @@ def test_same_seed_same_bytes_whatever_other_languages(corpus, tmp_path):
 
 
 def test_errors_name_the_problem(tmp_path):
-    with pytest.raises(SersError, match=r"unknown language\(s\) de; choose from en, zh, es"):
+    with pytest.raises(SersError, match=r"unknown language\(s\) de; choose from en, zh, es, fi, tr"):
         synthesize_espeak_corpus(tmp_path, languages=("en", "de"))
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -6,7 +6,9 @@ Same layout and manifest as the source-filter corpus (`sers.synth.corpus`):
     OUT_DIR/<lang>/textgrid/<id>.TextGrid  tiers "words" and "phones" (IPA), from espeak's events
     OUT_DIR/<lang>/manifest.csv            id, path, label, split, speaker, language
 
-Languages: en (English, voice en-us), zh (Mandarin in Hanzi, voice cmn), es (Spanish).
+Languages: en (English, voice en-us), zh (Mandarin in Hanzi, voice cmn), es (Spanish), and two
+outside Indo-European and Sino-Tibetan, for a larger language shift: fi (Finnish, Uralic) and
+tr (Turkish, Turkic).
 
 Emotions are prosody only, as SSML `<prosody pitch range rate>` plus the level of the
 recording: each emotion shifts the speaker's own baseline, and every utterance draws
@@ -52,7 +54,7 @@ __all__ = ["ESPEAK_LANGUAGES", "EspeakSpeaker", "Prosody", "sample_espeak_speake
            "prosody_ssml", "speech_textgrid", "synthesize_espeak_corpus"]
 
 # Corpus language code -> espeak-ng voice.
-ESPEAK_LANGUAGES = {"en": "en-us", "zh": "cmn", "es": "es"}
+ESPEAK_LANGUAGES = {"en": "en-us", "zh": "cmn", "es": "es", "fi": "fi", "tr": "tr"}
 _FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5")
 _MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7")
 
@@ -141,19 +143,26 @@ def _apply_level(waveform: np.ndarray, level_db: float) -> np.ndarray:
 _ESPEAK_IPA_FIXES = (("ts.h", "ʈʂʰ"), ("ts.", "ʈʂ"), ("s.", "ʂ"), ("i.", "ɨ"), ("o-", "ɤ"),
                      ("nɡ", "ŋ"), ("tɕh", "tɕʰ"), ("tsh", "tsʰ"), ("ph", "pʰ"), ("th", "tʰ"), ("kh", "kʰ"))
 _STRESS = dict.fromkeys(map(ord, "ˈˌ"))
+# Names that are IPA letters but the wrong ones for one language. espeak-ng's Turkish
+# writes its phoneme Y, the reduced ü (a close rounded vowel, formants vowel/u#), as "ø",
+# and ö (phoneme W, the same formants as Finnish ö, which it writes "ø") as "œ"; read
+# as written, küçük would be [kytʃøk]. Swapped at once (a table, not two replacements).
+_LANGUAGE_IPA_FIXES = {"tr": str.maketrans({"ø": "ʏ", "œ": "ø"})}
 
 
-def phone_label(espeak_name: str) -> str:
+def phone_label(espeak_name: str, language: str | None = None) -> str:
     """An espeak IPA phoneme name as an IPA phone label: stress marks dropped (they mark
-    syllables, not phones), espeak's ASCII spellings replaced by IPA letters."""
+    syllables, not phones), espeak's ASCII spellings replaced by IPA letters, and for
+    `language` (a corpus code) the letters its espeak voice misnames."""
     label = espeak_name.translate(_STRESS).strip()
     for spelling, ipa in _ESPEAK_IPA_FIXES:
         label = label.replace(spelling, ipa)
-    return label
+    return label.translate(_LANGUAGE_IPA_FIXES[language]) if language in _LANGUAGE_IPA_FIXES else label
 
 
-def speech_textgrid(speech, duration: float) -> TextGrid:
-    """Tiers "words" and "phones" from espeak's events; times in seconds, cut at `duration`.
+def speech_textgrid(speech, duration: float, language: str | None = None) -> TextGrid:
+    """Tiers "words" and "phones" from espeak's events; times in seconds, cut at `duration`;
+    phone labels by `phone_label` for `language`.
 
     A phone lasts until the next phone event; unnamed events (pauses) become silence.
     A word lasts from its event to the end of its last phone before the next word's event.
@@ -161,7 +170,7 @@ def speech_textgrid(speech, duration: float) -> TextGrid:
     starts = [min(p.start, duration) for p in speech.phonemes] + [duration]
     phones = IntervalTier("phones", 0.0, duration)
     for p, start, end in zip(speech.phonemes, starts, starts[1:]):
-        label = phone_label(p.name)
+        label = phone_label(p.name, language)
         if end > start and label:
             phones.intervals.append(Interval(start, end, label))
     words = IntervalTier("words", 0.0, duration)
@@ -194,7 +203,7 @@ def _write_language(out_dir: str, code: str, count: int, n_speakers: int, seed: 
         audio = _apply_level(resample(speech.waveform, speech.sample_rate, sample_rate), prosody.level_db)
         wav = Path("wav") / f"{utt_id}.wav"
         write_wav(folder / wav, audio, sample_rate)
-        write_textgrid(speech_textgrid(speech, len(audio) / sample_rate),
+        write_textgrid(speech_textgrid(speech, len(audio) / sample_rate, code),
                        folder / "textgrid" / f"{utt_id}.TextGrid")
         rows.append({"id": utt_id, "path": wav.as_posix(), "label": emotion,
                      "split": speaker.split, "speaker": speaker.id, "language": code})

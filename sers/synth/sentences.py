@@ -60,12 +60,53 @@ _ES = (
      "detrás de la escuela", "en el pueblo pequeño"),
 )
 
+# Finnish (Uralic): subject, verb + object, when / where. Objects take the case Finnish
+# grammar asks for (accusative for a whole object, partitive for "some"), so each
+# combination is grammatical.
+_FI = (
+    ("Vanha maanviljelijä", "Pikkusiskoni", "Uusi naapurimme", "Pitkä opettaja",
+     "Hiljainen opiskelija", "Hänen paras ystävänsä", "Nuori lääkäri", "Hänen pikkuveljensä",
+     "Bussinkuljettaja", "Isoäitini", "Toimiston johtaja", "Väsynyt maalari",
+     "Jalkapallovalmentajamme", "Kylän leipuri", "Serkkuni Tampereelta", "Yövuoron hoitaja"),
+    ("osti sinisen polkupyörän", "maalasi puutarhan aidan", "löysi vanhan kirjeen",
+     "teki ruokaa koko perheelle", "luki aamulehden", "avasi olohuoneen ikkunan",
+     "pesi keittiön lattian", "kirjoitti pitkän raportin", "istutti tomaatteja",
+     "korjasi rikkinäisen tuolin", "soitti pankkiin", "kantoi laatikot yläkertaan",
+     "siirsi pöydän", "myi punaisen auton", "puhdisti ikkunat", "kävi museossa",
+     "laski tuolit", "tilasi kupin teetä"),
+    ("maanantaiaamuna", "kokouksen jälkeen", "joen rannalla", "ennen junan lähtöä",
+     "asemalla", "iltapäivällä", "viime viikonloppuna", "loman aikana",
+     "kirjaston vieressä", "eilen illalla", "kotimatkalla", "noin yhdeksältä",
+     "vanhan koulun takana", "pienessä kylässä"),
+)
+
+# Turkish (Turkic) is verb-final: subject, when / where, object + verb. No proper noun
+# takes a case suffix, so no sentence needs the apostrophe Turkish writes before one
+# (espeak would make it part of a word).
+_TR = (
+    ("Yaşlı çiftçi", "Küçük kız kardeşim", "Yeni komşumuz", "Uzun boylu öğretmen",
+     "Sessiz bir öğrenci", "Onun en iyi arkadaşı", "Genç doktor", "Onun küçük erkek kardeşi",
+     "Otobüs şoförü", "Büyükannem", "Ofis müdürü", "Yorgun bir ressam",
+     "Futbol antrenörümüz", "Mahallenin fırıncısı", "İzmirli kuzenim", "Gece hemşiresi"),
+    ("pazartesi sabahı", "toplantıdan sonra", "nehir kenarında", "tren kalkmadan önce",
+     "istasyonda", "öğleden sonra", "geçen hafta sonu", "tatil sırasında",
+     "kütüphanenin yanında", "dün akşam", "eve dönerken", "saat dokuz sularında",
+     "eski okulun arkasında", "küçük köyde"),
+    ("mavi bir bisiklet aldı", "bahçe çitini boyadı", "eski bir mektup buldu",
+     "herkese yemek pişirdi", "sabah gazetesini okudu", "ön pencereyi açtı",
+     "mutfağın yerini sildi", "uzun bir rapor yazdı", "biraz domates dikti",
+     "kırık sandalyeyi tamir etti", "bankayı aradı", "kutuları yukarı taşıdı",
+     "masanın yerini değiştirdi", "kırmızı arabayı sattı", "camları temizledi", "müzeyi gezdi",
+     "sandalyeleri saydı", "bir fincan çay sipariş etti"),
+)
+
 # Slot lists per language, in sentence order; and how the slots are joined.
-SENTENCE_SLOTS = {"en": _EN, "zh": _ZH, "es": _ES}
-_JOIN = {"en": " ", "zh": "", "es": " "}
-_END = {"en": ".", "zh": "。", "es": "."}
-# Which slots a short sentence keeps (the rest of a long one).
-_SHORT = {"en": (0, 1), "zh": (0, 2), "es": (0, 1)}
+SENTENCE_SLOTS = {"en": _EN, "zh": _ZH, "es": _ES, "fi": _FI, "tr": _TR}
+_JOIN = {"en": " ", "zh": "", "es": " ", "fi": " ", "tr": " "}
+_END = {"en": ".", "zh": "。", "es": ".", "fi": ".", "tr": "."}
+# Which slots a short sentence keeps (the rest of a long one): subject and verb, which
+# in Mandarin and Turkish are the first and last slot.
+_SHORT = {"en": (0, 1), "zh": (0, 2), "es": (0, 1), "fi": (0, 1), "tr": (0, 2)}
 _SHORT_PROBABILITY = 0.3
 
 
