@@ -70,15 +70,19 @@ def model_path(name: str) -> str:
 
 
 def ensure_corpus(corpus: Path, languages: list[str], n: int, speakers: int) -> None:
-    if all((corpus / lang / "manifest.csv").exists() for lang in languages):
+    """Synthesise the languages whose manifest is missing, only those: a language comes out
+    the same whichever others are made with it, and asking for one that exists would fail
+    (synthesize_espeak_corpus refuses to overwrite it)."""
+    missing = [lang for lang in languages if not (corpus / lang / "manifest.csv").exists()]
+    if not missing:
         return
     from sers.synth.espeak_corpus import synthesize_espeak_corpus
-    synthesize_espeak_corpus(corpus, languages=languages, utterances_per_language=n,
+    synthesize_espeak_corpus(corpus, languages=missing, utterances_per_language=n,
                              speakers_per_language=speakers, seed=0)
 
 
 # The vowel map of each corpus language's espeak-ng IPA phones (`sers extract --vowel-map`).
-VOWEL_MAPS = {"en": "en-ipa", "zh": "cmn-ipa", "es": "es-ipa"}
+VOWEL_MAPS = {"en": "en-ipa", "zh": "cmn-ipa", "es": "es-ipa", "fi": "fi-ipa", "tr": "tr-ipa"}
 
 
 def ensure_cache(features: Path, corpus: Path, lang: str, model: str, whisper_input: str,
