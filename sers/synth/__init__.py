@@ -1,8 +1,8 @@
 """Generated multilingual emotional speech corpora, for demos and tests.
 
 Two engines write the same layout. `espeak` (`espeak_corpus`, through the ctypes
-wrapper `espeak`): espeak-ng reads real English, Mandarin and Spanish sentences
-(`sentences`) in four emotions made by prosody. `source-filter`, below:
+wrapper `espeak`): espeak-ng reads real English, Mandarin, Spanish, Finnish and
+Turkish sentences (`sentences`) in four emotions made by prosody. `source-filter`, below:
 
 A source-filter synthesiser (glottal pulses with jitter and shimmer through
 time-varying formant resonators, noise bursts and fricatives for consonants)

@@ -8,7 +8,9 @@ and long ones (three) give durations of about 1.5-5 s at espeak's default rate.
 
 Mandarin is written in Hanzi (espeak-ng's cmn dictionary reads them as pinyin); the
 lists avoid characters whose reading depends on context (e.g. 了, 得, 长), which a
-dictionary-based reader gets wrong.
+dictionary-based reader gets wrong. Finnish and Turkish (the corpus's languages outside
+Indo-European and Sino-Tibetan) have the English and Spanish slot sizes, in their own word
+order: Turkish is verb-final, so its short sentences keep the first and last slot.
 """
 from __future__ import annotations
 
