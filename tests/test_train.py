@@ -57,7 +57,8 @@ def runs(caches, tmp_path_factory):
 
 def test_run_folders_hold_config_metrics_predictions_curves_and_weights(runs):
     out, table = runs
-    assert [row["method"] for row in table] == ["last", "lam"]
+    # lam's ablation (its layers and heads without the CORAL term) is trained beside it
+    assert [row["method"] for row in table] == ["last", "anchors-only", "lam"]
     run = out / "lam" / "seed1"
     assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.json", "predictions.csv", "curves.csv",
                                                "curves.png", "model.safetensors"}
@@ -82,10 +83,20 @@ def test_run_folders_hold_config_metrics_predictions_curves_and_weights(runs):
     assert json.loads(header["__metadata__"]["sers"])["format"].startswith("sers-layer-anchoring-classifier")
     results = list(csv.DictReader(open(out / "results.csv")))
     lam_uars = [json.loads((out / f"lam/seed{s}/metrics.json").read_text())["target_test"]["uar"] for s in (0, 1)]
-    assert float(results[1]["target_uar_mean"]) == pytest.approx(np.mean(lam_uars))
-    assert float(results[1]["target_uar_std"]) == pytest.approx(np.std(lam_uars, ddof=1))
+    assert float(results[2]["target_uar_mean"]) == pytest.approx(np.mean(lam_uars))
+    assert float(results[2]["target_uar_std"]) == pytest.approx(np.std(lam_uars, ddof=1))
     assert "| lam |" in (out / "results.md").read_text()
-    assert float(results[1]["target_uar_mean"]) > float(results[0]["target_uar_mean"]) + 0.2
+    assert float(results[2]["target_uar_mean"]) > float(results[0]["target_uar_mean"]) + 0.2
+    # the interval holds the mean; the gains are paired differences with their own intervals
+    lam = results[2]
+    assert float(lam["target_uar_ci_low"]) < float(lam["target_uar_mean"]) < float(lam["target_uar_ci_high"])
+    assert lam["ablation"] == "anchors-only" and results[0]["alignment_gain"] == ""
+    for key, other in (("gain_vs_last", 0), ("alignment_gain", 1)):
+        assert float(lam[key]) == pytest.approx(float(lam["target_uar_mean"]) - float(results[other]["target_uar_mean"]))
+        assert float(lam[f"{key}_ci_low"]) <= float(lam[key]) <= float(lam[f"{key}_ci_high"])
+        assert lam[f"{key}_significant"] == str(float(lam[f"{key}_ci_low"]) > 0 or float(lam[f"{key}_ci_high"]) < 0)
+    assert lam["gain_vs_last_significant"] == "True"  # planted anchors: +0.2 and more over last
+    assert "alignment gain" in (out / "results.md").read_text() and "bootstrap" in (out / "results.md").read_text()
 
 
 def test_garbage_target_labels_change_nothing_but_the_target_scores(caches, runs, tmp_path):
@@ -125,7 +136,7 @@ def test_anchors_chosen_with_target_labels_are_marked(caches, tmp_path):
                                    "chosen_with_target_labels": "dev"}))
     table = train(caches["source"], caches["target"], methods=["last", "lam"], anchors=anchors, seeds=[0],
                   out_dir=tmp_path / "runs", **FAST)
-    assert [row["anchors_target_labels"] for row in table] == ["", "dev"]
+    assert [row["anchors_target_labels"] for row in table] == ["", "dev", "dev"]  # last, anchors-only, lam
     config = json.loads((tmp_path / "runs/lam/seed0/config.json").read_text())
     assert config["anchors_chosen_with_target_labels"] == "dev"
     assert "chosen with labelled TARGET split dev" in (tmp_path / "runs/results.md").read_text()
@@ -288,7 +299,7 @@ def test_candidates_are_trained_and_the_best_by_the_criterion_is_kept(caches, tm
     files = _anchor_files(tmp_path)
     table = train(caches["source"], caches["target"], methods=["last", "lam"], anchors=files,
                   select=criterion, seeds=[0, 1], out_dir=tmp_path / "runs", **{**FAST, "lambda_": [0.0, 3.0]})
-    assert [row["method"] for row in table] == ["last", "lam"]
+    assert [row["method"] for row in table] == ["last", "anchors-only", "lam"]
     seed_dir = tmp_path / "runs/lam/seed1"
     tags = sorted(p.name for p in (seed_dir / "candidates").iterdir())
     assert tags == ["lambda=0,anchors=pair", "lambda=0,anchors=single", "lambda=3,anchors=pair",
@@ -312,12 +323,12 @@ def test_target_labels_cannot_change_which_candidate_is_kept(caches, tmp_path):
         train(caches["source"], caches[name], methods=["coral", "lam"], anchors=files,
               select="dev", seeds=[0, 1], out_dir=tmp_path / name, **{**FAST, "lambda_": [0.3, 1.0, 10.0]})
         chosen[name] = {str(p.parent.relative_to(tmp_path / name)): json.loads(p.read_text())["candidate_selection"]
-                        for p in (tmp_path / name).glob("*/seed*/config.json")}
+                        for method in ("coral", "lam") for p in (tmp_path / name).glob(f"{method}/seed*/config.json")}
     assert len(chosen["target"]) == 4 and chosen["target"] == chosen["garbage"]
 
 
 def test_candidate_options_are_checked(caches, tmp_path):
-    with pytest.raises(SersError, match="--select must be one of source-dev, im, dev, not 'target-test'"):
+    with pytest.raises(SersError, match="--select must be one of source-dev, im, dev, .*not 'target-test'"):
         train(caches["source"], caches["target"], methods=["coral"], select="target-test",
               seeds=[0], out_dir=tmp_path, **{**FAST, "lambda_": [1.0, 3.0]})
     runner = CliRunner()
@@ -336,11 +347,12 @@ def test_the_result_and_the_run_folders_follow_the_schema(runs):
     out, table = runs
     assert table.summary() == f"{format_results(table)}\nwrote {out}/results.csv, results.md and one folder per run"
     scored, unfinished = run_schema.find_runs(out)
-    assert [(p.parent.name, p.name) for p in scored] == [("lam", "seed0"), ("lam", "seed1"), ("last", "seed0"),
+    assert [(p.parent.name, p.name) for p in scored] == [("anchors-only", "seed0"), ("anchors-only", "seed1"),
+                                                         ("lam", "seed0"), ("lam", "seed1"), ("last", "seed0"),
                                                          ("last", "seed1")] and not unfinished
-    run = run_schema.read_run(scored[0])
+    run = run_schema.read_run(scored[2])
     assert run.config.method == "lam" and run.config.values["estimator"]["anchors"] == [2, 3]
-    assert run.metrics.to_dict() == json.loads((scored[0] / "metrics.json").read_text())
+    assert run.metrics.to_dict() == json.loads((scored[2] / "metrics.json").read_text())
 
 
 def test_settings_and_splits_are_objects_or_their_fields_as_keywords():

@@ -10,6 +10,12 @@ and of an *alignment* (what pulls the source and target branch embeddings togeth
     dann     [[L-1]]                          gradient-reversal   none
     lam      [[a1], [a2], ..., [L-1]]         coral (anchors)     layers
     lam-gl   [[g1...], [g2...], ..., [L-1]]   coral (groups)      groups
+    anchors-only  lam's branches              none                layers
+    groups-only   lam-gl's branches           none                groups
+
+Every aligning method has an *ablation*: the method with the same branches and heads and no
+alignment term (lam -> anchors-only, lam-gl -> groups-only, coral and dann -> last). `sers
+train` trains it beside the method, so every results table shows what the alignment itself adds.
 
 Every other part of sers (the estimator, the CLI choices, the report, the demo) reads this
 table. Adding a method is one entry here, plus an objective in
@@ -40,6 +46,8 @@ class Method:
     anchors : "none", "layers" (``anchors=[3, 5, 7]``) or "groups" (``anchors=[[3, 4, 5]]``).
     vowel : ``align="vowel"`` applies (vowel-by-vowel CORAL at the anchors).
     demo : trained by `sers demo`.
+    ablation : for an aligning method, the method with its branches and no alignment (the
+        no-alignment ablation that tables compare it with); None for the others.
     """
 
     name: str
@@ -49,6 +57,7 @@ class Method:
     anchors: str
     vowel: bool = False
     demo: bool = True
+    ablation: str | None = None
 
     @property
     def reads_target(self) -> bool:
@@ -85,12 +94,17 @@ class Method:
 METHODS: dict[str, Method] = {method.name: method for method in (
     Method("last", "last layer only, no alignment (the baseline)", "last", "none", "none"),
     Method("wsum", "learned weighted sum of every layer (SUPERB style), no alignment", "all", "none", "none"),
-    Method("coral", "last layer, CORAL to the target (Deep CORAL)", "last", "coral", "none"),
+    Method("coral", "last layer, CORAL to the target (Deep CORAL)", "last", "coral", "none", ablation="last"),
     Method("dann", "last layer, domain classifier behind gradient reversal (DANN)", "last",
-           "gradient-reversal", "none", demo=False),
-    Method("lam", "CORAL at each anchor layer (layer anchoring)", "anchors", "coral", "layers", vowel=True),
+           "gradient-reversal", "none", demo=False, ablation="last"),
+    Method("anchors-only", "lam's anchor layers and heads without the alignment term (lam's ablation)",
+           "anchors", "none", "layers"),
+    Method("lam", "CORAL at each anchor layer (layer anchoring)", "anchors", "coral", "layers", vowel=True,
+           ablation="anchors-only"),
+    Method("groups-only", "lam-gl's groups and heads without the alignment term (lam-gl's ablation)",
+           "groups", "none", "groups"),
     Method("lam-gl", "CORAL at each group of layers (layer anchoring, groups)", "groups", "coral", "groups",
-           vowel=True),
+           vowel=True, ablation="groups-only"),
 )}
 
 
@@ -120,6 +134,18 @@ def names_where(**wanted) -> tuple[str, ...]:
 
 
 VOWEL_METHODS = names_where(vowel=True)  # those `--align vowel` / `<method>+vowel` apply to
+
+
+def with_ablations(methods) -> list[str]:
+    """``methods`` with the ablation of each aligning one placed just before it, where missing:
+    ["last", "lam"] -> ["last", "anchors-only", "lam"]. Run names like "lam+vowel" count as their method."""
+    out = []
+    for name in methods:
+        ablation = (base_method(name) or Method(name, "", "last", "none", "none")).ablation
+        if ablation and ablation not in out and ablation not in methods:
+            out.append(ablation)
+        out.append(name)
+    return out
 
 
 def help_text() -> str:

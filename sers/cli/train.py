@@ -61,17 +61,21 @@ def _command_line(ctx) -> str:
 @main.command()
 @click.option("--source", required=True, type=click.Path(exists=True), help="Labelled source-language cache.")
 @click.option("--target", required=True, type=click.Path(exists=True), help="Target-language cache (same model).")
-@click.option("--method", "methods", default="last,lam", show_default=True,
+@click.option("--method", "methods", default="last,anchors-only,lam", show_default=True,
               cls=ListedHelp, listed={"{methods}": listing(METHODS), "{vowel methods}": listing(VOWEL_METHODS, "+vowel")},
-              help="Comma list of: {methods} (and {vowel methods}).")
+              help="Comma list of: {methods} (and {vowel methods}). Each aligning method's ablation "
+                   "(lam: anchors-only, lam-gl: groups-only, coral/dann: last) is added unless --no-ablations.")
+@click.option("--no-ablations", is_flag=True,
+              help="Do not add the no-alignment ablation of each aligning method to --method.")
 @click.option("--anchors", "anchors", multiple=True,
               help="anchors.json from `sers anchor`, or layers 3,5,7, or groups 3-5;8-10. Give several "
                    "anchors.json files (repeat the option) to let --select choose among them.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Runs folder.")
 @click.option("--seeds", default="0-4", show_default=True, help="Seeds, e.g. 0-4 or 0,7.")
-@click.option("--lambda", "lambda_", default="0.3,1,3", show_default=True,
+@click.option("--lambda", "lambda_", default="0,0.3,1,3", show_default=True,
               help="Weight of the alignment term (CORAL; gradient-reversal strength for dann). A comma list "
-                   "trains each as a candidate and keeps, per seed, the one --select scores best.")
+                   "trains each as a candidate and keeps, per seed, the one --select scores best; 0 (no "
+                   "alignment) is a candidate by default.")
 @click.option("--select", type=Choices(SELECT_CRITERIA), default="source-dev", show_default=True,
               help="How to choose among λ / anchor candidates, reading no target label: source dev UAR, "
                    "information maximisation on target predictions (im), or deep embedded validation (dev).")
@@ -114,7 +118,7 @@ def _command_line(ctx) -> str:
 @click.option("--no-plots", is_flag=True, help="Skip each run's curves.png (curves.csv is always written).")
 @click.option("--overwrite", is_flag=True, help="Replace the runs already in -o (otherwise such a folder is refused).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(source, target, methods, anchors, out_dir, seeds, lambda_, select, coral_scale, epochs, batch_size, lr,
+def train(source, target, methods, no_ablations, anchors, out_dir, seeds, lambda_, select, coral_scale, epochs, batch_size, lr,
           weight_decay,
           hidden, dropout, patience, normalize, group_weights, align, vowel_lambda, source_train, source_dev,
           target_train, target_test, target_dev, stat, speaker_norm, features, jobs, backend, device, no_plots,
@@ -141,7 +145,8 @@ def train(source, target, methods, anchors, out_dir, seeds, lambda_, select, cor
 
     result = run_train(source, target, methods=[m for m in methods.split(",") if m.strip()],
                       anchors=_anchor_options(anchors), seeds=parse_seeds(seeds), out_dir=out_dir,
-                      lambda_=_parse_lambdas(lambda_), select=select, coral_scale=coral_scale, hidden=hidden, dropout=dropout, epochs=epochs, batch_size=batch_size,
+                      lambda_=_parse_lambdas(lambda_), select=select, ablations=not no_ablations,
+                      coral_scale=coral_scale, hidden=hidden, dropout=dropout, epochs=epochs, batch_size=batch_size,
                       lr=lr, weight_decay=weight_decay, patience=patience, normalize=normalize,
                       group_weights=group_weights, align=align, vowel_lambda=vowel_lambda, device=device,
                       source_train=source_train,

@@ -36,7 +36,7 @@ from sers import runs as run_schema
 from sers.atomic import atomic_path
 from sers.classifiers.anchors import anchors_for, load_anchors
 from sers.classifiers.estimator import LayerAnchoringClassifier
-from sers.classifiers.methods import METHODS, base_method
+from sers.classifiers.methods import METHODS, base_method, with_ablations
 from sers.classifiers.metrics import classification_metrics
 from sers.classifiers.selection import score_candidate
 from sers.errors import SersError
@@ -154,10 +154,16 @@ def _grouped(settings, splits, options) -> tuple[TrainSettings, Splits]:
     return settings, splits
 
 
-def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2, 3, 4), out_dir="runs", *,
-          lambda_=(0.3, 1.0, 3.0), settings: TrainSettings | None = None, splits: Splits | None = None,
-          stat="mean", align="utterance", speaker_norm="auto", select="source-dev", jobs=1, backend="loky",
-          plots=True, progress=True, log=None, overwrite=False, command=None, **options) -> TrainResult:
+DEFAULT_METHODS = ("last", "anchors-only", "lam")
+# λ = 0 is a candidate: the label-free selection may fall back to no alignment (docs/method.md).
+DEFAULT_LAMBDAS = (0.0, 0.3, 1.0, 3.0)
+
+
+def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2, 3, 4), out_dir="runs", *,
+          lambda_=DEFAULT_LAMBDAS, settings: TrainSettings | None = None, splits: Splits | None = None,
+          stat="mean", align="utterance", speaker_norm="auto", select="source-dev", ablations=True, jobs=1,
+          backend="loky", plots=True, progress=True, log=None, overwrite=False, command=None,
+          **options) -> TrainResult:
     """Train every method x seed from two caches; write run folders and results.{csv,md}; return the table.
 
     ``source``/``target``: cache paths (or open readers) of the same model. ``anchors``: an
@@ -175,7 +181,11 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     so that `sers report` never mixes runs of two experiments.
     ``lambda_`` may be a list and ``anchors`` a list of anchors.json files: each aligning method
     then trains every λ x anchor set as a candidate and keeps, per seed, the one ``select``
-    scores best (no target labels read; see :mod:`sers.pipeline.candidates`).
+    scores best (no target labels read; see :mod:`sers.pipeline.candidates`). The default λ list holds
+    0, so the selection can choose no alignment.
+    ``ablations``: also train each aligning method's ablation (the same layers and heads without the
+    alignment term: lam -> anchors-only, lam-gl -> groups-only, coral/dann -> last) where ``methods``
+    lacks it, so the table shows what the alignment itself adds.
     Returns a :class:`~sers.pipeline.train_results.TrainResult`: the rows of results.csv, and ``summary()``.
     """
     settings, splits = _grouped(settings, splits, options)
@@ -185,12 +195,21 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
     if not methods:
         raise SersError(f"no method given; choose from {', '.join(METHODS)}")
     runs = run_names(methods, align)
+    lambdas = [float(v) for v in (lambda_ if isinstance(lambda_, (list, tuple)) else [lambda_])]
+    anchor_specs = [load_anchors(a) for a in _anchor_list(anchors)]
+    for name, (method, _) in runs.items():  # a missing --anchors is the user's method's error, not its ablation's
+        for spec in anchor_specs:
+            anchors_for(method, spec)
+    if ablations:
+        added = [m for m in with_ablations(list(runs)) if m not in runs]
+        if added and log:
+            log(f"also training {', '.join(added)}: the same layers and heads without the alignment term "
+                "(the ablation every results table compares with; --no-ablations skips it)")
+        runs = run_names(with_ablations(list(runs)), align)
     if backend not in BACKENDS:
         raise SersError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     seeds = [int(s) for s in seeds]
     check_criterion(select)
-    lambdas = [float(v) for v in (lambda_ if isinstance(lambda_, (list, tuple)) else [lambda_])]
-    anchor_specs = [load_anchors(a) for a in _anchor_list(anchors)]
     with ExitStack() as opened:  # the caches this call opens, closed when it returns or fails
         src, tgt = open_reader(source, opened), open_reader(target, opened)
         src.check_compatible(tgt)
@@ -222,8 +241,8 @@ def train(source, target, methods=("last", "lam"), anchors=None, seeds=(0, 1, 2,
         # Candidates are chosen before any target test label is read (the scores come from training data).
         results = keep_selected(results, select)
         # Only now, after every model is trained, are the target test labels read: to score predictions.
-        _score(results, parts, selection, log)
-        table = summarise(results, list(runs), selection)
+        target_truth = _score(results, parts, selection, log)
+        table = summarise(results, list(runs), selection, target_truth)
         informed = sorted({spec["target_labels"] for spec in anchor_specs} - {None})
         for row in table:
             row["anchors_target_labels"] = ", ".join(informed) if base_method(row["method"]).uses_anchors else ""
@@ -291,8 +310,9 @@ def _specs(plan: _Plan, data, parts: Parts, seeds, out_dir: Path, common: dict, 
     return specs
 
 
-def _score(results: list[dict], parts: Parts, selection: str, log) -> None:
-    """metrics.json of every run (and candidate, for analysis only), from the labels read now."""
+def _score(results: list[dict], parts: Parts, selection: str, log) -> np.ndarray:
+    """metrics.json of every run (and candidate, for analysis only), from the labels read now;
+    returns the target test labels (for the intervals)."""
     truth = {"source_dev": parts.labels["source_dev"], "target_dev": parts.labels.get("target_dev"),
              "target_test": parts.tgt.utterances.label[parts.rows["target_test"]].astype(str)}
     for result in results:
@@ -309,6 +329,7 @@ def _score(results: list[dict], parts: Parts, selection: str, log) -> None:
     if ignored and log:
         log(f"note: target test utterances with labels the source does not have are left out of the metrics: "
             f"{', '.join(f'{label} {count}' for label, count in sorted(ignored.items()))}")
+    return truth["target_test"]
 
 
 def _anchor_list(anchors) -> list:
