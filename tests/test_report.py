@@ -332,7 +332,7 @@ def test_report_reads_what_sers_train_writes(inputs, tmp_path):
     results = page.table("Method", "Target UAR")
     header = [text for text, _ in results[0]]
     rows = {row[0][0]: [text for text, _ in row] for row in results[1:]}
-    assert list(rows) == ["last", "lam", "lam-gl"]
+    assert list(rows) == ["last", "anchors-only", "lam", "groups-only", "lam-gl"]  # the ablations beside lam, lam-gl
     for row in table:
         expected = f"{100 * row['target_uar_mean']:.2f} ± {100 * row['target_uar_std']:.2f}"
         assert rows[row["method"]][header.index("Target UAR")] == expected
@@ -343,9 +343,18 @@ def test_report_reads_what_sers_train_writes(inputs, tmp_path):
     assert f"anchors</th><td>{html.escape(str(root / 'anchors.json'))}" in text
     assert "sers anchor " in text and "sers similarity " in text  # rebuilt from the files
     assert "sers train --method lam --target-dev dev" in text
+    # what the alignment adds: the intervals and paired gains results.csv holds, on the page
+    evidence = page.table("Method", "Alignment gain")
+    by_method = {row[0][0]: [text for text, _ in row] for row in evidence[1:]}
+    for row in table:
+        low, high = row["target_uar_ci_low"], row["target_uar_ci_high"]
+        assert by_method[row["method"]][1] == f"{row['target_uar_mean']:.3f} [{low:.3f}, {high:.3f}]"
+    gl = next(row for row in table if row["method"] == "lam-gl")
+    assert by_method["lam-gl"][3].startswith(f"vs groups-only: {gl['alignment_gain']:+.3f} [")
+    assert by_method["last"][2] == by_method["last"][3] == ""
     every_run = page.table("Method", "Best epoch")
     assert [c for c, _ in every_run[1]][-1] == "last/seed0"
-    assert len(re.findall(r"<figcaption>[^<]*/curves.png\)</figcaption>", text)) == 3
+    assert len(re.findall(r"<figcaption>[^<]*/curves.png\)</figcaption>", text)) == len(rows)  # one seed-0 curve per method
     counts = [t for t in page.tables if [c for c, _ in t[0]][:2] == ["Split", "Language"]]
     assert len(counts) == 2  # both caches, found through the runs' configs
 

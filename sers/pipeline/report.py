@@ -25,6 +25,8 @@ from sers.report.document import (Bullets, Document, Figure, Figures, KeyValues,
                                   render_html, render_markdown)
 from sers.report.inputs import (METHOD_ORDER, MethodResult, cache_paths, cache_summary, find_key, group_runs,
                                 read_json, read_runs)
+from sers import runs as run_schema
+from sers.pipeline.train_results import INTERVALS_NOTE, evidence_cells, read_results
 
 
 # The results table's score columns: (evaluation in metrics.json, metric).
@@ -68,7 +70,7 @@ def write_report(runs_dir, out_html, similarity_dir=None, anchors=None, *, overw
                   f"configuration{'s' if len(results) != 1 else ''} · runs folder {runs_dir}"),
         sections=[
             _overview(results, runs_dir, similarity_path, anchors_path, run_notes),
-            _results_section(results, images),
+            _results_section(results, images, runs_dir),
             _confusion_section(results, images),
             similarity_section(similarity, anchor_data, anchors_path, images),
             data_section(caches),
@@ -149,7 +151,19 @@ def _overview(results, runs_dir, similarity_path, anchors_path, run_notes) -> Se
     return Section("Overview", blocks)
 
 
-def _results_section(results: list[MethodResult], images: Path) -> Section:
+def _evidence_blocks(table: list[dict]) -> list:
+    """What the alignment adds, with intervals: from results.csv, which `sers train` computed from
+    the runs' target test predictions (nothing when the folder has no such table)."""
+    if not any(row.get("target_uar_ci_low", "") != "" for row in table):
+        return []
+    rows = [[row["method"]] + evidence_cells(row) for row in table]
+    return [Table(["Method", "Target UAR [95 % interval]", "vs last", "Alignment gain"], rows,
+                  caption="What each method adds over the last layer, and what its alignment term adds over "
+                          "the same layers and heads without it"),
+            Bullets([INTERVALS_NOTE + "."])]
+
+
+def _results_section(results: list[MethodResult], images: Path, runs_dir: Path) -> Section:
     show_anchors = any(r.anchors for r in results)
     show_lambda = any(r.lambda_ is not None for r in results)
     header = ["Method"] + (["Anchors"] if show_anchors else []) + (["λ"] if show_lambda else []) + [
@@ -180,6 +194,7 @@ def _results_section(results: list[MethodResult], images: Path) -> Section:
         notes.append("target-selected: the model (epoch) was selected with labelled target dev data; "
                      "these runs saw target labels and are not comparable with unsupervised transfer.")
     blocks = [Table(header, rows, strong, css_class="results"), Bullets(notes)]
+    blocks += _evidence_blocks(read_results(runs_dir / run_schema.RESULTS_CSV))
     scored = [r for r in results if r.mean_std("target_test", "uar")[2]]
     if scored:
         classes = next((c for c in (r.confusion() for r in scored) if c), None)

@@ -109,6 +109,11 @@ def _add_intervals(table: list[dict], results: list[dict], target_truth) -> None
             row[f"{key}_significant"] = paired.excludes_zero
 
 
+INTERVALS_NOTE = (f"{LEVEL:.0%} intervals over seeds and {N_RESAMPLES} stratified bootstrap resamples of the target "
+                  "test utterances; differences paired (same resamples, same seeds); * = interval excludes 0; "
+                  "alignment gain = the method minus its ablation without the alignment term")
+
+
 def _pm(mean, std) -> str:
     return "n/a" if mean is None else f"{mean:.4f} ± {std:.4f}"
 
@@ -127,10 +132,7 @@ def format_results(table: list[dict], markdown: bool = False) -> str:
     target_selected = any(row["selection"] == "target-dev" for row in table)
     header = ["method", "target UAR", "95% interval", "vs last", "alignment gain", "target macro-F1",
               "source dev UAR", "seeds"]
-    rows = [[row["method"], _pm(row["target_uar_mean"], row["target_uar_std"]), _ci(row, "target_uar"),
-             _ci(row, "gain_vs_last", signed=True),
-             (f"vs {row['ablation']}: {_ci(row, 'alignment_gain', signed=True)}"
-              if _ci(row, "alignment_gain") else ""),
+    rows = [[row["method"], _pm(row["target_uar_mean"], row["target_uar_std"]), *evidence_cells(row),
              _pm(row["target_macro_f1_mean"], row["target_macro_f1_std"]),
              _pm(row["source_dev_uar_mean"], row["source_dev_uar_std"]), row["seeds"]] for row in table]
     note = ("model selection: labelled TARGET dev split (target-selected; not a pure cross-lingual result)"
@@ -141,13 +143,34 @@ def format_results(table: list[dict], markdown: bool = False) -> str:
         note += (f"; the anchors of lam runs were chosen with labelled TARGET split {', '.join(informed)} "
                  "(a label-aware similarity measure): those results are target-informed")
     chosen = [f"{row['method']}: {row['lambda_chosen']}" for row in table if row.get("lambda_chosen")]
-    intervals = (f"{LEVEL:.0%} intervals over seeds and {N_RESAMPLES} stratified bootstrap resamples of the target "
-                 "test utterances; differences paired (same resamples, same seeds); * = interval excludes 0; "
-                 "alignment gain = the method minus its ablation without the alignment term")
-    lines = [f"mean ± sample std over seeds; {note}", intervals]
+    lines = [f"mean ± sample std over seeds; {note}", INTERVALS_NOTE]
     if chosen:
         lines.append("candidates kept per seed: " + "; ".join(chosen))
     return text + "\n\n" + "\n".join(lines)
+
+
+def read_results(path) -> list[dict]:
+    """results.csv back as the rows :func:`summarise` made: numbers as floats, flags as booleans,
+    empty cells as ""; [] when there is no such file."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for key, value in row.items():
+            if key.endswith("_significant"):
+                row[key] = {"True": True, "False": False}.get(value, "")
+            elif key.endswith(("_mean", "_std", "_low", "_high")) or key in ("gain_vs_last", "alignment_gain"):
+                row[key] = float(value) if value not in ("", None) else ""
+    return rows
+
+
+def evidence_cells(row: dict) -> list[str]:
+    """The interval columns of one row as text: target UAR interval, gain over last, alignment gain."""
+    alignment = _ci(row, "alignment_gain", signed=True)
+    return [_ci(row, "target_uar"), _ci(row, "gain_vs_last", signed=True),
+            f"vs {row['ablation']}: {alignment}" if alignment else ""]
 
 
 def write_results(out_dir: Path, table: list[dict], results: list[dict]) -> None:
