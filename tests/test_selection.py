@@ -264,3 +264,48 @@ def test_target_labels_cannot_change_any_selectors_choice(label_caches, tmp_path
     assert uars["target"] != uars["permuted"]  # the labels did differ, and were read, for the test scores
     values = [s[criterion] for _, s in scores["target"]]
     assert chosen["target"] == scores["target"][int(np.argmax(values))][0]
+
+
+# -- benchmarks/selection_regret.py: the regret the default --select is chosen by -----------------
+
+def _regret_module():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path.insert(0, str(folder))  # the script imports its sibling _common
+    try:
+        spec = importlib.util.spec_from_file_location("selection_regret", folder / "selection_regret.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+    return module
+
+
+def _candidate(tag, uar, **scores):
+    return {"candidate": tag, "selection_scores": {c: scores.get(c, 0.0) for c in CRITERIA},
+            "metrics": {"target_test": {"uar": uar}}}
+
+
+def test_regret_rows_compare_each_criterions_choice_with_the_best_candidate():
+    from types import SimpleNamespace
+
+    module = _regret_module()
+    runs = [{"method": "anchors-only", "seed": 0},  # no candidates: left out
+            {"method": "lam", "seed": 0, "candidates": [_candidate("lambda=0", 0.60, snd=0.9, bnm=0.1),
+                                                        _candidate("lambda=1", 0.70, snd=0.5, bnm=0.2)]},
+            {"method": "lam", "seed": 1, "candidates": [_candidate("lambda=0", 0.65, snd=0.9, bnm=0.3),
+                                                        _candidate("lambda=1", 0.55, snd=0.2, bnm=0.1)]}]
+    rows = {row[2]: row for row in module.regret_rows(SimpleNamespace(runs=runs), "en→zh")}
+    assert list(rows) == [*CRITERIA, "oracle"]
+    # snd picks λ=0 twice: regret 0.10 then 0; bnm picks λ=1 then λ=0: regret 0 both times
+    assert rows["snd"] == ["en→zh", "lam", "snd", "0.050", "0.100", "2/2", "0.625"]
+    assert rows["bnm"] == ["en→zh", "lam", "bnm", "0.000", "0.000", "1/2", "0.675"]
+    assert rows["oracle"] == ["en→zh", "lam", "oracle", "0.000", "0.000", "1/2", "0.675"]
+    # every score 0: the first candidate (λ=0), as choose breaks ties
+    assert rows["im"][3:] == ["0.050", "0.100", "2/2", "0.625"]
+    pooled = {row[2]: row for row in module.pooled_rows([SimpleNamespace(runs=runs)] * 2)}
+    assert pooled["snd"] == ["all", "all", "snd", "0.050", "0.100", "4/4", "0.625"]
+    assert module._is_lambda_zero("lambda=0,anchors=pair") and not module._is_lambda_zero("lambda=0.3")
