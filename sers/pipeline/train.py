@@ -247,7 +247,7 @@ def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2,
         for row in table:
             row["anchors_target_labels"] = ", ".join(informed) if base_method(row["method"]).uses_anchors else ""
         write_results(out_dir.resolve(), table, results)
-        return TrainResult(table, written_to, results)
+        return TrainResult(table, written_to, results, target_truth)
 
 
 class _Plan:

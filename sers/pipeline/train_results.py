@@ -25,10 +25,11 @@ class TrainResult(list):
     """The results table (a list of rows, one dict per method: the columns of results.csv),
     with where it was written and the text `sers train` prints."""
 
-    def __init__(self, rows: list[dict], out_dir: str, runs: list[dict]):
+    def __init__(self, rows: list[dict], out_dir: str, runs: list[dict], target_truth=None):
         super().__init__(rows)
         self.out_dir = out_dir      # as the caller named it
         self.runs = runs            # one per method x seed: method, seed, run_dir, metrics, ...
+        self.target_truth = target_truth  # the target test labels the runs were scored on, in prediction order
 
     def summary(self) -> str:
         return (f"{format_results(self)}\n"
