@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sers.errors import SersError
-from sers.jsonfile import read_json
+from sers.jsonfile import integer_field, is_number, layer_list, object_field, read_json, shown, text_field
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
@@ -164,14 +164,56 @@ def read_config(folder) -> RunConfig:
     values = read_json(path, invalid="not a valid run config (JSON)")
     if not isinstance(values, dict) or not isinstance(values.get("data"), dict):
         raise SersError(f"{path}: not a run config written by `sers train` (no 'data' section)")
+    check_config(values, path)
     return RunConfig.from_dict(values)
+
+
+def check_config(values: dict, source) -> None:
+    """The fields `sers evaluate` and `sers predict` act on, typed as `sers train` writes them, so that
+    a damaged or hand-edited config.json is one line naming the field, never a wrong reading."""
+    model = object_field(object_field(values["data"].get("source"), source, "data.source").get("model"),
+                         source, "data.source.model")
+    text_field(model.get("model_id"), source, "data.source.model.model_id")
+    num_layers = integer_field(model.get("num_layers"), source, "data.source.model.num_layers", minimum=1)
+    integer_field(model.get("hidden_size"), source, "data.source.model.hidden_size", minimum=1)
+    for name, check in (("method", lambda v, f: text_field(v, source, f)),
+                        ("seed", lambda v, f: integer_field(v, source, f, minimum=0)),
+                        ("features", lambda v, f: text_field(v, source, f, ("pooled", "frames"))),
+                        ("stat", lambda v, f: text_field(v, source, f, ("mean", "std"))),
+                        ("frame_stride", lambda v, f: integer_field(v, source, f, minimum=1)),
+                        ("selection", lambda v, f: text_field(v, source, f, nullable=True)),
+                        ("layers", lambda v, f: layer_list(v, source, f, num_layers))):
+        if name in values:
+            check(values[name], name)
+    if "speaker_standardised" in values and not isinstance(values["speaker_standardised"], bool):
+        raise SersError(f"{source}: field 'speaker_standardised' must be true or false, "
+                        f"not {shown(values['speaker_standardised'])}")
+    if values.get("best_epoch") is not None:
+        integer_field(values["best_epoch"], source, "best_epoch", minimum=1)
+
+
+def check_metrics(values: dict, source) -> None:
+    """metrics.json's scores are numbers in [0, 1] (a damaged file would otherwise print as a score)."""
+    for part in (SOURCE_DEV, TARGET_TEST, TARGET_DEV):
+        evaluation = values.get(part)
+        if evaluation is None:
+            continue
+        object_field(evaluation, source, part)
+        for key in ("uar", "macro_f1", "accuracy"):
+            value = evaluation.get(key)
+            if value is not None and not (is_number(value) and 0 <= value <= 1):
+                raise SersError(f"{source}: field '{part}.{key}' must be a number from 0 to 1, not {shown(value)}")
 
 
 def read_run(folder) -> Run:
     """A run's config and metrics (None when not scored yet); lenient, for runs of any version."""
     folder = Path(folder)
     config = _json_object(folder / CONFIG) if (folder / CONFIG).is_file() else {}
-    metrics = RunMetrics.from_dict(_json_object(folder / METRICS)) if (folder / METRICS).is_file() else None
+    metrics = None
+    if (folder / METRICS).is_file():
+        values = _json_object(folder / METRICS)
+        check_metrics(values, folder / METRICS)
+        metrics = RunMetrics.from_dict(values)
     return Run(folder, RunConfig.from_dict(config), metrics)
 
 

@@ -318,6 +318,62 @@ CASES = [
 ]
 
 
+# -- strict JSON inputs (issue 24, item 5): a loose reading would train or rank other layers ----------
+
+SIMILARITY = {"layers": [0, 1, 2], "measures": {"coral": {"direction": "lower", "values": [0.3, 0.1, 0.2]}}}
+
+
+def _similarity_file(change, names: str):
+    """`sers anchor` on a similarity.json edited by ``change`` (a dict of fields to replace)."""
+    def build(inputs, tmp):
+        path = _write(tmp / "sim" / "similarity.json", json.dumps({**SIMILARITY, **change}))
+        return Built(["anchor", str(path), "-o", str(tmp / "anchors.json")], names, keeps=[path])
+    return build
+
+
+def _damaged_config(change, names: str):
+    """`sers evaluate` of a finished run whose config.json was edited by ``change``."""
+    def build(inputs, tmp):
+        run = trained_run(tmp)
+        config = json.loads((run / "config.json").read_text())
+        change(config)
+        (run / "config.json").write_text(json.dumps(config))
+        return Built(["evaluate", str(run), str(tmp / "tgt.zarr")], names, keeps=[tmp / "tgt.zarr"])
+    return build
+
+
+CASES += [
+    Case("anchor layer 1.5", "anchors", "fail", _anchors('{"layers": [1.5]}', "'layers[0]' must be a layer number")),
+    Case("anchor layer 0.9", "anchors", "fail", _anchors('{"layers": [0.9, 2]}', "'layers[0]'")),
+    Case("anchor layer true", "anchors", "fail", _anchors('{"layers": [true]}', "not true")),
+    Case("anchor layer twice", "anchors", "fail", _anchors('{"layers": [1, 1]}', "names layer 1 twice")),
+    Case("anchor layers an object", "anchors", "fail", _anchors('{"layers": {"a": 1}}', "field 'layers'")),
+    Case("anchor layer as a string", "anchors", "fail", _anchors('{"layers": ["1"]}', "'layers[0]'")),
+    Case("anchor groups overlap", "anchors", "fail", _anchors('{"groups": [[1, 2], [2]]}', "field 'groups'")),
+    Case("anchor layers not the groups' union", "anchors", "fail",
+         _anchors('{"layers": [1], "groups": [[1, 2]]}', "not the union of field 'groups'")),
+    Case("anchor score a string", "anchors", "fail",
+         _anchors('{"layers": [1], "scores": {"1": "0.5"}}', "field 'scores.1'")),
+    Case("--anchors 1,1", "anchors", "fail", _anchors("", "--anchors: field 'layers' names layer 1 twice", "1,1")),
+    Case("similarity: 4 layers, 3 scores", "similarity", "fail",
+         _similarity_file({"layers": [0, 1, 2, 3]}, "'measures.coral.values' has 3 entries but there are 4 layers")),
+    Case("similarity: scores as strings", "similarity", "fail", _similarity_file(
+        {"measures": {"coral": {"direction": "lower", "values": ["0.3", "0.1", "0.2"]}}},
+        "'measures.coral.values[0]' must be a number or null")),
+    Case("similarity: layers an object", "similarity", "fail", _similarity_file({"layers": {"a": 1}}, "'layers'")),
+    Case("similarity: layer 1.5", "similarity", "fail", _similarity_file({"layers": [0, 1.5, 2]}, "'layers[1]'")),
+    Case("similarity: a layer twice", "similarity", "fail", _similarity_file({"layers": [0, 1, 1]}, "layer 1 twice")),
+    Case("similarity: unknown direction", "similarity", "fail", _similarity_file(
+        {"measures": {"coral": {"direction": "up", "values": [0.3, 0.1, 0.2]}}}, "'measures.coral.direction'")),
+    Case("run config: layers 0.5", "runs", "fail",
+         _damaged_config(lambda c: c.update(layers=[0.5]), "config.json: field 'layers[0]'")),
+    Case("run config: num_layers a string", "runs", "fail", _damaged_config(
+        lambda c: c["data"]["source"]["model"].update(num_layers="3"), "'data.source.model.num_layers'")),
+    Case("run config: no model", "runs", "fail",
+         _damaged_config(lambda c: c["data"]["source"].pop("model"), "'data.source.model'")),
+]
+
+
 def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -20,7 +20,8 @@ def inputs(tiny_model):
 def test_the_catalogue_is_large_enough():
     assert len(CASES) >= 30
     assert len({case.name for case in CASES}) == len(CASES)
-    assert {case.group for case in CASES} == {"manifest", "audio", "cache", "anchors", "runs", "outputs", "npz"}
+    assert {case.group for case in CASES} == {"manifest", "audio", "cache", "anchors", "similarity", "runs", "outputs",
+                                              "npz"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])

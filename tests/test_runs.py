@@ -41,7 +41,8 @@ def _write(folder, config=None, metrics=None, weights=True):
 
 
 def test_find_read_and_check_runs(tmp_path):
-    config = {"method": "lam", "seed": 0, "features": "pooled", "stat": "mean", "data": {"source": {"model": {}}}}
+    model = {"model_id": "tiny", "num_layers": 4, "hidden_size": 8}
+    config = {"method": "lam", "seed": 0, "features": "pooled", "stat": "mean", "data": {"source": {"model": model}}}
     metrics = {"selection": "source-dev", "best_epoch": 2, "source_dev": EVALUATION, "target_test": EVALUATION}
     lam = runs.run_folder(tmp_path, "lam", 0)
     _write(lam, config, metrics)
@@ -62,3 +63,29 @@ def test_read_config_says_what_is_not_a_run(tmp_path):
     _write(tmp_path / "a", {"method": "lam"})
     with pytest.raises(SersError, match="no 'data' section"):
         runs.read_config(tmp_path / "a")
+
+
+@pytest.mark.parametrize("field, value, named", [
+    ("seed", 1.5, "field 'seed' must be an integer, not 1.5"),
+    ("seed", True, "field 'seed' must be an integer, not true"),
+    ("layers", [1, 1], "field 'layers' names layer 1 twice"),
+    ("layers", [2, 4], "field 'layers[1]' is layer 4, out of range (0-3)"),
+    ("features", "frame", "field 'features' must be one of pooled, frames"),
+    ("frame_stride", 0, "field 'frame_stride' must be at least 1"),
+    ("speaker_standardised", "yes", "field 'speaker_standardised' must be true or false"),
+    ("data", {"source": {"model": {"model_id": "tiny", "num_layers": "4", "hidden_size": 8}}},
+     "field 'data.source.model.num_layers' must be an integer"),
+    ("data", {"source": {}}, "field 'data.source.model' must be an object, not null"),
+])
+def test_a_damaged_config_is_one_line_naming_the_field(tmp_path, field, value, named):
+    model = {"model_id": "tiny", "num_layers": 4, "hidden_size": 8}
+    config = {"method": "lam", "seed": 0, "layers": [1, 2], "data": {"source": {"model": model}}, field: value}
+    _write(tmp_path, config)
+    with pytest.raises(SersError, match="config.json: " + __import__("re").escape(named)):
+        runs.read_config(tmp_path)
+
+
+def test_scores_of_a_damaged_metrics_json_are_refused(tmp_path):
+    _write(tmp_path, {"method": "lam", "data": {}}, {"target_test": {**EVALUATION, "uar": "0.5"}})
+    with pytest.raises(SersError, match=r"metrics.json: field 'target_test.uar' must be a number from 0 to 1"):
+        runs.read_run(tmp_path)

@@ -22,7 +22,7 @@ import numpy as np
 
 from sers import atomic
 from sers.errors import SersError
-from sers.jsonfile import read_json
+from sers.jsonfile import field_error, layer_list, number_list, object_field, read_json, text_field
 from sers.analysis.measures import MEASURES, ranking_problem, ties
 from sers.pipeline.options import STRATEGIES
 
@@ -37,7 +37,31 @@ def load_similarity(path) -> dict:
                        invalid="not a similarity.json")
     if not isinstance(result, dict) or "measures" not in result or "layers" not in result:
         raise SersError(f"{path}: not a similarity.json (no 'layers' and 'measures')")
+    check_similarity(result, path)
     return result
+
+
+def check_similarity(result: dict, source) -> None:
+    """What ranking reads, checked as `sers similarity` writes it: distinct integer layers, one number
+    (or null) per layer in every measure's values, a known direction. A hand-edited file with 4 layers
+    and 3 scores would otherwise rank the wrong layers, and a score written as a string would fail
+    deep inside the ranking; each is one line naming the file and the field."""
+    layers = layer_list(result["layers"], source, "layers")
+    table = object_field(result["measures"], source, "measures")
+    for name, column in table.items():
+        column = object_field(column, source, f"measures.{name}")
+        if "values" not in column:
+            raise field_error(source, f"measures.{name}", "has no 'values' (one score per layer)")
+        number_list(column["values"], source, f"measures.{name}.values", len(layers))
+        direction = column.get("direction")
+        if direction is None and name not in MEASURES:
+            raise field_error(source, f"measures.{name}", "has no 'direction' (lower or higher is better) and "
+                                                          "is not a measure sers knows")
+        if direction is not None:
+            text_field(direction, source, f"measures.{name}.direction", ("lower", "higher"))
+    if result.get("target") is not None:
+        target = object_field(result["target"], source, "target")
+        text_field(target.get("label_split"), source, "target.label_split", nullable=True)
 
 
 def choose_measure(result: dict, measure: str | None = None) -> tuple[str, dict[str, str]]:
