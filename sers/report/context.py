@@ -12,6 +12,7 @@ import shlex
 from pathlib import Path
 
 from sers import runs as run_schema
+from sers.analysis.measures import ranking_problem
 from sers.display import plots
 from sers.display import figures as report_figures
 from sers.report.document import Bullets, Code, Figure, Figures, KeyValues, Paragraph, Section, Table
@@ -24,11 +25,19 @@ def similarity_section(similarity, anchors, anchors_path, images: Path) -> Secti
     anchor_layers = [int(x) for x in anchors.get("layers") or []]
     anchor_groups = [[int(x) for x in g] for g in anchors.get("groups") or []]
     blocks = []
+    # A measure that cannot rank layers (constant, saturated, outside its range) is not drawn:
+    # a curve or heatmap invites reading a best layer off it.
+    problems = {name: ranking_problem(name, column.get("values", []))
+                for name, column in ((similarity or {}).get("measures") or {}).items()}
     if similarity and similarity.get("measures"):
         blocks.append(Paragraph(_similarity_description(similarity)))
-        columns = similarity["measures"]
+        columns = {name: column for name, column in similarity["measures"].items() if not problems[name]}
         curves = ({name: column.get("values", []) for name, column in columns.items()},
-                  {name: column.get("direction") for name, column in columns.items()}, similarity.get("layers", []))
+                  {name: column.get("direction") for name, column in columns.items()},
+                  similarity.get("layers", [])) if columns else None
+        if any(problems.values()):
+            blocks.append(Paragraph("Not plotted, as they cannot rank layers: " + "; ".join(
+                f"{name} ({problem})" for name, problem in problems.items() if problem) + ".", muted=True))
     elif anchors.get("scores"):  # no similarity folder: the anchor measure's scores are in anchors.json
         name = anchors.get("measure") or "score"
         layers = sorted(int(layer) for layer in anchors["scores"])
@@ -49,7 +58,8 @@ def similarity_section(similarity, anchors, anchors_path, images: Path) -> Secti
         heatmaps = [Figure(plots.layer_heatmap(matrix["values"], images / f"similarity_{name}.png",
                                                title=f"{name}: source layer vs target layer"),
                            f"{name}, source layer × target layer", width=420)
-                    for name, matrix in (similarity.get("matrices") or {}).items() if matrix.get("values")]
+                    for name, matrix in (similarity.get("matrices") or {}).items()
+                    if matrix.get("values") and not problems.get(name)]
         if heatmaps:
             blocks.append(Figures(heatmaps))
         blocks.append(_similarity_table(similarity, anchor_layers, anchors.get("measure")))
