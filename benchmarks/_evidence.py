@@ -7,6 +7,8 @@ table of a selector computed here from the candidates equals what `sers train --
 """
 from __future__ import annotations
 
+from selection_regret import ORACLE, choices
+
 from sers.classifiers.options import CRITERIA
 from sers.classifiers.selection import choose
 from sers.pipeline.train_results import summarise
@@ -28,19 +30,10 @@ def reselect(table, criterion: str) -> list[dict]:
 
 def regret_rows(table, direction: str) -> list[dict]:
     """Per method x seed with candidates, per criterion: the best candidate's target UAR minus that
-    of the candidate the criterion keeps."""
-    out = []
-    for run in table.runs:
-        candidates = run.get("candidates") or []
-        if len(candidates) < 2:
-            continue
-        uars = [c["metrics"]["target_test"]["uar"] for c in candidates]
-        for criterion in CRITERIA:
-            kept = candidates[choose([c["selection_scores"] for c in candidates], criterion)]
-            out.append({"direction": direction, "method": run["method"], "seed": run["seed"], "criterion": criterion,
-                        "regret": max(uars) - kept["metrics"]["target_test"]["uar"],
-                        "lambda0": kept["candidate"].split(",")[0] == "lambda=0"})
-    return out
+    of the candidate the criterion keeps (one implementation: selection_regret.choices)."""
+    return [{"direction": direction, "method": method, "criterion": criterion, "regret": regret, "lambda0": zero}
+            for (method, criterion), picked in choices(table).items() if criterion != ORACLE
+            for regret, zero, _ in picked]
 
 
 def summarise_regret(regrets: list[dict]) -> tuple[list[str], list[list]]:

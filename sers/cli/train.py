@@ -77,8 +77,10 @@ def _command_line(ctx) -> str:
                    "trains each as a candidate and keeps, per seed, the one --select scores best; 0 (no "
                    "alignment) is a candidate by default.")
 @click.option("--select", type=Choices(SELECT_CRITERIA), default="source-dev", show_default=True,
-              help="How to choose among λ / anchor candidates, reading no target label: source dev UAR, "
-                   "information maximisation on target predictions (im), or deep embedded validation (dev).")
+              help="How to choose among λ / anchor candidates, reading no target label: source dev UAR "
+                   "(source-dev), information maximisation (im), deep embedded validation (dev), soft "
+                   "neighbourhood density (snd), batch nuclear norm (bnm), class-AMI (class-ami) or "
+                   "importance-weighted validation on the input features (iwcv); see docs/method.md.")
 @click.option("--coral-scale", type=Choices(CORAL_SCALES), default="relative", show_default=True,
               help="relative: ||C_s-C_t||²/(||C_s||²+||C_t||²), width- and scale-free (λ=1 acts); "
                    "4d2: Deep CORAL's /(4d²) (about 1e-3 of the cross-entropy).")
