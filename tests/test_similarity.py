@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from matplotlib import image as plt_image
+from scipy.stats import kendalltau
 
 import sers.cache
 import sers.errors
@@ -457,3 +458,131 @@ def test_a_new_measure_is_one_entry(planted, tmp_path, monkeypatch):
     assert len(column["values"]) == len(coral) and all(v > 0 for v in column["values"])
     with open(tmp_path / "similarity.csv") as handle:
         assert "mean-gap" in next(csv.reader(handle))
+
+
+# -- label-free measures after per-speaker standardisation (issue 23) -----------------------------
+
+def correlated_rows(rng, n, dim, strength):
+    """Mean 0, unit variance per dimension; dimensions 2j and 2j-1 correlated by ``strength``."""
+    z = rng.normal(size=(n, dim))
+    mixed = np.sqrt(1 - strength ** 2) * z + strength * np.roll(z, 1, axis=1)
+    mixed[:, 1::2] = z[:, 1::2]
+    return mixed
+
+
+def write_speaker_caches(tmp_path, gap_per_layer, num_layers=6, speakers=(5, 5), per_speaker=60, dim=8, seed=0):
+    """Source and target caches whose utterances name their speaker (so `--speaker-norm auto`
+    standardises them); each speaker has a voice offset of its own; the target's correlation
+    gap from the source is ``gap_per_layer`` x the layer. Means and per-dimension variances are
+    then equal by construction after standardisation: only the correlations differ."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for side, count, gap in (("source", speakers[0], 0.0), ("target", speakers[1], gap_per_layer)):
+        who = np.repeat(np.arange(count), per_speaker)
+        features = np.stack([correlated_rows(rng, len(who), dim, gap * layer) + rng.normal(size=(count, dim))[who]
+                             for layer in range(num_layers)])
+        paths.append(sers.cache.from_arrays(tmp_path / f"{side}.zarr", features, {
+            "id": [f"{side}{i}" for i in range(len(who))], "label": CLASSES[rng.integers(0, 4, len(who))].tolist(),
+            "split": ["train"] * len(who), "speaker": [f"{side}-v{w}" for w in who]}, model_id="planted"))
+    return paths
+
+
+def chance_margin(n_s, n_t):
+    return 3 * 0.25 * np.sqrt(1 / n_s + 1 / n_t)  # 3 standard errors of a balanced accuracy at chance
+
+
+def test_one_distribution_standardised_per_speaker_scores_chance_not_below(tmp_path):
+    result = compute_similarity(*write_speaker_caches(tmp_path, 0.0), tmp_path / "sim")
+    assert result["speaker_standardised"] is True
+    assert result["domain_folds"] == {"n_folds": 5, "grouped_by": "speaker"}
+    values = {name: np.array(column["values"]) for name, column in result["measures"].items()}
+    margin = chance_margin(300, 300)
+    assert np.all(np.abs(values["domain"] - 0.5) < margin), values["domain"]  # the old folds gave ~0.3
+    assert np.all((values["proxy-a-distance"] >= 0) & (values["proxy-a-distance"] <= 4 * margin))
+    assert np.all(np.abs(values["mmd"]) < 1e-3), values["mmd"]  # unbiased: around 0, not -1/(rows per speaker)
+    assert not any(problem.startswith("outside") for problem in result["cannot_rank"].values())
+
+
+def test_planted_layer_order_is_recovered_after_standardisation_and_the_measures_agree(tmp_path):
+    result = compute_similarity(*write_speaker_caches(tmp_path, 0.15), tmp_path / "sim")
+    assert result["speaker_standardised"] is True and result["cannot_rank"] == {}
+    layers = np.array(result["layers"])
+    for name in ("coral", "mmd", "domain", "proxy-a-distance"):
+        values = np.array(result["measures"][name]["values"])  # all "lower is more alike": rising with the gap
+        assert kendalltau(layers, values).statistic > 0.85, (name, values)
+    pairs = {tuple(pair["measures"]): pair for pair in result["agreement"]}
+    assert set(pairs) == {("coral", "mmd"), ("coral", "domain"), ("mmd", "domain")}
+    assert all(pair["tau"] > 0.7 and pair["layers"] == len(layers) for pair in pairs.values())
+    on_disk = json.loads((tmp_path / "sim" / "similarity.json").read_text())
+    assert on_disk["agreement"] == result["agreement"] and on_disk["cannot_rank"] == {}
+    assert on_disk["mmd_rows"] == {"most_per_side": 1000, "source": 300, "target": 300}
+    line = next(line for line in result.summary().splitlines() if line.startswith("layer orders agree"))
+    assert "coral/mmd +" in line and "mmd/domain +" in line
+
+
+def test_fewer_speakers_than_folds_and_a_single_speaker(tmp_path):
+    result = compute_similarity(*write_speaker_caches(tmp_path / "a", 0.1, speakers=(3, 4)), measures_wanted=["domain"])
+    assert result["domain_folds"] == {"n_folds": 3, "grouped_by": "speaker"}
+    assert "domain: 3 folds of whole speakers (a side has 3 speakers), not 5" in result["notes"]
+    caches = write_speaker_caches(tmp_path / "b", 0.1, speakers=(1, 4), per_speaker=100)
+    result = compute_similarity(*caches, measures_wanted=["coral", "domain"])
+    assert list(result["measures"]) == ["coral"] and "fewer than 2 speakers" in result["skipped"]["domain"]
+    # not standardised, the rows themselves can make the folds
+    result = compute_similarity(*caches, measures_wanted=["domain"], speaker_norm="off")
+    assert result["domain_folds"] == {"n_folds": 5, "grouped_by": "row"}
+
+
+def test_a_measure_that_cannot_rank_is_named_and_not_plotted(planted, tmp_path, monkeypatch):
+    from sers.analysis import measures
+    from sers.pipeline import similarity_outputs
+
+    def constant(source, target, centre, scale) -> float:
+        return 1e-15  # as a difference of means after per-speaker standardisation
+
+    entry = measures.Measure("flat", "lower", True, "constant by construction", "stats", constant, bounds=(0.0, None))
+    monkeypatch.setitem(measures.MEASURES, "flat", entry)
+    monkeypatch.setattr(measures, "MEASURE_NAMES", measures.MEASURE_NAMES + ("flat",))
+    monkeypatch.setattr(measures, "LABEL_FREE", measures.LABEL_FREE + ("flat",))
+    drawn = []
+    real_curves = similarity_outputs.plots.layer_curves
+    monkeypatch.setattr(similarity_outputs.plots, "layer_curves",
+                        lambda layers, values, *a, **k: drawn.append(list(values)) or real_curves(layers, values, *a, **k))
+    result = compute_similarity(*planted, tmp_path, measures_wanted=["coral", "flat"])
+    assert result["cannot_rank"] == {"flat": "constant: 1e-15 at every layer"}
+    assert drawn == [["coral"]]
+    assert "flat cannot rank layers (constant: 1e-15 at every layer): it chooses no anchors and is not plotted" \
+        in format_table(result)
+    assert all(pair["measures"] != ["coral", "flat"] for pair in result["agreement"])
+    # an old table whose proxy A-distance went negative: outside its range, so named too
+    old = dict(result, measures={"proxy-a-distance": {"direction": "lower", "values": [-1.4, -1.5]}}, layers=[0, 1],
+               agreement=[])
+    assert "proxy-a-distance cannot rank layers (outside its range [0, 2]: -1.4 and 1 more)" in format_table(old)
+
+
+def test_a_negative_mmd_is_shown_and_explained(planted):
+    result = compute_similarity(*planted, measures_wanted=["mmd"])
+    values = result["measures"]["mmd"]["values"]
+    negative = [layer for layer, value in zip(result["layers"], values) if value < 0]
+    assert negative and set(negative) <= set(PLANTED)  # where the target is drawn as the source is
+    assert min(values) > -0.01 and result["cannot_rank"] == {}
+    table = format_table(result)
+    assert f"{min(values):.4g}" in table  # shown as computed
+    assert (f"mmd < 0 at layers {', '.join(map(str, negative))}: an unbiased estimate of 0 (no difference) falls "
+            "below it about half the time; read as 0") in table
+
+
+def test_the_report_draws_no_measure_that_cannot_rank(tmp_path, monkeypatch):
+    from sers.report import context
+
+    drawn = {}
+    monkeypatch.setattr(context.report_figures, "anchored_curves",
+                        lambda layers, values, path, **options: drawn.update(values) or path)
+    monkeypatch.setattr(context.plots, "layer_heatmap", lambda matrix, path, **options: drawn.update(heat=path) or path)
+    similarity = {"layers": [0, 1, 2], "source": {}, "target": {}, "matrices": {}, "measures": {
+        "coral": {"direction": "lower", "values": [0.3, 0.1, 0.2]},
+        "mmd": {"direction": "lower", "values": [1.8e-15, 2.0e-15, 1.7e-15]},
+        "proxy-a-distance": {"direction": "lower", "values": [-1.38, -1.47, -1.53]}}}
+    section = context.similarity_section(similarity, None, None, tmp_path)
+    assert list(drawn) == ["coral"]
+    text = " ".join(getattr(block, "text", "") for block in section.blocks)
+    assert "Not plotted, as they cannot rank layers: mmd (constant" in text and "proxy-a-distance (outside" in text

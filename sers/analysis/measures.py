@@ -1,8 +1,9 @@
 """Layer-similarity measures between a source and a target sample, on plain arrays.
 
 Rows are utterances (or segments), columns are feature dimensions. Everything is
-computed in float64 from sufficient statistics (counts, sums, D x D cross-products),
-so nothing here is ever N x N and a layer can be summarised in row chunks.
+computed in float64, from sufficient statistics (:mod:`sers.analysis.moments`) or, for the
+kernel MMD, on a seeded subsample of at most ``MMD_ROWS`` rows per side, so nothing grows
+quadratically with the number of rows and a layer can be summarised in row chunks.
 
 The distances and centroid measures see *jointly standardised* features: each
 dimension is centred and scaled by the mean and standard deviation of the
@@ -13,10 +14,12 @@ regardless of size. The probe, a classifier trained on the source, standardises
 with the source's statistics alone.
 
 Label-free (need no target labels):
-    coral   ||C_s - C_t||_F^2 / (4 d^2)                       lower = more alike
-    mmd     ||mu_s - mu_t||^2 (linear-kernel MMD)             lower = more alike
-    domain  cross-validated balanced accuracy of a linear      lower = more alike
-            source-vs-target classifier; also proxy A-distance 2 (1 - 2 err)
+    coral   ||C_s - C_t||_F^2 / (4 d^2)                          lower = more alike
+    mmd     unbiased MMD^2, Gaussian kernel, median-heuristic     lower = more alike
+            bandwidth, at most 1000 seeded rows per side, within-side pairs of two speakers
+    domain  cross-validated balanced accuracy of a shrinkage      lower = more alike
+            quadratic source-vs-target discriminant, folds grouped by speaker;
+            also the proxy A-distance max(0, 2 (1 - 2 err)) in [0, 2]
 Label-aware (need a labelled target analysis split):
     centroid-cos  mean cosine of matching class centroids      higher = more alike
     cka           linear CKA of the matched centroid matrices  higher = more alike
@@ -24,9 +27,11 @@ Label-aware (need a labelled target analysis split):
                   regression trained on source labels (features
                   standardised by the source's own statistics)
 
-The domain classifier is a shrinkage linear discriminant solved in closed form
-from per-fold moments: k-fold cross-validation costs one pass over the data plus
-k D x D solves, instead of k iterative fits on 2N x D (see docs/benchmarks/similarity.md).
+Why these label-free measures (:mod:`sers.analysis.separation`): after sers's default
+per-speaker standardisation each language has mean 0 and unit variance per dimension by
+construction, so a difference of means (the linear-kernel MMD sers had before) is 0 at
+every layer and a linear domain classifier is at chance; what differs is left to second and
+higher moments, which CORAL, the Gaussian MMD and the quadratic discriminant see.
 
 Adding a measure is one entry in :data:`MEASURES` (name, direction, label-free or not,
 description, what its function needs, the function): `sers similarity` computes it,
@@ -34,13 +39,17 @@ description, what its function needs, the function): `sers similarity` computes 
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import scipy.linalg
+import scipy.stats
 
-CHUNK_ROWS = 4096  # rows cast to float64 at a time: 32 MB at D = 1024
+from sers.analysis.moments import (Moments, Stats, column_mean, column_mean_square, compute_moments,  # noqa: F401
+                                   joint_standardiser, standardised, standardiser_of)
+from sers.analysis.separation import (MMD_ROWS, domain_from_moments, fold_assignment, fold_plan,  # noqa: F401
+                                      gaussian_mmd, oas_shrinkage, proxy_a_distance, subsample_rows)
 
 
 def ties(a: float, b: float) -> bool:
@@ -51,19 +60,33 @@ def ties(a: float, b: float) -> bool:
 def ranking_problem(name: str, values) -> str | None:
     """Why the per-layer ``values`` of measure ``name`` cannot rank layers, or None when they can.
 
-    A measure that sits at its worst bound at every layer (a domain classifier that separates
-    the languages perfectly everywhere) or has one value at every layer says nothing about which
-    layer is more alike; picking its "best" layer would be a tie-break, not a measurement.
+    A value outside the measure's range says the computation is broken, not that a layer is
+    more alike. A measure that sits at its worst bound at every layer (a domain classifier that
+    separates the languages perfectly everywhere) or has one value at every layer (a mean
+    difference that standardisation set to 0) says nothing about which layer is more alike;
+    picking its "best" layer would be a tie-break, not a measurement.
     """
     finite = [float(v) for v in values if v is not None and np.isfinite(v)]
     if not finite:
         return "no finite values"
-    worst = MEASURES[name].worst if name in MEASURES else None
+    measure = MEASURES.get(name)
+    if measure is not None:
+        low, high = measure.bounds
+        outside = [v for v in finite if (low is not None and v < low and not ties(v, low))
+                   or (high is not None and v > high and not ties(v, high))]
+        if outside:
+            return (f"outside its range {_range_text(low, high)}: {outside[0]:.4g}"
+                    + (f" and {len(outside) - 1} more" if len(outside) > 1 else ""))
+    worst = measure.worst if measure is not None else None
     if worst is not None and all(ties(v, worst) for v in finite):
         return f"saturated: {worst:g} (its worst value) at every layer"
     if len(finite) > 1 and all(ties(v, finite[0]) for v in finite):
         return f"constant: {finite[0]:.4g} at every layer"
     return None
+
+
+def _range_text(low, high) -> str:
+    return f"[{'-inf' if low is None else f'{low:g}'}, {'inf)' if high is None else f'{high:g}]'}"
 
 
 def best_positions(values, direction: str) -> list[int]:
@@ -75,72 +98,28 @@ def best_positions(values, direction: str) -> list[int]:
     return [i for i, v in finite if ties(v, best)]
 
 
-# -- sufficient statistics --------------------------------------------------------------
-
-@dataclass
-class Stats:
-    n: int
-    mean: np.ndarray   # (D,)
-    cov: np.ndarray    # (D, D), unbiased (n - 1), like np.cov
-
-
-@dataclass
-class Moments:
-    """Count, sum and cross-product of ``x - shift`` per fold, in float64.
-
-    Keeping folds apart lets cross-validation take training statistics as
-    "everything minus fold k" without a second pass over the rows.
-    """
-    shift: np.ndarray    # (D,) the sample mean: keeps the cross-products well conditioned
-    counts: np.ndarray   # (K,)
-    sums: np.ndarray     # (K, D)
-    cross: np.ndarray    # (K, D, D)
-
-    def stats(self, leave_out: int | None = None) -> Stats:
-        keep = np.ones(len(self.counts), bool)
-        if leave_out is not None:
-            keep[leave_out] = False
-        n = int(self.counts[keep].sum())
-        offset = self.sums[keep].sum(0) / n
-        cross = self.cross[keep].sum(0)
-        cov = (cross - n * np.outer(offset, offset)) / max(n - 1, 1)
-        return Stats(n, self.shift + offset, cov)
-
-
-def compute_moments(x: np.ndarray, folds: np.ndarray | None = None, n_folds: int = 1) -> Moments:
-    """Moments of the rows of ``x`` (any float dtype), split by ``folds`` (ints 0..K-1)."""
-    n, dim = x.shape
-    if folds is None:
-        folds = np.zeros(n, int)
-    shift = _column_mean(x)
-    counts = np.bincount(folds, minlength=n_folds)
-    sums = np.zeros((n_folds, dim))
-    cross = np.zeros((n_folds, dim, dim))
-    for k in range(n_folds):
-        rows = np.flatnonzero(folds == k)
-        for start in range(0, len(rows), CHUNK_ROWS):
-            block = x[rows[start:start + CHUNK_ROWS]].astype(np.float64) - shift
-            sums[k] += block.sum(0)
-            cross[k] += block.T @ block  # numpy computes X^T X with one symmetric BLAS call
-    return Moments(shift, counts, sums, cross)
-
-
-def fold_assignment(n: int, n_folds: int, seed: int) -> np.ndarray:
-    """A seeded, balanced assignment of n rows to folds 0..n_folds-1."""
-    return np.random.default_rng(seed).permutation(n) % n_folds
-
-
-def joint_standardiser(mean_a, var_a, mean_b, var_b) -> tuple[np.ndarray, np.ndarray]:
-    """(centre, scale) of the equal-weight mixture of two samples, per dimension."""
-    centre = (mean_a + mean_b) / 2
-    var = (var_a + var_b) / 2 + ((mean_a - mean_b) / 2) ** 2
-    scale = np.sqrt(var)
-    scale[scale == 0] = 1.0  # a constant dimension carries nothing; leave it at 0
-    return centre, scale
-
-
-def standardiser_of(a: Stats, b: Stats) -> tuple[np.ndarray, np.ndarray]:
-    return joint_standardiser(a.mean, np.diag(a.cov), b.mean, np.diag(b.cov))
+def ranking_agreement(columns: dict) -> list[dict]:
+    """Kendall's tau-b (scipy.stats.kendalltau) between the layer orders of every pair of measures
+    in ``columns`` ({name: {"direction", "values"}}) that can rank layers, each oriented so that
+    higher means more alike: +1, the two put the layers in the same order; -1, in opposite orders.
+    A column another measure yields (proxy-a-distance, a monotone function of domain) is left out.
+    ``tau`` is None when fewer than 3 layers have both values or one of them is constant there."""
+    usable = {}
+    for name, column in columns.items():
+        measure = MEASURES.get(name)
+        if (measure is None or measure.compute is not None) and ranking_problem(name, column["values"]) is None:
+            sign = -1.0 if column["direction"] == "lower" else 1.0
+            usable[name] = sign * np.asarray([np.nan if v is None else v for v in column["values"]], float)
+    pairs = []
+    for a, b in itertools.combinations(usable, 2):
+        keep = np.isfinite(usable[a]) & np.isfinite(usable[b])
+        tau = p_value = None
+        if keep.sum() >= 3:
+            found = scipy.stats.kendalltau(usable[a][keep], usable[b][keep])
+            if np.isfinite(found.statistic):
+                tau, p_value = float(found.statistic), float(found.pvalue)
+        pairs.append({"measures": [a, b], "tau": tau, "p_value": p_value, "layers": int(keep.sum())})
+    return pairs
 
 
 # -- label-free measures ----------------------------------------------------------------
@@ -150,38 +129,6 @@ def coral_from_stats(a: Stats, b: Stats, centre, scale) -> float:
     inv = 1.0 / scale
     diff = (a.cov - b.cov) * np.outer(inv, inv)
     return float(np.sum(diff * diff) / (4 * dim * dim))
-
-
-def mmd_from_stats(a: Stats, b: Stats, centre, scale) -> float:
-    return float(np.sum(((a.mean - b.mean) / scale) ** 2))
-
-
-def domain_from_moments(xs, ms: Moments, folds_s, xt, mt: Moments, folds_t, centre, scale,
-                        shrinkage: float = 0.1) -> tuple[float, float]:
-    """(balanced accuracy, proxy A-distance) of a k-fold cross-validated linear discriminant.
-
-    For each fold: fit on the other folds' moments (pooled within-domain covariance,
-    shrunk towards its mean variance), score the held-out rows. Balanced accuracy
-    makes chance 0.5 whatever the two sample sizes are.
-    """
-    correct_s = correct_t = 0
-    for k in range(len(ms.counts)):
-        s, t = ms.stats(leave_out=k), mt.stats(leave_out=k)
-        inv = 1.0 / scale
-        mean_s, mean_t = (s.mean - centre) * inv, (t.mean - centre) * inv
-        pooled = ((s.n - 1) * s.cov + (t.n - 1) * t.cov) / max(s.n + t.n - 2, 1) * np.outer(inv, inv)
-        ridge = shrinkage * np.trace(pooled) / len(pooled)
-        shrunk = (1 - shrinkage) * pooled + ridge * np.eye(len(pooled))
-        w = scipy.linalg.cho_solve(scipy.linalg.cho_factor(shrunk, check_finite=False), mean_s - mean_t,
-                                   check_finite=False)
-        threshold = w @ (mean_s + mean_t) / 2
-        # back to raw coordinates: score(x) = x @ w_raw - offset
-        w_raw = w * inv
-        offset = threshold + centre @ w_raw
-        correct_s += int(np.sum(_project(xs[folds_s == k], w_raw) > offset))
-        correct_t += int(np.sum(_project(xt[folds_t == k], w_raw) <= offset))
-    accuracy = (correct_s / len(xs) + correct_t / len(xt)) / 2
-    return float(accuracy), float(2 * (1 - 2 * (1 - accuracy)))
 
 
 @dataclass
@@ -196,9 +143,12 @@ class PairSummary:
     scale: np.ndarray
 
 
-def label_free_at_layer(xs, folds_s, xt, folds_t, n_folds: int, names) -> tuple[dict[str, float], PairSummary]:
-    """The label-free measures among ``names`` (registry entries needing "stats" or "folds"; domain
-    also gives proxy-a-distance) for one layer's source and target rows, from one pass over each."""
+def label_free_at_layer(xs, folds_s, xt, folds_t, n_folds: int, names, seed: int = 0, groups=(None, None)
+                        ) -> tuple[dict[str, float], PairSummary]:
+    """The label-free measures among ``names`` (registry entries needing "stats", "folds" or
+    "sample"; domain also gives proxy-a-distance) for one layer's source and target rows, from
+    one pass over each; ``seed`` chooses the kernel MMD's subsample (the same rows at every layer),
+    ``groups`` are the two sides' speakers (None: unknown)."""
     ms, mt = compute_moments(xs, folds_s, n_folds), compute_moments(xt, folds_t, n_folds)
     s, t = ms.stats(), mt.stats()
     centre, scale = standardiser_of(s, t)
@@ -208,7 +158,9 @@ def label_free_at_layer(xs, folds_s, xt, folds_t, n_folds: int, names) -> tuple[
         if measure.needs == "stats":
             values[name] = measure.compute(s, t, centre, scale)
         elif measure.needs == "folds":
-            values.update(zip(measure.columns, measure.compute(xs, ms, folds_s, xt, mt, folds_t, centre, scale)))
+            values.update(zip(measure.columns, measure.compute(xs, ms, folds_s, xt, mt, folds_t)))
+        elif measure.needs == "sample":
+            values[name] = measure.compute(xs, xt, centre, scale, seed, groups_s=groups[0], groups_t=groups[1])
         else:
             raise ValueError(f"{name} is not a label-free measure")
     return values, PairSummary(s.mean, np.diag(s.cov).copy(), t.mean, np.diag(t.cov).copy(), centre, scale)
@@ -220,7 +172,7 @@ def class_centroids(x: np.ndarray, groups: np.ndarray, classes) -> np.ndarray:
     """(len(classes), D) float64 mean of the rows of each class (group key)."""
     out = np.empty((len(classes), x.shape[1]))
     for i, name in enumerate(classes):
-        out[i] = _column_mean(x[groups == name])
+        out[i] = column_mean(x[groups == name])
     return out
 
 
@@ -257,15 +209,15 @@ def probe_uar(xs, ys, xt, yt, C: float = 1.0, max_iter: int = 500) -> float:
     from sklearn.metrics import recall_score
     from threadpoolctl import threadpool_limits
 
-    centre = _column_mean(xs)
-    scale = np.sqrt(_column_mean_square(xs, centre))
+    centre = column_mean(xs)
+    scale = np.sqrt(column_mean_square(xs, centre))
     scale[scale == 0] = 1.0
     model = LogisticRegression(C=C, class_weight="balanced", max_iter=max_iter)
     # The products here are N x D by D x classes: too thin to gain from BLAS threads, and
     # threads that spin for a busy core made each lbfgs step ~8x slower on a shared machine.
     with threadpool_limits(limits=1, user_api="blas"):
-        model.fit(_standardise(xs, centre, scale), ys)
-        predicted = model.predict(_standardise(xt, centre, scale))
+        model.fit(standardised(xs, centre, scale), ys)
+        predicted = model.predict(standardised(xt, centre, scale))
     return float(recall_score(yt, predicted, labels=np.unique(yt), average="macro", zero_division=0))
 
 
@@ -300,8 +252,10 @@ class Measure:
     where :mod:`sers.pipeline.similarity` computes it:
 
     "stats"      (source Stats, target Stats, centre, scale) -> float; label-free, one pass per layer
-    "folds"      (xs, source Moments, source folds, xt, target Moments, target folds, centre, scale)
+    "folds"      (xs, source Moments, source folds, xt, target Moments, target folds)
                  -> one value per name in ``columns``; label-free, cross-validated
+    "sample"     (xs, xt, centre, scale, seed, groups_s=, groups_t=) -> float; label-free, on a seeded
+                 subsample of rows; the groups are each row's speaker (None: unknown)
     "centroids"  (source class centroids, target class centroids, centre, scale) -> float; label-aware,
                  also computed source layer x target layer (a heatmap)
     "rows"       (source rows, source labels, target rows, target labels) -> float; label-aware
@@ -317,6 +271,8 @@ class Measure:
     compute: Callable | None = None
     worst: float | None = None  # the bound meaning "not alike at all" (a saturated measure sits there)
     also: tuple[str, ...] = ()  # further columns ``compute`` returns, after its own
+    bounds: tuple[float | None, float | None] = (None, None)  # every value it can take; None: unbounded
+    floor: float | None = None  # "no difference": an unbiased estimate scatters around it, below it too
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -328,17 +284,23 @@ class Measure:
 
 
 MEASURES = {m.name: m for m in (
-    Measure("coral", "lower", True, "CORAL distance ||C_s - C_t||_F^2 / (4 d^2)", "stats", coral_from_stats),
-    Measure("mmd", "lower", True, "linear MMD: squared distance of the means", "stats", mmd_from_stats),
-    Measure("domain", "lower", True, "cross-validated balanced accuracy of a source-vs-target classifier",
-            "folds", domain_from_moments, worst=1.0, also=("proxy-a-distance",)),
-    Measure("proxy-a-distance", "lower", True, "2 (1 - 2 err) of the domain classifier", worst=2.0),
+    Measure("coral", "lower", True, "CORAL distance ||C_s - C_t||_F^2 / (4 d^2)", "stats", coral_from_stats,
+            bounds=(0.0, None)),
+    # Gaussian MMD^2 estimates lie in [-2, 2]; no upper bound is checked so that tables written before it
+    # (whose "mmd" was the linear-kernel one, any value >= 0) still rank their layers.
+    Measure("mmd", "lower", True, f"unbiased MMD^2, Gaussian kernel with median-heuristic bandwidth, on at most "
+            f"{MMD_ROWS} seeded rows per side", "sample", gaussian_mmd, bounds=(-2.0, None), floor=0.0),
+    Measure("domain", "lower", True, "cross-validated balanced accuracy of a shrinkage quadratic source-vs-target "
+            "discriminant, folds grouped by speaker", "folds", domain_from_moments, worst=1.0, bounds=(0.0, 1.0),
+            also=("proxy-a-distance",)),
+    Measure("proxy-a-distance", "lower", True, "max(0, 2 (1 - 2 err)) of the domain classifier", worst=2.0,
+            bounds=(0.0, 2.0)),
     Measure("centroid-cos", "higher", False, "mean cosine of matching class centroids", "centroids",
-            centroid_cosine_from_centroids),
+            centroid_cosine_from_centroids, bounds=(-1.0, 1.0)),
     Measure("cka", "higher", False, "linear CKA of matched class-centroid matrices", "centroids",
-            centroid_cka_from_centroids),
+            centroid_cka_from_centroids, bounds=(0.0, 1.0)),
     Measure("probe", "higher", False, "target UAR of a linear probe trained on source labels", "rows",
-            probe_uar),
+            probe_uar, bounds=(0.0, 1.0)),
 )}
 # What a user can ask for (in this order), and the two kinds.
 MEASURE_NAMES = tuple(name for name, m in MEASURES.items() if m.compute is not None)
@@ -354,18 +316,24 @@ def coral(xs, xt) -> float:
     return coral_from_stats(s, t, *standardiser_of(s, t))
 
 
-def mmd(xs, xt) -> float:
+def mmd(xs, xt, seed: int = 0, max_rows: int = MMD_ROWS, groups_s=None, groups_t=None) -> float:
+    """Gaussian-kernel unbiased MMD^2; with speakers (``groups_*``) within-side pairs are of two speakers."""
     s, t = compute_moments(xs).stats(), compute_moments(xt).stats()
-    return mmd_from_stats(s, t, *standardiser_of(s, t))
+    return gaussian_mmd(xs, xt, *standardiser_of(s, t), seed=seed, max_rows=max_rows, groups_s=groups_s,
+                        groups_t=groups_t)
 
 
-def domain_separability(xs, xt, n_folds: int = 5, seed: int = 0, shrinkage: float = 0.1):
-    """(balanced accuracy, proxy A-distance) telling the rows of xs from those of xt."""
-    folds_s = fold_assignment(len(xs), n_folds, seed)
-    folds_t = fold_assignment(len(xt), n_folds, seed + 1)
+def domain_separability(xs, xt, n_folds: int = 5, seed: int = 0, groups_s=None, groups_t=None):
+    """(balanced accuracy, proxy A-distance) telling the rows of xs from those of xt; with
+    ``groups_s`` and ``groups_t`` (e.g. speakers, at least 2 each) every group's rows stay in one
+    fold, and there are as many folds (at most ``n_folds``) as the side with fewer groups allows."""
+    n_folds, grouped = fold_plan(groups_s, groups_t, n_folds)
+    if not grouped:
+        groups_s = groups_t = None
+    folds_s = fold_assignment(len(xs), n_folds, seed, groups_s)
+    folds_t = fold_assignment(len(xt), n_folds, seed + 1, groups_t)
     ms, mt = compute_moments(xs, folds_s, n_folds), compute_moments(xt, folds_t, n_folds)
-    centre, scale = standardiser_of(ms.stats(), mt.stats())
-    return domain_from_moments(xs, ms, folds_s, xt, mt, folds_t, centre, scale, shrinkage)
+    return domain_from_moments(xs, ms, folds_s, xt, mt, folds_t)
 
 
 def shared_classes(gs, gt) -> list:
@@ -389,33 +357,3 @@ def _centroid_measure(name, xs, gs, xt, gt) -> float:
     s, t = compute_moments(xs).stats(), compute_moments(xt).stats()
     return CENTROID_MEASURES[name](class_centroids(xs, gs, classes), class_centroids(xt, gt, classes),
                                    *standardiser_of(s, t))
-
-
-# -- chunked float64 helpers: never a full float64 copy of a layer ---------------------------
-
-def _column_mean(x: np.ndarray) -> np.ndarray:
-    total = np.zeros(x.shape[1])
-    for start in range(0, len(x), CHUNK_ROWS):
-        total += x[start:start + CHUNK_ROWS].sum(0, dtype=np.float64)
-    return total / max(len(x), 1)
-
-
-def _column_mean_square(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """Mean of (x - centre)^2 per column (the ddof=0 variance when centre is the mean)."""
-    total = np.zeros(x.shape[1])
-    for start in range(0, len(x), CHUNK_ROWS):
-        total += np.sum((x[start:start + CHUNK_ROWS] - centre) ** 2, axis=0)
-    return total / max(len(x), 1)
-
-
-def _project(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return np.concatenate([x[i:i + CHUNK_ROWS].astype(np.float64) @ w for i in range(0, len(x), CHUNK_ROWS)]
-                          or [np.zeros(0)])
-
-
-def _standardise(x: np.ndarray, centre, scale) -> np.ndarray:
-    """float32 standardised copy (what the probe trains on), built chunk by chunk."""
-    out = np.empty(x.shape, np.float32)
-    for start in range(0, len(x), CHUNK_ROWS):
-        out[start:start + CHUNK_ROWS] = (x[start:start + CHUNK_ROWS] - centre) / scale
-    return out

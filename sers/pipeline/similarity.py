@@ -1,7 +1,8 @@
 """`sers similarity`: how alike are source and target at each layer of the model?
 
 Reads two caches one layer at a time (memory stays near one layer's features),
-computes the measures of :mod:`sers.analysis.measures` per layer, and writes
+computes the measures of :mod:`sers.analysis.measures` per layer (on all rows and, at
+segment level, per vowel class: :mod:`sers.pipeline.similarity_compare`), and writes
 ``similarity.json``, ``similarity.csv`` and PNG plots to an output folder
 (:mod:`sers.pipeline.similarity_outputs`).
 
@@ -27,13 +28,10 @@ from sers.analysis import measures
 from sers.errors import SersError
 from sers.pipeline.options import LEVELS
 from sers.pipeline import speakers
+from sers.pipeline.similarity_compare import (MIN_VOWEL_SEGMENTS, Comparison, FoldRule,  # noqa: F401
+                                              take, vowel_comparisons, vowel_counts)
 from sers.pipeline.similarity_outputs import (format_table, similarity_files, to_csv,  # noqa: F401 (re-exported)
                                               write_outputs)
-
-# A vowel class with fewer segments on either side is left out of ``per_vowel`` (with a note):
-# a covariance or a held-out fold from a handful of segments says more about noise than layers.
-MIN_VOWEL_SEGMENTS = 10
-
 
 @dataclass
 class Sample:
@@ -44,6 +42,8 @@ class Sample:
     matched (emotion x vowel) centroids without changing anything downstream.
     ``labels`` (the emotion, what the probe learns) is None where labels may not be read.
     ``vowels`` (segment level only) is each segment's vowel class: not a label, always read.
+    ``speakers`` is each row's speaker ("" where unknown): a speaker's rows stay in one fold of the
+    domain classifier and apart in the kernel MMD (:mod:`sers.analysis.separation` says why).
     A segment-level sample overrides :meth:`features` to read the segments' pooled features.
     """
     cache: sers.cache.CacheReader
@@ -52,6 +52,7 @@ class Sample:
     labels: np.ndarray | None = None
     groups: np.ndarray | None = None
     vowels: np.ndarray | None = None
+    speakers: np.ndarray | None = None
     by_speaker: speakers.SpeakerStandardiser | None = None  # standardise each speaker by its own statistics
 
     def features(self, layer: int) -> np.ndarray:
@@ -65,7 +66,15 @@ class Sample:
         def pick(column):
             return None if column is None else column[keep]
         return replace(self, rows=self.rows[keep], labels=pick(self.labels), groups=pick(self.groups),
-                       vowels=pick(self.vowels))
+                       vowels=pick(self.vowels), speakers=pick(self.speakers))
+
+    def speaker_keys(self, positions=None) -> np.ndarray | None:
+        """The speakers of the rows at ``positions`` (None: all), or None unless every one is known:
+        what keeps a speaker's rows in one fold, and apart in the kernel MMD's within-side pairs."""
+        if self.speakers is None:
+            return None
+        speakers = take(self.speakers, positions)
+        return None if (speakers == "").any() else speakers
 
 
 class SegmentSample(Sample):
@@ -81,7 +90,7 @@ def utterance_sample(cache, split: str, *, role: str, read_labels: bool, labelle
     table = cache.utterances
     rows = _choose_rows(cache, table, split, "utterances", role, labelled_only, max_rows, seed)
     labels = table.label[rows].astype(str) if read_labels else None
-    return Sample(cache, rows, split, labels, labels)
+    return Sample(cache, rows, split, labels, labels, speakers=table.speaker[rows].astype(str))
 
 
 def segment_sample(cache, split: str, *, role: str, read_labels: bool, labelled_only: bool = False,
@@ -91,12 +100,12 @@ def segment_sample(cache, split: str, *, role: str, read_labels: bool, labelled_
         raise SersError(f"{cache.path}: this cache has no vowel segments; extract with --alignments")
     table = cache.segments  # each segment carries its utterance's split and label
     rows = _choose_rows(cache, table, split, "vowel segments", role, labelled_only, max_rows, seed)
-    vowels = table.vowel[rows].astype(str)
+    vowels, speakers = table.vowel[rows].astype(str), table.speaker[rows].astype(str)
     if not read_labels:
-        return SegmentSample(cache, rows, split, vowels=vowels)
+        return SegmentSample(cache, rows, split, vowels=vowels, speakers=speakers)
     labels = table.label[rows].astype(str)
     groups = np.asarray([f"{label}/{vowel}" for label, vowel in zip(labels, vowels)])
-    return SegmentSample(cache, rows, split, labels, groups, vowels)
+    return SegmentSample(cache, rows, split, labels, groups, vowels, speakers)
 
 
 def _choose_rows(cache, table, split, what, role, labelled_only, max_rows, seed) -> np.ndarray:
@@ -160,7 +169,7 @@ def compute_similarity(source, target, out_dir=None, *, measures_wanted=None, la
         if classes:
             labelled = labelled.subset(np.isin(labelled.labels, classes))
         result = _run_layers(source_sample, target_sample, labelled, classes, wanted, layers, n_folds, seed,
-                             progress, notes)
+                             progress, notes, skipped)
         result.update(skipped=skipped, notes=notes, speaker_standardised=by_speaker)
         result.update(_describe(src, tgt, source_sample, target_sample, labelled, target_labels,
                                 level, max_utterances, seed, n_folds))
@@ -181,29 +190,36 @@ class SimilarityResult(dict):
 
 
 def _run_layers(source: Sample, target: Sample, labelled: Sample | None, classes: list, wanted, layers,
-                n_folds, seed, progress, notes: list) -> dict:
+                n_folds, seed, progress, notes: list, skipped: dict) -> dict:
     """Every measure at every layer, reading one layer of each sample at a time.
     ``classes`` are the emotions the label-aware measures compare ([] = skip them).
     Segment samples are also compared one vowel class at a time (``per_vowel``)."""
     label_aware = [m for m in measures.LABEL_AWARE if m in wanted] if classes else []
-    use_folds = "domain" in wanted
+    label_free = [m for m in measures.LABEL_FREE if m in wanted]
+    use_folds = "domain" in label_free
     for sample in (source, target):
         if len(sample) < (n_folds if use_folds else 2):
             raise SersError(f"{sample.cache.path}: split {sample.split!r} has {len(sample)} utterances; "
                             f"the measures need at least {n_folds if use_folds else 2}")
-    k = n_folds if use_folds else 1
+    folds = FoldRule.of(source, target, n_folds, seed) if use_folds else None
+    if folds is not None and folds.refused:
+        skipped["domain"] = folds.refused
+        notes.append(f"skipped domain: {folds.refused}")
+        label_free.remove("domain")
+    elif folds is not None and folds.n_folds < n_folds:
+        notes.append(f"domain: {folds.n_folds} folds of whole speakers (a side has {folds.n_folds} speakers), "
+                     f"not {n_folds}")
     source_keep = np.isin(source.labels, classes) if label_aware else None
-    label_free = [m for m in measures.LABEL_FREE if m in wanted]
-    pooled = _Comparison.of(source, target, labelled, source_keep, None, label_free, label_aware, k, seed)
+    pooled = Comparison.of(source, target, labelled, source_keep, None, label_free, label_aware, folds, seed)
     by_vowel = {} if source.vowels is None else \
-        _vowel_comparisons(source, target, labelled, source_keep, label_free, label_aware, k, seed, notes)
+        vowel_comparisons(source, target, labelled, source_keep, label_free, label_aware, folds, seed, notes)
     comparisons = [pooled, *by_vowel.values()]
 
     summaries_s, summaries_t = [], []
     for layer in tqdm(layers, desc="similarity", unit="layer", disable=not progress):
         xs, xt = source.features(layer), target.features(layer)
         for comparison in comparisons:
-            comparison.add_label_free(xs, xt, k)
+            comparison.add_label_free(xs, xt)
         del xt
         if label_aware:
             xs_labelled = xs if source_keep.all() else xs[source_keep]  # no copy when all are labelled
@@ -224,110 +240,24 @@ def _run_layers(source: Sample, target: Sample, labelled: Sample | None, classes
                     "description": measures.MEASURES[name].description,
                     "values": vals} for name, vals in pooled.values.items()}
     result = {"layers": list(layers), "classes": classes, "centroid_groups": pooled.keys,
-              "measures": table, "matrices": matrices}
+              "measures": table, "matrices": matrices, **_ranking_record(table)}
+    if "mmd" in table:
+        result["mmd_rows"] = {"most_per_side": measures.MMD_ROWS, "source": min(len(source), measures.MMD_ROWS),
+                              "target": min(len(target), measures.MMD_ROWS)}
+    if "domain" in table:
+        result["domain_folds"] = {"n_folds": folds.n_folds, "grouped_by": "speaker" if folds.by_speaker else "row"}
     if source.vowels is not None:
         result["per_vowel"] = {vowel: comparison.values for vowel, comparison in by_vowel.items()}
-        result["vowel_counts"] = _vowel_counts(source, target, labelled)
+        result["vowel_counts"] = vowel_counts(source, target, labelled)
     return result
 
 
-class _Comparison:
-    """Source against target on a selection of rows: all of them (the top-level measures)
-    or one vowel class's. Rows are positions within the samples (None: all, without a copy);
-    the label-aware rows are positions within the source's labelled-class rows and within
-    the labelled target sample. ``keys`` are the centroid keys both sides have ([]: no
-    label-aware measures here)."""
-
-    def __init__(self, source_rows, target_rows, folds_s, folds_t, label_free: list, label_aware: list,
-                 labelled_rows=(None, None), source_keys=None, source_labels=None, target_keys=None,
-                 target_labels=None, keys=()):
-        self.source_rows, self.target_rows = source_rows, target_rows
-        self.folds_s, self.folds_t = folds_s, folds_t
-        self.labelled_source_rows, self.labelled_rows = labelled_rows
-        self.source_keys, self.source_labels = source_keys, source_labels
-        self.target_keys, self.target_labels = target_keys, target_labels
-        self.keys = list(keys)
-        columns = [column for name in label_free for column in measures.MEASURES[name].columns]
-        self.values = {name: [] for name in columns + (label_aware if self.keys else [])}
-        self.label_free = label_free
-        self.pair = self.centroids = None  # of the current layer
-
-    @classmethod
-    def of(cls, source: Sample, target: Sample, labelled, source_keep, vowel, label_free, label_aware, k, seed):
-        """All rows (``vowel`` None) or the rows of one vowel class."""
-        def rows_of(vowels):  # positions of this vowel's rows; None: every row
-            return None if vowel is None else np.flatnonzero(vowels == vowel)
-        source_rows, target_rows = rows_of(source.vowels), rows_of(target.vowels)
-        n_s, n_t = len(_take(source.rows, source_rows)), len(_take(target.rows, target_rows))
-        folds = measures.fold_assignment(n_s, k, seed), measures.fold_assignment(n_t, k, seed + 1)
-        if not label_aware:
-            return cls(source_rows, target_rows, *folds, label_free, [])
-        # Centroids: "emotion/vowel" groups over all rows, the emotions within one vowel.
-        key = "groups" if vowel is None else "labels"
-        ls_rows = rows_of(None if vowel is None else source.vowels[source_keep])
-        lt_rows = rows_of(labelled.vowels)
-        source_keys = _take(getattr(source, key)[source_keep], ls_rows)
-        target_keys = _take(getattr(labelled, key), lt_rows)
-        shared = sorted(set(source_keys.tolist()) & set(target_keys.tolist()))
-        return cls(source_rows, target_rows, *folds, label_free, label_aware, (ls_rows, lt_rows),
-                   source_keys, _take(source.labels[source_keep], ls_rows), target_keys,
-                   _take(labelled.labels, lt_rows), shared)
-
-    def add_label_free(self, xs, xt, k: int) -> None:
-        values, self.pair = measures.label_free_at_layer(_take(xs, self.source_rows), self.folds_s,
-                                                         _take(xt, self.target_rows), self.folds_t, k,
-                                                         self.label_free)
-        for name, value in values.items():
-            self.values[name].append(value)
-
-    def add_label_aware(self, xs_labelled, xl) -> None:
-        a, b = _take(xs_labelled, self.labelled_source_rows), _take(xl, self.labelled_rows)
-        cs = measures.class_centroids(a, self.source_keys, self.keys)
-        cl = measures.class_centroids(b, self.target_keys, self.keys)
-        for name in self.values:
-            measure = measures.MEASURES[name]
-            if measure.needs == "centroids":
-                self.values[name].append(measure.compute(cs, cl, self.pair.centre, self.pair.scale))
-            elif measure.needs == "rows":
-                self.values[name].append(measure.compute(a, self.source_labels, b, self.target_labels))
-        self.centroids = cs, cl
-
-
-def _vowel_comparisons(source, target, labelled, source_keep, label_free, label_aware, k, seed,
-                       notes) -> dict[str, _Comparison]:
-    """One comparison per vowel class with enough segments on both sides; notes name the rest."""
-    minimum = max(MIN_VOWEL_SEGMENTS, k)
-    comparisons = {}
-    for vowel in sorted(set(source.vowels.tolist()) | set(target.vowels.tolist())):
-        n_s, n_t = int(np.sum(source.vowels == vowel)), int(np.sum(target.vowels == vowel))
-        if min(n_s, n_t) < minimum:
-            notes.append(f"per-vowel measures skip vowel {vowel!r}: {n_s} source and {n_t} target segments "
-                         f"(need at least {minimum} on each side)")
-            continue
-        comparison = _Comparison.of(source, target, labelled, source_keep, vowel, label_free, label_aware, k, seed)
-        if label_aware:
-            n_l = len(comparison.labelled_rows)
-            if len(comparison.keys) < 2 or n_l < minimum:
-                notes.append(f"per-vowel {', '.join(label_aware)} skip vowel {vowel!r}: {n_l} labelled target "
-                             f"segments of {len(comparison.keys)} shared classes (need at least {minimum} "
-                             f"segments of 2 classes)")
-                comparison = _Comparison.of(source, target, None, None, vowel, label_free, [], k, seed)
-        comparisons[vowel] = comparison
-    return comparisons
-
-
-def _vowel_counts(source: Sample, target: Sample, labelled: Sample | None) -> dict:
-    """Segments per vowel class on each side (the labelled target's only when it was read)."""
-    sides = {"source": source, "target": target}
-    if labelled is not None:
-        sides["target_labelled"] = labelled
-    vowels = sorted(set(source.vowels.tolist()) | set(target.vowels.tolist()))
-    return {vowel: {side: int(np.sum(sample.vowels == vowel)) for side, sample in sides.items()}
-            for vowel in vowels}
-
-
-def _take(x, rows):
-    return x if rows is None else x[rows]
+def _ranking_record(table: dict) -> dict:
+    """``cannot_rank`` ({measure: why}) and ``agreement`` (Kendall's tau between the layer orders of
+    every two measures that can rank, +1: the same order; :func:`sers.analysis.measures.ranking_agreement`)."""
+    cannot = {name: problem for name, column in table.items()
+              if (problem := measures.ranking_problem(name, column["values"]))}
+    return {"cannot_rank": cannot, "agreement": measures.ranking_agreement(table)}
 
 
 def _label_plan(source: Sample, labelled: Sample | None, wanted, skipped: dict, notes: list) -> list:
@@ -378,8 +308,8 @@ def _describe(src, tgt, source: Sample, target: Sample, labelled, target_labels,
 
 def _ordered(result: dict) -> dict:
     order = ("sers_version", "level", "speaker_standardised", "source", "target", "labels_used", "max_utterances", "seed",
-             "n_folds", "classes", "centroid_groups", "layers", "measures", "matrices", "per_vowel",
-             "vowel_counts", "skipped", "notes")
+             "n_folds", "domain_folds", "mmd_rows", "classes", "centroid_groups", "layers", "measures", "cannot_rank",
+             "agreement", "matrices", "per_vowel", "vowel_counts", "skipped", "notes")
     return {key: result[key] for key in order if key in result}  # per_vowel: segment level only
 
 

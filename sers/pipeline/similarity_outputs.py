@@ -4,6 +4,11 @@
 similarity.json (the whole result), similarity.csv (layers x measures), similarity.png
 (a curve per measure), a heatmap per matrix form and, at segment level,
 similarity_per_vowel.png (a line per vowel class). Same result, same bytes.
+
+A measure that cannot rank layers (:func:`sers.analysis.measures.ranking_problem`: outside its
+range, saturated or constant) keeps its column in the JSON and CSV, is named under the table and
+in similarity.json's ``cannot_rank``, and is drawn in no figure: a curve or heatmap invites
+reading a best layer off it.
 """
 from __future__ import annotations
 
@@ -35,17 +40,21 @@ def write_outputs(result: dict, out_dir) -> list[Path]:
     csv_path = out_dir / "similarity.csv"
     atomic.write_text(csv_path, to_csv(result))
     written = [json_path, csv_path]
-    table = result["measures"]
-    directions = {n: m["direction"] for n, m in table.items()}
+    table = {n: m for n, m in result["measures"].items() if not measures.ranking_problem(n, m["values"])}
+    directions = {n: m["direction"] for n, m in result["measures"].items()}
     title = f"{Path(result['source']['cache']).name} vs {Path(result['target']['cache']).name}"
     if table:
         written.append(plots.layer_curves(result["layers"], {n: m["values"] for n, m in table.items()},
                                           out_dir / "similarity.png", directions=directions, title=title))
-    if result.get("per_vowel"):
-        written.append(plots.vowel_curves(result["layers"], result["per_vowel"],
+    per_vowel = {vowel: {n: v for n, v in columns.items() if not measures.ranking_problem(n, v)}
+                 for vowel, columns in (result.get("per_vowel") or {}).items()}
+    if any(per_vowel.values()):
+        written.append(plots.vowel_curves(result["layers"], per_vowel,
                                           out_dir / "similarity_per_vowel.png", directions=directions,
                                           title=f"{title}, per vowel class"))
     for name, matrix in result["matrices"].items():
+        if name not in table:
+            continue
         written.append(plots.layer_heatmap(matrix["values"], out_dir / f"similarity_{name}.png",
                                            title=f"{name}: source layer vs target layer"))
     # Last, each file renamed into place whole: similarity.json (what `sers anchor` and `sers report`
@@ -66,9 +75,11 @@ def to_csv(result: dict) -> str:
 
 def format_table(result: dict) -> str:
     """Layers x measures for the terminal; '*' marks the best layer of each measure, '=' layers
-    tied for best, and a measure that cannot rank layers (saturated, constant) is named below
-    the table and marks no layer. At segment level a line per measure follows with each vowel
-    class's best layer."""
+    tied for best, and a measure that cannot rank layers (outside its range, saturated, constant)
+    is named below the table and marks no layer. Values of an unbiased estimate below its "no
+    difference" floor (a kernel MMD below 0) are shown as computed, with a line saying what they
+    mean; a line gives Kendall's tau between the layer orders of every two measures that can rank.
+    At segment level a line per measure follows with each vowel class's best layer."""
     names = list(result["measures"])
     marks, problems = {}, {}
     for name in names:
@@ -91,7 +102,18 @@ def format_table(result: dict) -> str:
         lines.append("= layers tied for best: the measure cannot choose between them")
     for name, problem in problems.items():
         if problem:
-            lines.append(f"{name} cannot rank layers ({problem}): it chooses no anchors")
+            lines.append(f"{name} cannot rank layers ({problem}): it chooses no anchors and is not plotted")
+    for name in names:
+        floor = measures.MEASURES[name].floor if name in measures.MEASURES else None
+        below = [str(layer) for layer, v in zip(result["layers"], result["measures"][name]["values"])
+                 if floor is not None and v is not None and math.isfinite(v) and v < floor]
+        if below and not problems[name]:
+            lines.append(f"{name} < {floor:g} at layer{'s' if len(below) > 1 else ''} {', '.join(below)}: an unbiased "
+                         f"estimate of {floor:g} (no difference) falls below it about half the time; read as {floor:g}")
+    agreement = [pair for pair in result.get("agreement") or [] if pair["tau"] is not None]
+    if agreement:
+        lines.append("layer orders agree (Kendall tau, +1 = same order of more alike layers): "
+                     + ", ".join(f"{'/'.join(pair['measures'])} {pair['tau']:+.2f}" for pair in agreement))
     if result.get("per_vowel"):
         lines.append("best layer per vowel class:")
         for name in names:
