@@ -168,8 +168,9 @@ def bad_inputs(model: Path, work: Path) -> tuple[list[list], list[str]]:
         lines = [line for line in re.split(r"[\r\n]", stderr) if line.strip() and not PROGRESS.search(line)]
         traceback = "Traceback" in stderr
         changed = any(digest(path) != value for path, value in before.items())
-        if case.kind == "fail":
-            clear = not hang and result.returncode == 1 and len(lines) == 1 and built.names in lines[0]
+        if case.kind in ("fail", "usage"):
+            clear = (not hang and result.returncode == (2 if case.kind == "usage" else 1) and len(lines) == 1
+                     and built.names in lines[0])
         else:
             clear = not hang and result.returncode == 0 and not traceback and (
                 case.kind == "ok" or built.names in result.stdout)

@@ -4,7 +4,8 @@ Every case builds its input under a folder and returns the `sers` command line t
 
 * ``fail``: exit status 1, exactly one line on stderr (``error: ...``) naming ``names``;
 * ``record``: exit status 0; the bad utterance is recorded as an error, named on the console;
-* ``ok``: looks odd but is valid (BOM, CRLF, stereo, other sample rates): exit 0.
+* ``ok``: looks odd but is valid (BOM, CRLF, stereo, other sample rates): exit 0;
+* ``usage``: a wrong option: exit status 2 (click's), exactly one line on stderr naming ``names``.
 
 In every case there is no traceback, and the files in ``keeps`` (finished work that was
 there before) are byte for byte unchanged afterwards. tests/test_bad_inputs.py runs the table
@@ -371,6 +372,61 @@ CASES += [
         lambda c: c["data"]["source"]["model"].update(num_layers="3"), "'data.source.model.num_layers'")),
     Case("run config: no model", "runs", "fail",
          _damaged_config(lambda c: c["data"]["source"].pop("model"), "'data.source.model'")),
+]
+
+
+# -- limits and damaged inputs that were "unexpected ... (a bug in sers)" (issue 24, item 7) ---------
+
+def _train(*options: str, names: str):
+    """`sers train` on two small caches with ``options``."""
+    def build(inputs, tmp):
+        src, tgt = cache(tmp / "src.zarr", 16), cache(tmp / "tgt.zarr", 16, language="zh")
+        return Built(["train", "--source", str(src), "--target", str(tgt), "--method", "last", "--epochs", "1",
+                      "-o", str(tmp / "runs"), "--quiet", "--no-plots", *options], names)
+    return build
+
+
+def _pickled_model(inputs, tmp):
+    """The tiny model with its weights as a pytorch_model.bin that holds an object besides the tensors
+    (what a tampered or careless checkpoint holds; torch's weights_only loading refuses it)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp / "pickled-model"
+    shutil.copytree(inputs.model, folder)
+    weights = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save({**weights, "extra": _NotATensor()}, folder / "pytorch_model.bin")
+    return Built(extract_argv(Inputs(model=folder), manifest(tmp / "audio", []), tmp / "c.zarr"), "pickled weights")
+
+
+class _NotATensor:
+    def __reduce__(self):
+        return (os.getpid, ())  # harmless if run; weights_only unpickling refuses it either way
+
+
+def _truncated_wav(folder: Path) -> None:
+    """A WAV whose header announces 3 s and whose file holds 1 s (a copy cut short)."""
+    whole = tone(folder / "whole.wav", 3.0).read_bytes()
+    (folder / "cut.wav").write_bytes(whole[:44 + 2 * 16000])
+    (folder / "whole.wav").unlink()
+
+
+CASES += [
+    Case("--seeds 0-100000000", "limits", "usage", _train("--seeds", "0-100000000", names="at most 2000")),
+    Case("--seeds 5-3", "limits", "usage", _train("--seeds", "5-3", names="ends before it starts")),
+    Case("--seeds 0,0", "limits", "fail", _train("--seeds", "0,0", names="seed 0 is given twice")),
+    Case("--jobs 1000", "limits", "fail", _train("--jobs", "1000", names="--jobs 1000: at most")),
+    Case("--lambda 1,1", "limits", "fail", _train("--method", "coral", "--lambda", "1,1", names="given twice")),
+    Case("--lambda nan", "limits", "fail", _train("--method", "coral", "--lambda", "nan", names="nan")),
+    Case("65 candidates", "limits", "fail", _train(
+        "--method", "coral", "--lambda", ",".join(str(i) for i in range(65)), names="at most 64 per method")),
+    Case("unknown option", "limits", "usage", _train("--epoch", "3", names="No such option")),
+    Case("pickled model weights", "limits", "fail", _pickled_model),
+    Case("WAV shorter than its header", "audio", "record",
+         _row_recorded(_truncated_wav, "cut.wav", names="cut")),
 ]
 
 

@@ -21,7 +21,7 @@ def test_the_catalogue_is_large_enough():
     assert len(CASES) >= 30
     assert len({case.name for case in CASES}) == len(CASES)
     assert {case.group for case in CASES} == {"manifest", "audio", "cache", "anchors", "similarity", "runs", "outputs",
-                                              "npz"}
+                                              "npz", "limits"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
@@ -33,8 +33,8 @@ def test_bad_input(case, inputs, tmp_path, monkeypatch):
     stderr_lines = [line for line in re.split(r"[\r\n]", result.stderr) if line.strip() and not PROGRESS.search(line)]
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    if case.kind == "fail":
-        assert result.exit_code == 1, result.output
+    if case.kind in ("fail", "usage"):
+        assert result.exit_code == (2 if case.kind == "usage" else 1), result.output
         # stderr: the log lines of the work done before (logs go there), then the error as one line, last
         errors = [line for line in stderr_lines if line.startswith("error")]
         assert errors == stderr_lines[-1:] and errors[0].startswith("error: "), result.stderr

@@ -23,6 +23,10 @@ from sers import __version__
 from sers.errors import SersError, describe_os_error
 
 
+# click >= 8.2 shows a group's help for a bare `sers cache` by raising this usage error.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def _debugging() -> bool:
     return os.environ.get("SERS_DEBUG", "") not in ("", "0")
 
@@ -32,9 +36,17 @@ class _Group(click.Group):
     unless debugging: SersError as it is, a failed file operation in words, anything else
     (a bug) named by type with the way to see its traceback."""
 
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:  # `sers --bogus`: the group's own options
+            self._usage(ctx, exc)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a command's options, or an unknown command
+            self._usage(ctx, exc)
         except SersError as exc:
             self._fail(ctx, str(exc))
         except KeyboardInterrupt:
@@ -52,6 +64,16 @@ class _Group(click.Group):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             self._fail(ctx, f"unexpected {type(exc).__name__}: {first} (a bug in sers: rerun with "
                             "SERS_DEBUG=1 for the traceback and report it)")
+
+    @staticmethod
+    def _usage(ctx, exc: click.UsageError):
+        """A usage error as one line, as sers's own errors are, where click prints three (usage, hint,
+        error); exit status 2 as click's. `sers cache` alone still shows its help."""
+        if isinstance(exc, _NO_ARGS_IS_HELP) or _debugging():
+            raise exc
+        where = (exc.ctx or ctx).command_path
+        click.echo(f"error: {' '.join(exc.format_message().split())} (see {where} --help)", err=True)
+        ctx.exit(exc.exit_code)
 
     @staticmethod
     def _fail(ctx, message: str):
@@ -80,8 +102,14 @@ def main():
     """
 
 
-def parse_layers(text: str | None) -> list[int] | None:
-    """'0,6,12' or '3-5,9' -> [0, 6, 12] / [3, 4, 5, 9]; None/'' -> None."""
+# A range longer than this is a typo (no model has so many layers); expanding 0-100000000 would
+# take a gigabyte before any check could refuse it.
+MAX_RANGE = 10_000
+
+
+def parse_layers(text: str | None, most: int = MAX_RANGE) -> list[int] | None:
+    """'0,6,12' or '3-5,9' -> [0, 6, 12] / [3, 4, 5, 9]; None/'' -> None. More than ``most`` numbers,
+    or a range that ends before it starts (5-3), is a usage error."""
     if text is None or text.strip() == "":
         return None
     layers: list[int] = []
@@ -90,20 +118,29 @@ def parse_layers(text: str | None) -> list[int] | None:
         try:
             if "-" in part:
                 lo, hi = (int(x) for x in part.split("-", 1))
-                layers.extend(range(lo, hi + 1))
             else:
-                layers.append(int(part))
+                lo = hi = int(part)
         except ValueError:
             raise click.BadParameter(f"{text!r}: expected layer numbers like 0,6,12 or 3-5")
+        if hi < lo:
+            raise click.BadParameter(f"{text!r}: the range {part} ends before it starts")
+        if len(layers) + hi - lo + 1 > most:
+            raise click.BadParameter(f"{text!r}: {len(layers) + hi - lo + 1} numbers, at most {most}")
+        layers.extend(range(lo, hi + 1))
     return layers
 
 
 def parse_seeds(text: str) -> list[int]:
-    """'0-4' or '0,7' -> [0, 1, 2, 3, 4] / [0, 7]."""
+    """'0-4' or '0,7' -> [0, 1, 2, 3, 4] / [0, 7]; at most MAX_SEEDS of them."""
+    from sers.pipeline.sweep import MAX_SEEDS
+
     try:
-        return parse_layers(text) or [0]
-    except click.BadParameter:
-        raise click.BadParameter(f"{text!r}: expected seeds like 0-4 or 0,7", param_hint="--seeds") from None
+        return parse_layers(text, most=MAX_SEEDS) or [0]
+    except click.BadParameter as exc:
+        message = exc.message.replace("expected layer numbers like 0,6,12 or 3-5", "expected seeds like 0-4 or 0,7")
+        if "at most" in message:
+            message += " seeds (each trains every method)"
+        raise click.BadParameter(message, param_hint="--seeds") from None
 
 
 def option_set(*options):

@@ -36,8 +36,47 @@ def audio_info(path, start: float | None = None, end: float | None = None) -> tu
     empty, or if the segment lies outside it.
     """
     info = _open(path, soundfile.info)
+    if info.format in ("WAV", "WAVEX"):
+        _check_wav_length(path, info.frames, info.samplerate)
     first, last = _segment_samples(path, info.frames, info.samplerate, start, end)
     return last - first, info.samplerate, (last - first) / info.samplerate
+
+
+# A WAV header written before its audio (a streaming writer) holds one of these as its data size.
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF, 0x7FFFFFFF)
+
+
+def _check_wav_length(path, frames: int, rate: int) -> None:
+    """A WAV whose data chunk is shorter than its header announces (an interrupted copy or download)
+    is refused naming both durations: libsndfile reads what is there without a word, so the
+    utterance's label would be trained on the part of the recording that happens to be left."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(12)[8:12] != b"WAVE":
+                return
+            block_align = None
+            while True:
+                header = handle.read(8)
+                if len(header) < 8:
+                    return
+                kind, size = header[:4], int.from_bytes(header[4:], "little")
+                if kind == b"fmt ":
+                    fmt = handle.read(size + (size & 1))
+                    block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else None
+                    continue
+                if kind == b"data":
+                    break
+                handle.seek(size + (size & 1), 1)  # chunks are padded to an even length
+    except OSError:
+        return
+    if not block_align or size in _UNKNOWN_SIZES:
+        return
+    announced = size // block_align
+    if announced > frames:
+        raise SersError(f"{path}: truncated: its header announces {announced / rate:.3f} s of audio but the file "
+                        f"holds {frames / rate:.3f} s (an interrupted copy or download?); copy it again, or rewrite "
+                        f"its header to keep the {frames / rate:.3f} s that are there (e.g. sox {Path(path).name} "
+                        f"fixed.wav)")
 
 
 def load_audio(path, sample_rate: int, start: float | None = None, end: float | None = None) -> np.ndarray:

@@ -11,6 +11,8 @@ includes the variance of the selection itself.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,40 @@ def _anchor_names(specs: list[dict]) -> list[str]:
     if len(set(names)) < len(names):  # two files of one name in different folders
         names = [f"{i}-{name}" for i, name in enumerate(names)]
     return names
+
+
+# Candidates per method (λ values x anchor files): each is trained for every seed, and the selection
+# compares them on a dev split of some hundred rows; past a few dozen it picks noise.
+MAX_CANDIDATES = 64
+
+
+def check_lambdas(lambdas) -> list[float]:
+    """Distinct finite weights >= 0 (two equal λ would train into one candidate folder; NaN would
+    train as no alignment at all)."""
+    values = []
+    for value in lambdas:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+            raise SersError(f"--lambda: {value!r} is not a weight (a finite number >= 0)")
+        if float(value) in values:
+            raise SersError(f"--lambda: {float(value):g} is given twice (one candidate folder per value)")
+        values.append(float(value))
+    if not values:
+        raise SersError("--lambda: no weight given")
+    return values
+
+
+def check_sweep_size(runs: dict, lambdas: list[float], anchor_specs: list[dict], n_seeds: int) -> None:
+    """Candidates per method and runs in all within bounds (``runs``: run name -> (method, align))."""
+    from sers.pipeline.sweep import check_run_count
+
+    total = 0
+    for name, (method, _) in runs.items():
+        count = len(candidates_for(method, lambdas, anchor_specs))
+        if count > MAX_CANDIDATES:
+            raise SersError(f"{name}: {count} candidates (λ values x anchor files), at most {MAX_CANDIDATES} per "
+                            "method: the selection would choose among noise; give fewer")
+        total += count * n_seeds
+    check_run_count(total)
 
 
 def check_criterion(criterion: str) -> None:

@@ -1,6 +1,7 @@
 """`load_upstream`: a hub id or a folder -> the wrapper of its model family (the registry ``FAMILIES``)."""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -101,6 +102,8 @@ def load_upstream(
         if offline:
             raise SersError(offline_hint(name, offline)) from None
         raise SersError(f"cannot load model weights for {name}: {_first_line(err)}") from None
+    except pickle.UnpicklingError:
+        raise SersError(pickled_weights_message(name)) from None
 
     extra = {"whisper_input": whisper_input} if upstream_class is WhisperUpstream else {}
     return upstream_class(
@@ -113,6 +116,18 @@ def load_upstream(
         device=device,
         dtype=dtype,
     )
+
+
+def pickled_weights_message(name: str) -> str:
+    """What to do with a pytorch_model.bin that torch will not unpickle as plain tensors (weights_only
+    refuses the other objects it holds: unpickling those runs code from the file)."""
+    weights = f"{name}/pytorch_model.bin" if Path(name).is_dir() else "its pytorch_model.bin"
+    return (f"{name}: this model ships pickled weights that hold more than tensors, which sers does not load "
+            f"(unpickling them would run code from the file); sers loads safetensors (or pickles of plain tensors): "
+            f"convert it with https://huggingface.co/spaces/safetensors/convert or, only if you trust its source, "
+            f"python -c \"import torch, safetensors.torch as st; w = torch.load('{weights}', weights_only=False); "
+            f"st.save_file({{k: v.contiguous() for k, v in w.items() if torch.is_tensor(v)}}, "
+            f"'{Path(weights).parent if Path(name).is_dir() else '.'}/model.safetensors', {{'format': 'pt'}})\"")
 
 
 def _default_feature_extractor(config):
