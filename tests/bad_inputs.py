@@ -430,6 +430,61 @@ CASES += [
 ]
 
 
+# -- damaged caches: lost and damaged chunks (issue 24 item 4; the cache's own block) ---------------
+
+def damage_chunk(path: Path, array: str, how: str = "delete") -> np.ndarray:
+    """Delete (zarr), truncate (zarr) or flip one byte of (zarr, HDF5) one chunk of ``array``: the second
+    chunk of layer 1's rows (``pooled/...``) or the second chunk of frames (``frames/...``), or the first
+    when there is one. Returns the rows of utterances/ whose features the chunk held."""
+    backend = open_backend(path, "r")
+    values = backend.array(array)
+    chunks, shape = tuple(values.chunks), tuple(values.shape)
+    offsets, lengths = backend.array("utterances/frame_offset")[:], backend.array("utterances/n_frames")[:]
+    backend.close()
+    axis = 1 if array.startswith("pooled/") else 0
+    index = 1 if shape[axis] > chunks[axis] else 0
+    lo, hi = index * chunks[axis], min((index + 1) * chunks[axis], shape[axis])
+    coords = (1, index, 0) if axis else (index, 0)
+    rows = np.arange(lo, hi) if axis else np.flatnonzero((lengths > 0) & (offsets < hi) & (offsets + lengths > lo))
+    if path.suffix == ".zarr":
+        file = path.joinpath(array, "c", *map(str, coords))
+        data = file.read_bytes()
+        if how == "delete":
+            file.unlink()
+        elif how == "truncate":
+            file.write_bytes(data[:len(data) // 2])
+        else:
+            file.write_bytes(data[:len(data) // 2] + bytes([data[len(data) // 2] ^ 0xFF]) + data[len(data) // 2 + 1:])
+        return rows
+    import h5py
+
+    with h5py.File(path, "r") as f:  # where libhdf5 stored the chunk in the file
+        info = f[array].id.get_chunk_info_by_coord(tuple(c * n for c, n in zip(coords, chunks)))
+    with open(path, "r+b") as handle:
+        handle.seek(info.byte_offset + info.size // 2)
+        byte = handle.read(1)
+        handle.seek(info.byte_offset + info.size // 2)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    return rows
+
+
+def _damaged_target(suffix: str, how: str):
+    def make(tmp):
+        path = cache(tmp / f"tgt{suffix}", language="zh")
+        damage_chunk(path, "pooled/mean", how)
+        return path
+    return make
+
+
+CASES += [
+    Case("a deleted zarr chunk", "cache", "fail", _similarity(_damaged_target(".zarr", "delete"),
+                                                              "pooled/mean: 1 chunk(s) missing")),
+    Case("a truncated zarr chunk", "cache", "fail", _similarity(_damaged_target(".zarr", "truncate"),
+                                                                "pooled/mean: 1 chunk(s) cannot be decoded")),
+    Case("a damaged HDF5 chunk", "cache", "fail", _similarity(_damaged_target(".h5", "flip"),
+                                                              "pooled/mean: 1 chunk(s) cannot be decoded")),
+]
+
 def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

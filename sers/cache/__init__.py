@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sers.cache.backends import backend_class, remove_store
+from sers.cache import journal
+from sers.cache.backends import backend_class
 from sers.cache.reader import CacheReader, UtteranceTable
 from sers.cache.results import ExportResult, ImportResult, MergeResult
 from sers.cache.schema import FORMAT, FORMAT_VERSION, model_difference
@@ -22,7 +23,7 @@ from sers.errors import SersError
 
 __all__ = ["open", "from_arrays", "import_npz", "import_folder", "export", "CacheReader", "CacheWriter",
            "SegmentsWriter", "SEGMENT_COLUMNS", "UtteranceTable", "FORMAT", "FORMAT_VERSION", "size_on_disk",
-           "merge", "remove", "backend_name", "survives_failed_write", "model_difference",
+           "merge", "remove", "exists", "backend_name", "survives_failed_write", "model_difference",
            "MergeResult", "ImportResult", "ExportResult"]
 
 from sers.cache.merge import merge  # noqa: E402  (merge uses the reader and writer above)
@@ -30,8 +31,12 @@ from sers.cache.interop import check_features, export, import_folder, import_npz
 
 
 def size_on_disk(path) -> int:
-    """Bytes a cache takes: the file, or every file of the store folder."""
-    path = Path(path)
+    """Bytes a cache takes: the file, or every file of the store folder (of an HDF5 cache's journal
+    while it is written)."""
+    try:
+        path = journal.live_store(path)
+    except SersError:  # not a cache's suffix: the path as it is
+        path = Path(path)
     if path.is_file():
         return path.stat().st_size
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
@@ -45,14 +50,21 @@ def backend_name(path) -> str:
 
 def survives_failed_write(path) -> bool:
     """Whether every finished row of the cache at ``path`` stays readable after a write failed
-    (a full disk): true for zarr (one file per chunk), false for HDF5 (one file libhdf5 leaves
-    inconsistent)."""
-    return backend_class(path).survives_failed_write
+    (a full disk) or a kill: true for zarr (one file per chunk, each replaced atomically) and for
+    HDF5 (written into a zarr journal and converted whole, :mod:`sers.cache.journal`)."""
+    backend = backend_class(path)
+    return backend.survives_failed_write or backend.journaled
+
+
+def exists(path) -> bool:
+    """Whether there is a cache at ``path``: the store, or the journal of an HDF5 cache being written."""
+    return journal.exists(path)
 
 
 def remove(path) -> None:
-    """Delete the cache at ``path`` (a store folder or a file); nothing when there is none."""
-    remove_store(path)
+    """Delete the cache at ``path`` (a store folder or a file, and an HDF5 cache's journal and
+    half-made copies); nothing when there is none."""
+    journal.remove(path)
 
 
 def open(path) -> CacheReader:  # noqa: A001 - mirrors zarr.open / h5py.File

@@ -24,6 +24,9 @@ class Backend(abc.ABC):
 
     name: str  # what `sers inspect` calls the format
     survives_failed_write: bool  # is every finished row still readable after a write failed (full disk)?
+    # Written through a zarr journal (sers.cache.journal) and converted whole when complete, because
+    # the format itself keeps no finished row safe through a kill or a failed write.
+    journaled: bool = False
 
     @abc.abstractmethod
     def __init__(self, path, mode: str): ...
@@ -39,6 +42,25 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def has(self, name: str) -> bool:
         """Whether an array or group ``name`` exists."""
+
+    @abc.abstractmethod
+    def arrays(self) -> list[str]:
+        """Every array of the store, as ``group/leaf`` names."""
+
+    @abc.abstractmethod
+    def is_strings(self, name: str) -> bool:
+        """Whether array ``name`` holds UTF-8 strings."""
+
+    def missing_chunks(self, name: str, coords) -> list[tuple[int, ...]]:
+        """The chunk grid coordinates among ``coords`` that are not in storage. A missing chunk
+        reads as the fill value (zeros) without an error, so readers ask before they read.
+        None missing for a format that cannot lose one chunk alone (HDF5: one file, one index)."""
+        return []
+
+    def delete_chunks(self, name: str, coords) -> None:
+        """Remove damaged chunks, so that rewriting part of one starts from the fill value instead of
+        failing to decode the rest (zarr); formats that cannot do so are copied without them."""
+        raise NotImplementedError(f"{self.name} cannot delete single chunks")
 
     @abc.abstractmethod
     def read_strings(self, name: str) -> np.ndarray:
@@ -95,26 +117,62 @@ class ZarrBackend(Backend):
         import zarr
 
         self.path = Path(path)
+        self._writable = mode != "r"
+        self._listing: dict[str, set[str]] = {}
         self._root = zarr.open_group(str(path), mode={"r": "r", "a": "r+", "w": "w"}[mode])
 
     def create(self, name, shape, dtype, chunks):
+        from zarr.codecs import ZstdCodec
+
         dtype = str if np.dtype(dtype) == np.dtype(object) else dtype
+        # The zstd frame checksum makes a damaged chunk fail to decode instead of reading as other
+        # numbers; every chunk is stored, even all zeros (a failed row), so a missing one is damage.
         return self._root.create_array(name, shape=shape, dtype=dtype, chunks=chunks,
                                        fill_value=None if dtype is str else 0,
-                                       dimension_names=dimension_names(name))
+                                       compressors=ZstdCodec(level=0, checksum=True),
+                                       config=_WRITE_EVERY_CHUNK, dimension_names=dimension_names(name))
 
     def array(self, name):
-        return self._root[name]
+        array = self._root[name]
+        # write_empty_chunks is a runtime setting, not stored with the array: set it on every write.
+        return array.with_config(_WRITE_EVERY_CHUNK) if self._writable else array
 
     def has(self, name) -> bool:
         return name in self._root
+
+    def arrays(self) -> list[str]:
+        return sorted(f"{group_name}/{name}" for group_name, group in self._root.groups()
+                      for name, _ in group.arrays())
+
+    def is_strings(self, name) -> bool:
+        return np.dtype(self._root[name].dtype).kind in "OTU"
+
+    def missing_chunks(self, name, coords) -> list[tuple[int, ...]]:
+        array = self._root[name]
+        stored = self._listing.get(name)
+        if stored is None:
+            from zarr.core.sync import sync  # as zarr's own Array.nchunks_initialized lists the store
+
+            prefix = array.store_path.path + "/"
+            stored = {key[len(prefix):] for key in sync(_listed(array.store_path.store, prefix))}
+            if not self._writable:  # a reader's store does not change under it; a writer's does
+                self._listing[name] = stored
+        return [c for c in coords if array.metadata.encode_chunk_key(tuple(int(x) for x in c)) not in stored]
+
+    def delete_chunks(self, name, coords) -> None:
+        from zarr.core.sync import sync
+
+        array = self._root[name]
+        for c in coords:
+            sync(array.store_path.store.delete(
+                f"{array.store_path.path}/{array.metadata.encode_chunk_key(tuple(int(x) for x in c))}"))
 
     def read_strings(self, name) -> np.ndarray:
         return np.asarray(self._root[name][:], dtype=object)
 
     def write_strings(self, name, values, start: int = 0) -> None:
         values = np.asarray([str(v) for v in values], dtype=str)
-        self._root[name][start:start + len(values)] = values
+        self.array(name)[start:start + len(values)] = values
 
     @property
     def attrs(self) -> dict:
@@ -144,6 +202,8 @@ class HDF5Backend(Backend):
     name = "HDF5"
     survives_failed_write = False  # libhdf5 leaves its file inconsistent after a failed write
 
+    journaled = True  # see sers.cache.journal: written whole from a zarr journal, in a helper process
+
     def __init__(self, path, mode: str):
         import h5py
 
@@ -164,6 +224,18 @@ class HDF5Backend(Backend):
 
     def has(self, name) -> bool:
         return name in self._file
+
+    def arrays(self) -> list[str]:
+        import h5py
+
+        return sorted(f"{group_name}/{name}" for group_name, group in self._file.items()
+                      if isinstance(group, h5py.Group)
+                      for name, item in group.items() if isinstance(item, h5py.Dataset))
+
+    def is_strings(self, name) -> bool:
+        import h5py
+
+        return h5py.check_string_dtype(self._file[name].dtype) is not None
 
     def read_strings(self, name) -> np.ndarray:
         dataset = self._file[name]
@@ -214,6 +286,13 @@ class HDF5Backend(Backend):
     def close(self) -> None:
         if self._file.id.valid:
             self._file.close()
+
+
+_WRITE_EVERY_CHUNK = {"write_empty_chunks": True}
+
+
+async def _listed(store, prefix: str) -> list[str]:
+    return [key async for key in store.list_prefix(prefix)]
 
 
 def _jsonable(values: dict) -> dict:

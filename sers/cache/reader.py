@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sers.cache import schema
+from sers.cache import integrity, journal, schema
 from sers.cache import segments as segment_store
 from sers.cache.backends import open_backend
 from sers.errors import SersError
@@ -61,10 +61,11 @@ class CacheReader:
 
     def __init__(self, path):
         self.path = Path(path)
-        if not self.path.exists():
+        store = journal.live_store(self.path)  # an HDF5 cache being written is read from its journal
+        if not store.exists():
             raise SersError(f"{path}: no such cache")
         try:
-            self._backend = open_backend(self.path, "r")
+            self._backend = open_backend(store, "r")
         except SersError:
             raise
         except Exception as exc:  # a folder or file that zarr/h5py cannot open
@@ -78,8 +79,14 @@ class CacheReader:
         columns = {}
         for name, dtype in schema.UTTERANCE_COLUMNS.items():
             key = f"utterances/{name}"
-            columns[name] = (self._backend.read_strings(key) if dtype == np.dtype(object)
-                             else np.asarray(self._backend.array(key)[:]))
+            try:
+                values = integrity.read(self._backend, key, (slice(None),),
+                                        integrity.column_chunks(self._backend.array(key)),
+                                        strings=dtype == np.dtype(object))
+            except integrity.ChunkProblem as problem:
+                raise SersError(f"{path}: {problem}: the utterance table is damaged, which no re-extraction of "
+                                "rows repairs; extract the cache anew with --overwrite") from None
+            columns[name] = values
         self.all_utterances = UtteranceTable(columns)
         # Store rows behind the public table: extracted and not failed.
         self._store_rows = np.flatnonzero(columns["done"] & ~columns["failed"])
@@ -112,7 +119,15 @@ class CacheReader:
 
     @property
     def errors(self) -> list[dict]:
-        columns = {name: self._backend.read_strings(f"errors/{name}") for name in schema.ERROR_COLUMNS}
+        columns = {}
+        for name in schema.ERROR_COLUMNS:
+            key = f"errors/{name}"
+            try:
+                columns[name] = integrity.read(self._backend, key, (slice(None),),
+                                               integrity.column_chunks(self._backend.array(key)), strings=True)
+            except integrity.ChunkProblem as problem:
+                raise SersError(f"{self.path}: {problem}: the list of failed utterances is damaged; extract the "
+                                "cache anew with --overwrite") from None
         return [dict(zip(schema.ERROR_COLUMNS, row)) for row in zip(*columns.values())]
 
     def require_complete(self) -> "CacheReader":
@@ -176,13 +191,22 @@ class CacheReader:
             raise SersError(f"{self.path}: layers {bad} do not exist (layers 0-{self.num_layers - 1})")
         rows = self.rows(split) if rows is None else np.asarray(rows, dtype=int)
         store_rows = self._store_rows[rows]
-        array = self._backend.array(schema.pooled_name(stat))
+        name = schema.pooled_name(stat)
+        chunk_rows = int(self._backend.array(name).chunks[1])
         out = np.empty((len(layers), len(store_rows), self.hidden_size), np.float32)
         for i, layer in enumerate(layers):
-            if len(store_rows) and np.all(np.diff(store_rows) == 1):
-                out[i] = array[layer, store_rows[0]:store_rows[-1] + 1]
-            elif len(store_rows):
-                out[i] = np.asarray(array[layer])[store_rows]  # one sequential read of the layer
+            if not len(store_rows):
+                continue
+            chunks = integrity.pooled_chunks(layer, store_rows, chunk_rows)
+            try:
+                if np.all(np.diff(store_rows) == 1):
+                    out[i] = integrity.read(self._backend, name, (layer, slice(store_rows[0], store_rows[-1] + 1)),
+                                            chunks)
+                else:  # one sequential read of the layer
+                    out[i] = integrity.read(self._backend, name, (layer,), chunks)[store_rows]
+            except integrity.ChunkProblem as problem:
+                bad = np.isin(store_rows // chunk_rows, [c for _, c, _ in problem.chunks])
+                raise self._damaged(problem, store_rows[bad]) from None
         self._check_finite(out, layers, rows, f"pooled {stat}")
         return out
 
@@ -199,6 +223,19 @@ class CacheReader:
         raise SersError(f"{self.path}: non-finite (NaN or inf) {what} features at layer(s) "
                         f"{','.join(map(str, bad_layers))} for utterance(s) {', '.join(ids)}{more}; "
                         "re-extract or re-import the cache without them")
+
+    def _damaged(self, problem: integrity.ChunkProblem, store_rows) -> SersError:
+        """One line: the cache, the array, what is wrong, the utterances it holds, how to repair."""
+        store_rows = np.unique(np.asarray(store_rows, np.int64))
+        ids = [str(uid) for uid in self.all_utterances.id[store_rows]]
+        shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        where = f"rows {store_rows.min()}-{store_rows.max()} of {len(self.all_utterances)}" if len(ids) else "no rows"
+        if "model" in self.settings:
+            repair = (f"re-extract them: rerun the `sers extract` command that made it, with the same options and "
+                      f"--out {self.path} (it checks every chunk and extracts those utterances again)")
+        else:
+            repair = "this cache was not made by `sers extract`: make it again the way it was made"
+        return SersError(f"{self.path}: {problem}, holding {len(ids)} utterance(s) ({shown}; {where}); {repair}")
 
     # -- aligned segments (vowels) -------------------------------------------------------
 
@@ -251,11 +288,18 @@ class CacheReader:
             raise SersError(f"{self.path}: segment features of layer {layer} are not stored "
                             f"(stored: {self.segment_layers})")
         index = self._segment_store_index if rows is None else self._segment_store_index[np.asarray(rows, int)]
-        array = self._backend.array(f"{segment_store.GROUP}/pooled")
+        name = f"{segment_store.GROUP}/pooled"
         position = self.segment_layers.index(int(layer))
         if not len(index):
             return np.empty((0, self.hidden_size), np.float32)
-        values = np.asarray(array[position])[index].astype(np.float32)
+        chunk_rows = int(self._backend.array(name).chunks[1])
+        try:
+            values = integrity.read(self._backend, name, (position,),
+                                    integrity.pooled_chunks(position, index, chunk_rows))[index].astype(np.float32)
+        except integrity.ChunkProblem as problem:
+            owners = segment_store.read_columns(self._backend)["utterance"]
+            hit = index[np.isin(index // chunk_rows, [c for _, c, _ in problem.chunks])]
+            raise self._damaged(problem, owners[hit]) from None
         if not np.isfinite(values).all():
             utterances = self.segments.utterance if rows is None else self.segments.utterance[np.asarray(rows, int)]
             self._check_finite(values[None], [layer], utterances, "vowel segment")
@@ -271,7 +315,19 @@ class CacheReader:
             raise SersError(f"{self.path}: no utterance with id {utterance_id!r}")
         start = int(self.utterances.frame_offset[row])
         stop = start + int(self.utterances.n_frames[row])
-        return np.asarray(self._backend.array(schema.frames_name(layer))[start:stop], dtype=np.float32)
+        return self._read_frames(layer, start, stop, [row]).astype(np.float32)
+
+    def _read_frames(self, layer: int, lo: int, hi: int, rows) -> np.ndarray:
+        """Frames ``[lo, hi)`` of one layer, holding the frames of ``rows`` (of ``utterances``)."""
+        name = schema.frames_name(layer)
+        chunk = int(self._backend.array(name).chunks[0])
+        rows = np.asarray(rows, np.int64)
+        starts, lengths = self.utterances.frame_offset[rows], self.utterances.n_frames[rows]
+        try:
+            return integrity.read(self._backend, name, (slice(lo, hi),), integrity.frame_chunks(starts, lengths, chunk))
+        except integrity.ChunkProblem as problem:
+            hit = integrity.rows_of_frame_chunks(starts, lengths, chunk, problem.chunks)
+            raise self._damaged(problem, self._store_rows[rows[hit]]) from None
 
     def frame_block(self, layer: int, rows) -> tuple[np.ndarray, np.ndarray]:
         """(block, offsets): the frames of ``rows`` of ``utterances`` at one layer, end to end in
@@ -286,11 +342,10 @@ class CacheReader:
         starts = self.utterances.frame_offset[rows].astype(np.int64)
         lengths = self.utterances.n_frames[rows].astype(np.int64)
         offsets = np.cumsum(lengths) - lengths
-        array = self._backend.array(schema.frames_name(layer))
         block = np.empty((int(lengths.sum()), self.hidden_size), dtype=self.frame_dtype)
         for first, last in _touching_runs(starts, lengths):
             lo, hi = int(starts[first]), int(starts[last - 1] + lengths[last - 1])
-            block[offsets[first]:offsets[first] + hi - lo] = array[lo:hi]
+            block[offsets[first]:offsets[first] + hi - lo] = self._read_frames(layer, lo, hi, rows[first:last])
         return block, offsets
 
     def to_xarray(self, layers=None, stat: str | None = "mean", *, split=None):

@@ -57,6 +57,10 @@ def whisper_input(attrs) -> str | None:
     return attrs.get("whisper_input") or "padded"
 
 
+# Root attribute: every chunk of every array is in storage (zarr leaves out chunks that are all the
+# fill value unless told otherwise), so a chunk that is not there was lost.
+EVERY_CHUNK_ATTR = "every_chunk_stored"
+
 POOLED_DTYPE = np.dtype("float32")
 DEFAULT_FRAME_DTYPE = np.dtype("float16")
 

@@ -80,6 +80,37 @@ def drop_unfinished(backend, done: np.ndarray) -> None:
         array.resize((array.shape[0], keep, array.shape[2]))
 
 
+def drop_rows(backend, rows) -> None:
+    """Remove the segments of ``rows`` (extracted again after a repair); the others keep their order.
+    Only chunks holding a kept segment are read: a damaged one holds segments of redone rows."""
+    if not exists(backend) or count(backend) == 0:
+        return
+    owners = backend.array(f"{GROUP}/utterance")[:]
+    keep = np.flatnonzero(~np.isin(owners, np.asarray(rows)))
+    if len(keep) == len(owners):
+        return
+    n = len(keep)
+    for name, dtype in COLUMNS.items():  # compacted into the front, then cut: one pass, no copy of the rest
+        if dtype is object:
+            values = backend.read_strings(f"{GROUP}/{name}")[keep]
+            if n:
+                backend.write_strings(f"{GROUP}/{name}", values)
+        else:
+            values = np.asarray(backend.array(f"{GROUP}/{name}")[:])[keep]
+            backend.array(f"{GROUP}/{name}")[:n] = values
+        backend.array(f"{GROUP}/{name}").resize((n,))
+    array = backend.array(f"{GROUP}/pooled")
+    chunk = int(array.chunks[1])
+    for position in range(array.shape[0]):
+        kept = np.empty((n, array.shape[2]), array.dtype)
+        for c in np.unique(keep // chunk):
+            mine = np.flatnonzero(keep // chunk == c)
+            kept[mine] = np.asarray(array[position, c * chunk:(c + 1) * chunk])[keep[mine] - c * chunk]
+        if n:
+            array[position, :n] = kept
+    array.resize((array.shape[0], n, array.shape[2]))
+
+
 def read_columns(backend) -> dict[str, np.ndarray]:
     return {name: (backend.read_strings(f"{GROUP}/{name}") if dtype is object
                    else np.asarray(backend.array(f"{GROUP}/{name}")[:])) for name, dtype in COLUMNS.items()}

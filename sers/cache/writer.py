@@ -14,28 +14,41 @@ still to do; writing them yields the same arrays as an uninterrupted run.
 A writer holds the cache's lock file (:mod:`sers.cache.lock`) from create/resume to close,
 so two writers never share a cache. A new cache is laid out (with the errors known before
 extraction) under a temporary name and renamed into place: a kill during creation leaves
-no half-made store at the cache's path.
+no half-made store at the cache's path. An HDF5 cache is written into a zarr journal and
+converted when complete (:mod:`sers.cache.journal`): libhdf5 survives neither a kill nor a full disk.
+:meth:`CacheWriter.verify` reads every finished row before a resume and marks the rows whose
+chunks are missing, damaged or inconsistent as not done, so that the resume extracts them again.
 """
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 
 import numpy as np
 
-from sers.cache import schema
+from sers.cache import integrity, journal, schema
 from sers.cache import segments as segment_store
 from sers.cache.backends import backend_class, open_backend, remove_store
+from sers.cache.layout import append_errors, lay_out
 from sers.cache.lock import WriterLock
 from sers.errors import SersError
 
 
 class CacheWriter:
-    def __init__(self, backend, lock: WriterLock | None = None):
+    def __init__(self, backend, lock: WriterLock | None = None, path=None):
         self._backend = backend
         self._lock = lock
+        self.path = Path(path or backend.path)  # the cache as its user names it
+        self._load()
+
+    @property
+    def store(self) -> Path:
+        """Where the rows are written: the cache itself, or the journal of an HDF5 cache."""
+        return self._backend.path
+
+    def _load(self) -> None:
+        """The state of the store: shapes, done rows, and what is pending per pooled chunk."""
+        backend = self._backend
         attrs = backend.attrs
-        self.path = backend.path
         self.num_layers = int(attrs["num_layers"])
         self.hidden_size = int(attrs["hidden_size"])
         self.pool_stats = list(attrs["pool_stats"])
@@ -47,10 +60,11 @@ class CacheWriter:
         # Rows per pooled chunk, as laid out on disk (a chunk is written once it is whole).
         self._chunk_rows = int(backend.array(schema.pooled_name(self.pool_stats[0])).chunks[1])
         self._buffer: dict[int, tuple[dict, bool, tuple | None]] = {}
-        self._forget_errors_of_pending_rows()
         self.segment_layers = segment_store.layers(backend) if segment_store.exists(backend) else None
-        if self.segment_layers is not None:
-            segment_store.drop_unfinished(backend, self._done)
+        if len(self.pending_rows()):  # (a finished HDF5 file is open read-only: nothing to change)
+            self._forget_errors_of_pending_rows()
+            if self.segment_layers is not None:
+                segment_store.drop_unfinished(backend, self._done)
         # Rows still to write per pooled chunk: a chunk is written once all of them are buffered.
         chunks, counts = np.unique(self.pending_rows() // self._chunk_rows, return_counts=True)
         self._pending_per_chunk = dict(zip(chunks.tolist(), counts.tolist()))
@@ -81,16 +95,18 @@ class CacheWriter:
             attrs["whisper_input"] = whisper_input
         backend_class(path)  # a wrong suffix fails before the lock file is made
         lock = WriterLock(path).acquire()
-        partial = path.with_name(f".{path.stem}.creating{path.suffix}")
+        store = journal.journal_path(path) if journal.journaled(path) else path
+        partial = journal.partial_path(store)
         try:
-            if path.exists() and not overwrite:
+            if journal.exists(path) and not overwrite:
                 raise SersError(f"{path} already exists; pass --overwrite to replace it")
-            remove_store(partial)  # left by a run killed while creating
-            _lay_out(partial, utterances, num_layers, hidden_size, pool_stats, frame_layers, frame_dtype,
-                     pooled_chunk_rows, segment_layers, segment_attrs, errors, attrs)
-            remove_store(path)
-            partial.rename(path)
-            return cls(open_backend(path, "a"), lock)
+            journal.remove_partials(path)  # left by a run killed while creating or converting
+            lay_out(partial, utterances, num_layers, hidden_size, pool_stats, frame_layers, frame_dtype,
+                    pooled_chunk_rows, segment_layers, segment_attrs, errors, attrs)
+            remove_store(path)  # the cache replaced (--overwrite), and its journal
+            remove_store(journal.journal_path(path)) if store != path else None
+            partial.rename(store)
+            return cls(open_backend(store, "a"), lock, path)
         except BaseException:
             remove_store(partial)
             lock.release()
@@ -98,19 +114,77 @@ class CacheWriter:
 
     @classmethod
     def resume(cls, path) -> "CacheWriter":
+        """Reopen the cache at ``path`` to go on writing it (or to :meth:`verify` a finished one)."""
+        path = Path(path)
         lock = WriterLock(path).acquire()
         try:
-            backend = open_backend(path, "a")
-        except Exception as exc:  # noqa: BLE001 - h5py/zarr raise OSError, KeyError, ... for a damaged store
+            store = journal.settle(path)  # a journal converted, or a leftover one removed
+            # A finished HDF5 file is only read; it is copied into a journal if it must change.
+            mode = "r" if store == path and journal.journaled(path) else "a"
+            backend = _open(store, mode)
+            if backend.attrs.get("format") != schema.FORMAT:
+                backend.close()
+                raise SersError(f"{path} exists and is not a sers cache; choose another --out or pass --overwrite")
+            writer = cls(backend, lock, path)
+        except BaseException:
             lock.release()
-            raise SersError(f"{path} exists but cannot be opened as a cache ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else 'damaged'}); it was probably cut off "
-                            "while being created: pass --overwrite to start it again") from None
-        if backend.attrs.get("format") != schema.FORMAT:
-            backend.close()
-            lock.release()
-            raise SersError(f"{path} exists and is not a sers cache; choose another --out or pass --overwrite")
-        return cls(backend, lock)
+            raise
+        if mode == "r" and not writer.complete:  # an unfinished HDF5 file of an older sers: go on in a journal
+            writer._into_journal()
+        return writer
+
+    # -- checking finished rows ----------------------------------------------------------
+
+    def verify(self, *, frames_match_pooled: bool = False) -> list[integrity.Damage]:
+        """Read every chunk holding a finished row (and, with ``frames_match_pooled``, check each row's
+        stored frames against its pooled mean); rows found missing, damaged or inconsistent are marked
+        not done, and the cache not complete, so that extracting again redoes exactly them. Returns what
+        was found ([] when every finished row is sound)."""
+        done = np.flatnonzero(self._done)
+        try:
+            damage = integrity.scan(self._backend, done, frames_match_pooled=frames_match_pooled)
+        except integrity.ChunkProblem as problem:  # the table itself: no row can be trusted
+            raise SersError(f"{self.path}: {problem}; the utterance table cannot be repaired by extracting rows "
+                            "again: extract the cache anew with --overwrite") from None
+        if damage:
+            redo = np.unique(np.concatenate([d.rows for d in damage]))
+            if self._backend.path == self.path and self._backend.journaled:
+                self._into_journal(skip_unreadable=True)  # the copy leaves the damaged chunks out
+            else:
+                for found in damage:
+                    if found.chunks:  # redone rows rewrite part of them: from zeros, not from bad bytes
+                        self._backend.delete_chunks(found.array, found.chunks)
+            self._redo(redo)
+        return damage
+
+    def _redo(self, rows: np.ndarray) -> None:
+        """Mark ``rows`` not done (first: a kill after it leaves them to redo), forget their failures
+        and segments, and the cache not complete."""
+        self._done[rows] = False
+        self._backend.array("utterances/done")[:] = self._done
+        failed = self._backend.array("utterances/failed")[:]
+        failed[rows] = False
+        self._backend.array("utterances/failed")[:] = failed
+        if segment_store.exists(self._backend):
+            segment_store.drop_rows(self._backend, rows)
+        self._backend.set_attrs({"complete": False})
+        self._backend.flush()
+        self._load()
+
+    def _into_journal(self, skip_unreadable: bool = False) -> None:
+        """Copy the HDF5 file into a journal and go on there (the file goes once the copy is whole);
+        chunks that cannot be read are left out (their rows are redone)."""
+        target = journal.journal_path(self.path)
+        partial = journal.partial_path(target)
+        remove_store(partial)
+        copy = open_backend(partial, "w")
+        journal.copy_store(self._backend, copy, skip_unreadable=skip_unreadable)
+        copy.set_attrs({"complete": False})  # marks the journal as the live store while both exist
+        self._backend.close()
+        partial.rename(target)
+        remove_store(self.path)
+        self._backend = open_backend(target, "a")
+        self._load()
 
     @property
     def attrs(self) -> dict:
@@ -139,6 +213,10 @@ class CacheWriter:
     def pending_rows(self) -> np.ndarray:
         """Rows not yet on disk, in increasing order."""
         return np.flatnonzero(~self._done)
+
+    def ids(self, rows) -> list[str]:
+        """The utterance ids of ``rows``."""
+        return [str(uid) for uid in self._backend.read_strings("utterances/id")[np.asarray(rows, np.int64)]]
 
     def frame_span(self, row: int) -> tuple[int, int]:
         start = int(self._frame_offset[row])
@@ -175,7 +253,7 @@ class CacheWriter:
 
     def record_errors(self, errors) -> None:
         """Append (id, path, reason) rows to ``errors/``, one resize per column."""
-        _append_errors(self._backend, errors)
+        append_errors(self._backend, errors)
 
     def _forget_errors_of_pending_rows(self) -> None:
         """A failure is recorded at once but its row is done only at the next flush: after an
@@ -256,6 +334,10 @@ class CacheWriter:
                             "rerun the same command to finish")
         self._backend.set_attrs({**summary, "complete": True})
         self._backend.flush()
+        if self.store != self.path:  # an HDF5 cache: converted from its journal, now complete
+            self._backend.close()
+            journal.convert(self.store, self.path)
+            self._backend = _open(self.path, "r")
 
     def set_attrs(self, **values) -> None:
         self._backend.set_attrs(values)
@@ -278,90 +360,10 @@ class CacheWriter:
                 raise
 
 
-def _lay_out(path: Path, utterances, num_layers, hidden_size, pool_stats, frame_layers, frame_dtype,
-             pooled_chunk_rows, segment_layers, segment_attrs, errors, attrs) -> None:
-    """Write the empty arrays, the utterance table, the known errors and the root attributes."""
-    columns = _complete_columns(utterances)
-    n_rows = len(columns["id"])
-    schema.check_pool_stats(pool_stats)
-    bad_layers = [layer for layer in frame_layers if not 0 <= layer < num_layers]
-    if bad_layers:
-        raise SersError(f"frame layers {bad_layers} do not exist: the model has layers 0-{num_layers - 1}")
-    columns["frame_offset"] = np.concatenate([[0], np.cumsum(columns["n_frames"])[:-1]]).astype("int64") \
-        if n_rows else np.zeros(0, "int64")
-    total_frames = int(columns["n_frames"].sum())
-
-    backend = open_backend(path, "w")
-    for name, dtype in schema.UTTERANCE_COLUMNS.items():
-        backend.create(f"utterances/{name}", (n_rows,), dtype, chunks=(max(n_rows, 1),))
-        if name in schema.STRING_COLUMNS:
-            backend.write_strings(f"utterances/{name}", columns[name])
-        elif n_rows:
-            backend.array(f"utterances/{name}")[:] = columns[name]
-    for name in schema.ERROR_COLUMNS:
-        backend.create(f"errors/{name}", (0,), object, chunks=(1024,))
-    _append_errors(backend, errors)
-    chunk_rows = pooled_chunk_rows or schema.pooled_chunk_rows(hidden_size)
-    for stat in pool_stats:
-        backend.create(schema.pooled_name(stat), (num_layers, n_rows, hidden_size),
-                       schema.POOLED_DTYPE, chunks=(1, max(1, min(chunk_rows, n_rows)), hidden_size))
-    frame_rows = schema.frame_chunk_rows(hidden_size)
-    for layer in frame_layers:
-        backend.create(schema.frames_name(layer), (total_frames, hidden_size), np.dtype(frame_dtype),
-                       chunks=(max(1, min(frame_rows, total_frames)), hidden_size))
-    if segment_layers is not None:
-        segment_store.create(backend, list(segment_layers), hidden_size, **(segment_attrs or {}))
-    backend.set_attrs({
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        **attrs,
-        "format": schema.FORMAT, "format_version": schema.FORMAT_VERSION,
-        "sers_version": _sers_version(), "complete": False,
-        "num_layers": int(num_layers), "hidden_size": int(hidden_size),
-        "pool_stats": list(pool_stats), "frame_layers": [int(x) for x in frame_layers],
-        "frame_dtype": str(np.dtype(frame_dtype)), "n_utterances": n_rows,
-    })
-    backend.flush()
-    backend.close()
-
-
-def _append_errors(backend, errors) -> None:
-    errors = [[schema.storable_text(value) for value in error] for error in errors]
-    if not errors:
-        return
-    n = backend.array("errors/id").shape[0]
-    for name, values in zip(schema.ERROR_COLUMNS, zip(*errors)):
-        backend.array(f"errors/{name}").resize((n + len(values),))
-        backend.write_strings(f"errors/{name}", values, start=n)
-
-
-def _complete_columns(utterances: dict) -> dict:
-    if "id" not in utterances:
-        raise SersError("utterances need an 'id' column")
-    ids = [str(x) for x in utterances["id"]]
-    n = len(ids)
-    if len(set(ids)) != n:
-        duplicates = sorted({x for x in ids if ids.count(x) > 1})[:5]
-        raise SersError(f"utterance ids must be unique; repeated: {', '.join(duplicates)}")
-    columns = {}
-    for name, dtype in schema.UTTERANCE_COLUMNS.items():
-        values = utterances.get(name)
-        if name == "id":
-            columns[name] = np.asarray(ids, dtype=object)
-        elif dtype == np.dtype(object):
-            columns[name] = np.asarray(["" if v is None else str(v) for v in values] if values is not None
-                                       else [""] * n, dtype=object)
-        elif values is None:
-            columns[name] = np.full(n, np.nan if dtype.kind == "f" else 0, dtype=dtype)
-        else:
-            columns[name] = np.asarray(values, dtype=dtype)
-        if len(columns[name]) != n:
-            raise SersError(f"utterance column {name!r} has {len(columns[name])} rows, 'id' has {n}")
-    columns["done"][:] = False
-    columns["failed"][:] = False
-    return columns
-
-
-def _sers_version() -> str:
-    from sers import __version__
-
-    return __version__
+def _open(store: Path, mode: str):
+    try:
+        return open_backend(store, mode)
+    except Exception as exc:  # noqa: BLE001 - h5py/zarr raise OSError, KeyError, ... for a damaged store
+        raise SersError(f"{store} exists but cannot be opened as a cache ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'damaged'}); it was probably cut off "
+                        "while being created: pass --overwrite to start it again") from None

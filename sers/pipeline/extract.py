@@ -11,7 +11,6 @@ every layer over each aligned vowel is stored too, from the full-rate hidden sta
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import math
 import os
@@ -165,6 +164,9 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
             whisper_input=upstream.whisper_input or None,
             segment_layers=list(range(upstream.num_layers)) if segment_plan else None,
             segment_attrs=segment_plan.attrs("hidden states") if segment_plan else None)
+        if writer.store != out:
+            log(f"writing {out} through the journal {writer.store} (safe to kill and on a full disk: rerun "
+                "the same command to resume; converted into one HDF5 file when complete)")
     elif writer == "complete":
         with sers.cache.open(out) as cache:
             return ExtractSummary(out, len(cache.utterances), len(cache.errors), 0.0, 0.0,
@@ -287,7 +289,7 @@ def _resolve_frame_layers(frame_layers, num_layers: int) -> list[int]:
 def _open_existing(out: Path, settings: dict, overwrite: bool, log):
     """None: start fresh (with --overwrite the old cache goes only once the new one is laid
     out, under the writer lock). 'complete': nothing to do. A CacheWriter: resume it."""
-    if not out.exists() or overwrite:
+    if not sers.cache.exists(out) or overwrite:
         return None
     writer = sers.cache.CacheWriter.resume(out)
     stored = writer.settings
@@ -303,6 +305,15 @@ def _open_existing(out: Path, settings: dict, overwrite: bool, log):
         raise SersError(f"{out} was extracted with --whisper-input {writer.whisper_input}, this run asks "
                         f"for {settings['whisper_input']}; pass --whisper-input {writer.whisper_input} to go on, "
                         f"--overwrite to start again, or another --out")
+    try:  # every finished row is read before it is trusted: missing, damaged or inconsistent ones are redone
+        damage = writer.verify(frames_match_pooled=True)
+    except BaseException:
+        writer.close()
+        raise
+    for found in damage:
+        ids = ", ".join(map(str, writer.ids(found.rows[:3]))) + (" ..." if len(found.rows) > 3 else "")
+        log(f"{out}: {found.array} of {len(found.rows)} finished utterance(s) ({ids}) {found.what}: "
+            "extracting them again")
     if writer.complete:
         writer.close()
         return "complete"
@@ -368,20 +379,13 @@ def _check_disk(out: Path, upstream, n_rows, total_frames, n_stats, n_frame_laye
 
 
 def _write_failure(out: Path, exc: Exception) -> str | None:
-    """One line for a failed write (what happened, what is kept, how to go on); None for other errors."""
-    if not out.exists():  # zarr then fails with KeyError, HDF5 writes on into the unlinked file
+    """One line for a failed write (what happened, what is kept, how to go on); None for other errors.
+    Both back-ends keep every finished row through a failed write (HDF5 caches are written into a
+    zarr journal and converted when complete), so the way on is always to rerun."""
+    if not sers.cache.exists(out):  # zarr then fails with KeyError or FileNotFoundError
         return (f"{out} was deleted or moved while being written; nothing in it can be resumed: rerun the same "
                 "command to start again")
-    code = getattr(exc, "errno", None)
-    # h5py reports libhdf5's failures as OSError without errno, or RuntimeError naming the failed write.
-    hdf5_failure = (isinstance(exc, OSError) and code is None) or (
-        isinstance(exc, RuntimeError) and "write failed" in str(exc))
-    if not sers.cache.survives_failed_write(out) and (code in (errno.ENOSPC, errno.EDQUOT) or hdf5_failure):
-        # libhdf5 leaves its file inconsistent after a failed write; a zarr store loses only the chunk.
-        what = describe_os_error(exc) if code else " ".join(str(exc).split())
-        return (f"{out}: {what}; an HDF5 file does not survive a failed write: free space and start again with "
-                "--overwrite (a .zarr store keeps every finished utterance through a full disk)")
-    if not isinstance(exc, OSError) or code is None:
+    if not isinstance(exc, OSError) or getattr(exc, "errno", None) is None:
         return None
     return (f"{out}: {describe_os_error(exc)}; every finished utterance is kept: fix that and rerun the same "
             "command to resume")

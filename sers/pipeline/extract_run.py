@@ -76,7 +76,7 @@ def run_batches(writer, upstream, batch_seconds, frame_stride, workers, strict, 
         ahead = deque(submit(b) for b in todo[:prefetch])
         reserve = _disk_reserve(writer, upstream, batch_seconds, frame_stride)
         for i, batch in enumerate(todo):
-            _check_space_left(writer.path, reserve)
+            _check_space_left(writer.store, reserve)
             loaded = ahead.popleft()
             try:
                 waves = loaded.result() if pool else loaded
