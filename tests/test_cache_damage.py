@@ -233,3 +233,26 @@ def test_the_frame_check_allows_float16_rounding_and_strides_but_not_other_numbe
     block = np.concatenate(means).astype(np.float16)
     stored_lengths = np.array([len(x) for x in means])
     assert frames_agree(block, np.cumsum(stored_lengths) - stored_lengths, stored_lengths, pooled, stride=3).all()
+
+
+def test_segments_of_an_hdf5_cache_are_added_to_a_copy_that_replaces_it_whole(tmp_path):
+    from bad_inputs import digest
+    from test_cache_sealed import _cache_with_frames
+
+    path = _cache_with_frames(tmp_path / "c.h5")
+    before = digest(path)
+    columns = {"utterance": [0, 2], "start_frame": [0, 0], "end_frame": [2, 1], "start": [0.0, 0.0],
+               "end": [0.04, 0.02], "phone": ["AA1", "IY0"], "vowel": ["a", "i"]}
+    pooled = np.ones((1, 2, 4), np.float32)
+    with pytest.raises(KeyboardInterrupt), sers.cache.SegmentsWriter(path, [0]) as writer:
+        writer.append(columns, pooled)
+        with sers.cache.open(path) as cache:  # readers read the file as it was meanwhile
+            assert not cache.has_segments
+        raise KeyboardInterrupt
+    assert digest(path) == before and not journal.journal_path(path).exists()
+    with sers.cache.SegmentsWriter(path, [0]) as writer:
+        writer.append(columns, pooled)
+        writer.finish()
+    assert not journal.journal_path(path).exists()
+    with sers.cache.open(path) as cache:
+        assert list(cache.segments.vowel) == ["a", "i"] and cache.segment_pooled(0).shape == (2, 4)

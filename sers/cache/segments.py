@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from sers.cache import schema
-from sers.cache.backends import open_backend
+from pathlib import Path
+
+from sers.cache import journal, schema
+from sers.cache.backends import open_backend, remove_store
 from sers.cache.lock import WriterLock
 
 STRING_COLUMNS = ("phone", "vowel")
@@ -138,20 +140,24 @@ class SegmentsWriter:
 
     Holds the cache's writer lock while open. The group is marked complete only by
     :meth:`finish`; leaving the block without it (an error, Ctrl-C) removes the group, so
-    half the segments never look whole. Open it before a reader of the same HDF5 file:
-    libhdf5 refuses read/write access to a file this process already has open read-only.
+    half the segments never look whole. An HDF5 file is never written in place (libhdf5 survives
+    neither a kill nor a full disk, :mod:`sers.cache.journal`): the segments are added to a zarr
+    copy of it, which replaces it whole in :meth:`finish`; until then readers read the file as it was.
     """
 
     def __init__(self, path, layers, **attrs):
-        self.path = path
+        self.path = Path(path)
         self.layers = [int(layer) for layer in layers]
         self._lock = WriterLock(path).acquire()
+        self._finished = False
         try:
-            self._backend = open_backend(path, "a")
+            store = journal.settle(self.path)
+            if store == self.path and journal.journaled(self.path):
+                store = _copy_into_journal(self.path)
+            self._backend = open_backend(store, "a")
         except BaseException:
             self._lock.release()
             raise
-        self._finished = False
         try:
             # Rows of the public table (extracted, not failed) in the order the reader gives them.
             good = self._backend.array("utterances/done")[:] & ~self._backend.array("utterances/failed")[:]
@@ -173,12 +179,18 @@ class SegmentsWriter:
     def finish(self) -> None:
         set_attrs(self._backend, complete=True)  # last: a partial group is replaced on rerun
         self._backend.flush()
+        if self._backend.path != self.path:  # the copy of an HDF5 file: it replaces the file
+            self._backend.close()
+            journal.convert(self._backend.path, self.path)
         self._finished = True
 
     def close(self) -> None:
         try:
             if not self._finished:
-                remove(self._backend)
+                if self._backend.path != self.path:
+                    remove_store(self._backend.path)  # the file is as it was
+                else:
+                    remove(self._backend)
             self._backend.close()
         finally:
             self._lock.release()
@@ -188,3 +200,18 @@ class SegmentsWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _copy_into_journal(path: Path) -> Path:
+    """A zarr copy of the finished HDF5 file ``path``, beside it. It is complete like the file, so a
+    kill before :meth:`SegmentsWriter.finish` leaves it to be removed and the file to be read."""
+    target = journal.journal_path(path)
+    partial = journal.partial_path(target)
+    remove_store(partial)
+    source = open_backend(path, "r")
+    try:
+        journal.copy_store(source, open_backend(partial, "w"))
+    finally:
+        source.close()
+    partial.rename(target)
+    return target
