@@ -276,7 +276,7 @@ def test_target_labels_unknown_to_the_source_are_reported(caches, tmp_path):
 
 def test_a_runs_folder_is_never_mixed(caches, tmp_path):
     train(caches["source"], caches["target"], methods=["last"], seeds=[0, 1], out_dir=tmp_path, **FAST)
-    with pytest.raises(SersError, match="already holds runs; pass --overwrite"):
+    with pytest.raises(SersError, match=r"holds the runs of another sweep \(seeds: \[0, 1\] -> \[0\]\); pass --overwrite"):
         train(caches["source"], caches["target"], methods=["last"], seeds=[0], out_dir=tmp_path, **FAST)
     train(caches["source"], caches["target"], methods=["last"], seeds=[0], out_dir=tmp_path, overwrite=True, **FAST)
     assert sorted(p.name for p in (tmp_path / "last").iterdir()) == ["seed0"]

@@ -98,10 +98,7 @@ def keep_selected(results: list[dict], criterion: str) -> list[dict]:
     for (method, seed), group in groups.items():
         best = group[choose([r["selection_scores"] for r in group], criterion)]
         seed_dir = Path(best["run_dir"]).parent.parent
-        # config.json, which makes the folder a run, is written last and atomically
-        for item in Path(best["run_dir"]).iterdir():
-            if item.is_file() and item.name != runs.CONFIG:
-                shutil.copy2(item, seed_dir / item.name)
+        _copy_run(Path(best["run_dir"]), seed_dir)
         config = json.loads((Path(best["run_dir"]) / runs.CONFIG).read_text())
         config["candidate_selection"] = {
             "criterion": criterion, "chosen": best["candidate"],
@@ -111,3 +108,21 @@ def keep_selected(results: list[dict], criterion: str) -> list[dict]:
         kept.append({**best, "run_dir": str(seed_dir), "candidates": group})
     order = {(r["method"], r["seed"]): i for i, r in enumerate(results)}
     return sorted(kept, key=lambda r: order[(r["method"], r["seed"])])
+
+
+# The files of a run that the seed folder takes from its chosen candidate (evaluations/ stays).
+RUN_FILES = (runs.WEIGHTS, runs.PREDICTIONS, runs.CURVES_CSV, runs.CURVES_PNG, runs.METRICS)
+
+
+def _copy_run(candidate: Path, seed_dir: Path) -> None:
+    """The chosen candidate's files into its seed folder, each under a temporary name and renamed;
+    the seed folder's config.json, which makes it a run, goes first and comes back last (written by
+    the caller), so that a kill in between never leaves the config of one candidate beside the weights
+    of another (a resumed sweep selects again, and may have retrained the candidates)."""
+    (seed_dir / runs.CONFIG).unlink(missing_ok=True)
+    for name in RUN_FILES:
+        if (candidate / name).is_file():
+            with atomic.atomic_path(seed_dir / name) as partial:
+                shutil.copy2(candidate / name, partial)
+        else:  # e.g. curves.png of an earlier choice, trained with plots
+            (seed_dir / name).unlink(missing_ok=True)

@@ -23,6 +23,7 @@ from sers.classifiers.metrics import classification_metrics
 from sers.display.tables import format_table
 from sers.errors import SersError
 from sers.pipeline import speakers
+from sers.pipeline.output_lock import locked_output, writer_lock
 from sers.pipeline.readers import open_reader
 from sers.pipeline.options import STATS_CHOICES
 from sers.runs import WEIGHTS
@@ -170,22 +171,27 @@ def evaluate(run_dir, cache, split=None, out_dir=None, stats="target", overwrite
     RUN/evaluations/<cache>-<split>); an earlier evaluation there is kept unless ``overwrite``.
     """
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / runs.EVALUATIONS / _name(getattr(cache, "path", cache), split)
-    atomic.refuse_existing(out_dir / runs.METRICS, out_dir / runs.PREDICTIONS, overwrite=overwrite)
-    with ExitStack() as opened:
-        model, config, cache, table, columns, proba = _apply(run_dir, cache, split, stats, opened)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    labels = table.label.astype(str)
-    write_predictions(out_dir / runs.PREDICTIONS, {**columns, "label": labels}, model.classes_, proba)
-    labelled = labels != ""
-    metrics = (classification_metrics(labels[labelled], model.classes_[proba[labelled].argmax(1)], model.classes_)
-               if labelled.any() else None)
-    result = Evaluation(run=str(run_dir), cache=str(cache.path), split=split, n=int(len(labels)),
-                        n_labelled=int(labelled.sum()), stats=stats, selection=config.selection,
-                        metrics=metrics, predictions=str(out_dir / runs.PREDICTIONS))
-    write_json(out_dir / runs.METRICS, result.to_dict())
+    runs.read_config(run_dir)  # not a run: said before the lock makes RUN/evaluations/
+    # One writer per evaluation folder: a second `sers evaluate` into it (even with --overwrite) is
+    # refused naming the first, instead of both writing and one's metrics beside the other's predictions.
+    with writer_lock(out_dir):
+        atomic.refuse_existing(out_dir / runs.METRICS, out_dir / runs.PREDICTIONS, overwrite=overwrite)
+        with ExitStack() as opened:
+            model, config, cache, table, columns, proba = _apply(run_dir, cache, split, stats, opened)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        labels = table.label.astype(str)
+        write_predictions(out_dir / runs.PREDICTIONS, {**columns, "label": labels}, model.classes_, proba)
+        labelled = labels != ""
+        metrics = (classification_metrics(labels[labelled], model.classes_[proba[labelled].argmax(1)], model.classes_)
+                   if labelled.any() else None)
+        result = Evaluation(run=str(run_dir), cache=str(cache.path), split=split, n=int(len(labels)),
+                            n_labelled=int(labelled.sum()), stats=stats, selection=config.selection,
+                            metrics=metrics, predictions=str(out_dir / runs.PREDICTIONS))
+        write_json(out_dir / runs.METRICS, result.to_dict())
     return result
 
 
+@locked_output("out_csv")
 def predict(run_dir, cache, out_csv, split=None, stats="target", overwrite: bool = False) -> Prediction:
     """Write ``out_csv``: id, split, language, predicted class, one probability per class
     (an existing ``out_csv`` is kept unless ``overwrite``)."""

@@ -27,6 +27,7 @@ from sers import __version__, atomic
 from sers.analysis import measures
 from sers.errors import SersError
 from sers.pipeline.options import LEVELS
+from sers.pipeline.output_lock import locked_output
 from sers.pipeline import speakers
 from sers.pipeline.similarity_compare import (MIN_VOWEL_SEGMENTS, Comparison, FoldRule,  # noqa: F401
                                               take, vowel_comparisons, vowel_counts)
@@ -124,6 +125,7 @@ def _choose_rows(cache, table, split, what, role, labelled_only, max_rows, seed)
     return rows
 
 
+@locked_output("out_dir")  # one writer per similarity folder
 def compute_similarity(source, target, out_dir=None, *, measures_wanted=None, layers=None,
                        source_split: str = "train", target_split: str = "train",
                        target_labels: str | None = None, level: str = "utterance",
@@ -246,10 +248,27 @@ def _run_layers(source: Sample, target: Sample, labelled: Sample | None, classes
                               "target": min(len(target), measures.MMD_ROWS)}
     if "domain" in table:
         result["domain_folds"] = {"n_folds": folds.n_folds, "grouped_by": "speaker" if folds.by_speaker else "row"}
+        notes.extend(_below_chance(table["domain"]["values"], layers, source, target, folds))
     if source.vowels is not None:
         result["per_vowel"] = {vowel: comparison.values for vowel, comparison in by_vowel.items()}
         result["vowel_counts"] = vowel_counts(source, target, labelled)
     return result
+
+
+def _below_chance(values, layers, source: Sample, target: Sample, folds: FoldRule) -> list[str]:
+    """A note where the domain classifier scores below chance by more than 3 standard errors of a
+    balanced accuracy: with folds of whole speakers that is a side with few speakers (a held-out
+    speaker's kind of voice is then under-represented in its own side's training folds), not a
+    difference between the samples."""
+    floor = 0.5 - 3 * 0.25 * np.sqrt(1 / len(source) + 1 / len(target))
+    low = [str(layer) for layer, value in zip(layers, values) if value is not None and value < floor]
+    if not low:
+        return []
+    speakers = min(len(np.unique(sample.speakers)) for sample in (source, target))
+    why = (f"a side has only {speakers} speakers, and a held-out speaker's kind of voice is under-represented in "
+           "its own side's training folds" if folds.by_speaker else "the folds are of rows, not of whole speakers")
+    return [f"domain is below chance (under {floor:.3f}, 3 standard errors) at layer{'s' if len(low) > 1 else ''} "
+            f"{', '.join(low)}: {why}; read it as 'not separable' (docs/method.md)"]
 
 
 def _ranking_record(table: dict) -> dict:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import tempfile
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, fields as dataclass_fields, replace
@@ -40,13 +39,14 @@ from sers.classifiers.methods import METHODS, base_method, with_ablations
 from sers.classifiers.metrics import classification_metrics
 from sers.classifiers.selection import score_candidate
 from sers.errors import SersError
-from sers.pipeline.candidates import candidates_for, check_criterion, keep_selected
+from sers.pipeline.candidates import candidates_for, check_criterion, check_lambdas, check_sweep_size, keep_selected
 from sers.pipeline.evaluate import write_json, write_predictions
 from sers.pipeline.frame_features import check_frame_layers
 from sers.pipeline import speakers
 from sers.pipeline.readers import open_reader
-from sers.pipeline.sweep import BACKENDS, run_all
+from sers.pipeline.sweep import BACKENDS, check_jobs, check_seeds, run_all
 from sers.pipeline.train_data import Parts, Splits, feature_config, provenance, read_data, shared
+from sers.pipeline.train_resume import Sweep, as_os_error, in_order, sweep_settings, writer_lock
 from sers.pipeline.train_results import TrainResult, format_results, summarise, write_results  # noqa: F401
 from sers.pipeline.vowel_alignment import alignment_config, check_segments, run_names
 from sers.runs import run_folder
@@ -62,11 +62,20 @@ def _layers(part, layers):
 def _run_one(spec: dict, data: dict) -> dict:
     """Fit one method x seed, write its folder (everything but metrics.json), return predictions.
 
-    The folder is written under a temporary name and renamed when whole: a killed run leaves
-    no folder with a config.json but no weights."""
+    The folder is written under a temporary name and renamed when whole (config.json, weights,
+    predictions, curves): a folder at its final name is a finished run, which a resumed sweep reads
+    back instead of training it again (:mod:`sers.pipeline.train_resume`)."""
     with atomic_path(spec["run_dir"]) as partial:
         partial.mkdir()
-        return _fit_and_write(spec, data, partial)
+        try:
+            return _fit_and_write(spec, data, partial)
+        except OSError:
+            raise
+        except Exception as exc:  # safetensors' failed write (a full disk) is an OSError in other words
+            failed = as_os_error(exc, Path(spec["run_dir"]) / run_schema.WEIGHTS)
+            if failed is None:
+                raise
+            raise failed from None
 
 
 def _fit_and_write(spec: dict, data: dict, run_dir: Path) -> dict:
@@ -83,7 +92,6 @@ def _fit_and_write(spec: dict, data: dict, run_dir: Path) -> dict:
               _layers(data["target_train"], spec["layers"]) if uses_target else None,
               X_dev=_layers(dev, spec["layers"]), y_dev=y_dev, dev_domain=dev_domain, **segments)
     config = {**spec["config"], "layers": model.layers_, "branches": model.branches_, "best_epoch": model.best_epoch_}
-    write_json(run_dir / run_schema.CONFIG, config)
     model.save(run_dir / run_schema.WEIGHTS)
     _write_curves(run_dir, model.history_, spec["plots"])
     proba = {"source_dev": model.predict_proba(data["source_dev"], domain="source"),
@@ -97,7 +105,11 @@ def _fit_and_write(spec: dict, data: dict, run_dir: Path) -> dict:
     write_predictions(run_dir / run_schema.PREDICTIONS, columns, model.classes_,
                       np.concatenate([proba[name] for name, _ in parts]))
     scores = (score_candidate(model, _layers(dev, spec["layers"]), y_dev, _layers(data["source_train"], spec["layers"]),
-                              _layers(data["target_train"], spec["layers"])) if spec["candidate"] else None)
+                              _layers(data["target_train"], spec["layers"]), dev_domain=dev_domain)
+              if spec["candidate"] else None)
+    if scores is not None:  # a resumed sweep selects among candidates it does not train again
+        config["selection_scores"] = scores
+    write_json(run_dir / run_schema.CONFIG, config)
     return {"method": spec["method"], "seed": spec["seed"], "run_dir": spec["run_dir"], "best_epoch": model.best_epoch_,
             "classes": model.classes_.tolist(), "candidate": spec["candidate"], "selection_scores": scores,
             "predicted": {name: model.classes_[p.argmax(1)] for name, p in proba.items()}}
@@ -177,8 +189,10 @@ def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2,
     ``speaker_norm``: "auto" (default), "on" or "off": standardise each speaker's pooled features by
     that speaker's own statistics before training (label-free; :mod:`sers.pipeline.speakers`).
     ``plots=False`` skips the curves.png of each run (a quarter second each).
-    ``overwrite``: replace the runs already in ``out_dir``; without it such a folder is refused,
-    so that `sers report` never mixes runs of two experiments.
+    ``overwrite``: replace the runs already in ``out_dir``. Without it, the folder of another sweep
+    is refused (so that `sers report` never mixes runs of two experiments) and the folder of this
+    same sweep is resumed: its finished runs are read back, the others trained
+    (:mod:`sers.pipeline.train_resume`).
     ``lambda_`` may be a list and ``anchors`` a list of anchors.json files: each aligning method
     then trains every λ x anchor set as a candidate and keeps, per seed, the one ``select``
     scores best (no target labels read; see :mod:`sers.pipeline.candidates`). The default λ list holds
@@ -190,12 +204,11 @@ def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2,
     """
     settings, splits = _grouped(settings, splits, options)
     written_to, out_dir = str(out_dir), Path(out_dir)
-    earlier = _earlier_runs(out_dir, overwrite)
     methods = [m.strip() for m in ([methods] if isinstance(methods, str) else methods) if m.strip()]
     if not methods:
         raise SersError(f"no method given; choose from {', '.join(METHODS)}")
     runs = run_names(methods, align)
-    lambdas = [float(v) for v in (lambda_ if isinstance(lambda_, (list, tuple)) else [lambda_])]
+    lambdas = check_lambdas(lambda_ if isinstance(lambda_, (list, tuple)) else [lambda_])
     anchor_specs = [load_anchors(a) for a in _anchor_list(anchors)]
     for name, (method, _) in runs.items():  # a missing --anchors is the user's method's error, not its ablation's
         for spec in anchor_specs:
@@ -208,9 +221,11 @@ def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2,
         runs = run_names(with_ablations(list(runs)), align)
     if backend not in BACKENDS:
         raise SersError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    seeds = [int(s) for s in seeds]
+    jobs, seeds = check_jobs(jobs, backend), check_seeds(seeds)
+    check_sweep_size(runs, lambdas, anchor_specs, len(seeds))
     check_criterion(select)
-    with ExitStack() as opened:  # the caches this call opens, closed when it returns or fails
+    with ExitStack() as opened:  # the lock and the caches this call takes, released when it returns or fails
+        opened.enter_context(writer_lock(out_dir))  # one sweep writes a runs folder at a time
         src, tgt = open_reader(source, opened), open_reader(target, opened)
         src.check_compatible(tgt)
         plan = _Plan(runs, lambdas, anchor_specs, settings, src.num_layers)
@@ -220,6 +235,11 @@ def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2,
                                              stat=stat)
         if log and (by_speaker or why_not):
             log(why_not or "standardising each speaker's features by that speaker's own statistics")
+        # Before any feature is read: another sweep's folder is refused, the same sweep's resumed.
+        sweep = Sweep(out_dir.resolve(), sweep_settings(
+            runs=runs, seeds=seeds, lambdas=lambdas, anchor_specs=anchor_specs, settings=settings, splits=splits,
+            stat=stat, align=align, select=select, speaker_standardised=by_speaker, src=src, tgt=tgt,
+            version=sers.__version__), overwrite)
 
         spill = tempfile.TemporaryDirectory(prefix="sers-train-") if jobs > 1 and backend == "loky" else None
         share = (lambda block, name: shared(block, name, spill.name if spill else None))
@@ -230,13 +250,15 @@ def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2,
                   "data": provenance(src, tgt, parts), "command": command, "selection": selection,
                   "target_dev": splits.target_dev, "normalize": settings.normalize}
         specs = _specs(plan, data, parts, seeds, out_dir.resolve(), common, threads, plots)
-        _remove(earlier)
+        sweep.start()
+        todo, finished = sweep.split(specs, data, log)
         try:
-            results = run_all(_run_one, specs, data, jobs, backend, progress)
+            results = run_all(_run_one, todo, data, min(jobs, len(todo)), backend, progress) if todo else []
         finally:
             del data
             if spill:
                 spill.cleanup()
+        results = in_order(specs, finished + results)
 
         # Candidates are chosen before any target test label is read (the scores come from training data).
         results = keep_selected(results, select)
@@ -337,20 +359,3 @@ def _anchor_list(anchors) -> list:
     if isinstance(anchors, (list, tuple)) and anchors and all(isinstance(a, (str, os.PathLike, dict)) for a in anchors):
         return list(anchors)
     return [anchors]
-
-
-def _earlier_runs(out_dir: Path, overwrite: bool) -> list[Path]:
-    """Files of runs already in ``out_dir``: refused without ``overwrite``, removed (only once
-    training starts, so a command that fails its checks deletes nothing) with it."""
-    earlier = run_schema.earlier_runs(out_dir)
-    if earlier and not overwrite:
-        raise SersError(f"{out_dir} already holds runs; pass --overwrite to replace them, or choose another -o "
-                        "(sers report reads every run in the folder)")
-    return earlier
-
-
-def _remove(paths: list[Path]) -> None:
-    for path in paths:
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-
-
