@@ -199,6 +199,38 @@ def test_a_full_disk_stops_the_run_before_it_fills_and_the_run_resumes(tmp_path,
     assert all(np.array_equal(reference[k], resumed[k]) for k in reference)
 
 
+def test_the_space_kept_free_is_what_this_runs_batches_write(tmp_path, tiny_model, monkeypatch):
+    """A cache of a few kB is written on a disk with 20 MB free (a fixed 256 MB floor refused it);
+    where the free space is below what a batch needs, --no-space-check goes on."""
+    model, m = tiny_model("wavlm"), _corpus(tmp_path / "a")
+    free, real_usage = [20 * 10**6], shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real_usage(path)._replace(free=free[0]))
+    with_frames = _extract(model, m, tmp_path / "frames.zarr", frame_layers="all")
+    assert with_frames.n_utterances == 6 and sers.cache.open(tmp_path / "frames.zarr").complete
+    free[0] = 2 * 10**6
+    with pytest.raises(SersError, match=r"disk is almost full \(2.0 MB left, a batch of this run needs up to "
+                                        r"8\.\d MB .*add --no-space-check to go on"):
+        _extract(model, m, tmp_path / "c.zarr")
+    assert _extract(model, m, tmp_path / "c.zarr", space_check=False).n_utterances == 6
+
+
+def test_the_reserve_grows_with_the_largest_batch_and_its_frames(tmp_path, tiny_model):
+    model, m = tiny_model("wavlm"), _corpus(tmp_path / "a")
+    for frames in ("none", "all"):
+        _extract(model, m, tmp_path / f"{frames}.zarr", frame_layers=frames)
+    sizes = {}
+    for frames in ("none", "all"):
+        with sers.cache.CacheWriter.resume(tmp_path / f"{frames}.zarr") as writer, \
+                sers.cache.open(tmp_path / f"{frames}.zarr") as cache:
+            table = cache.all_utterances
+            sizes[frames] = [extract_run._disk_reserve(writer, table, batches) - extract_run.DISK_SLACK_BYTES
+                             for batches in ([[0]], [[0], [1, 2, 3, 4, 5]])]
+            row = writer.num_layers * writer.hidden_size * 4
+            assert sizes[frames][0] >= 2 * row and sizes[frames][1] >= 2 * 5 * row
+    assert sizes["none"][0] < sizes["none"][1] and sizes["all"][0] > sizes["none"][0]
+    assert max(sizes["all"]) < 10 * 2**20  # kB of features, not the 256 MB of a fixed floor
+
+
 def test_no_space_left_mid_write_is_one_line_and_zarr_resumes(tmp_path, tiny_model, monkeypatch):
     model, m = tiny_model("wavlm"), _corpus(tmp_path / "a")
     out = tmp_path / "c.zarr"

@@ -60,11 +60,14 @@ def _batch_seconds(text: str):
                    "with the square of the length); not applied to Whisper, which reads 30 s windows.")
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable utterance instead of recording it.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing cache instead of resuming it.")
+@click.option("--no-space-check", is_flag=True,
+              help="Go on where the free space looks too small for the cache or for a batch (the estimates are "
+                   "before compression); a disk that does fill up stops the run with every finished utterance kept.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @alignment_options(required=False)
 def extract(model, manifest, out, corpus_format, audio_root, language, revision, device, dtype, whisper_input,
-            batch_seconds, frame_layers, frame_stride, pool, shard, workers, max_seconds, strict, overwrite, quiet,
-            alignments, alignment_format, phone_tier, vowel_map):
+            batch_seconds, frame_layers, frame_stride, pool, shard, workers, max_seconds, strict, overwrite,
+            no_space_check, quiet, alignments, alignment_format, phone_tier, vowel_map):
     """Run a pretrained speech model once and cache every layer's features.
 
     Stores, for every utterance, the mean (and --pool std) over frames of every hidden
@@ -94,5 +97,5 @@ def extract(model, manifest, out, corpus_format, audio_root, language, revision,
                           workers=workers, strict=strict, overwrite=overwrite, progress=not quiet,
                           log=log, alignments=alignments, alignment_format=alignment_format,
                           phone_tier=phone_tier, vowel_map=vowel_map, max_seconds=max_seconds,
-                          whisper_input=whisper_input)
+                          whisper_input=whisper_input, space_check=not no_space_check)
     click.echo(summary.summary())

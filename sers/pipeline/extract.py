@@ -96,7 +96,7 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
             progress: bool = True, log=print, pooled_chunk_rows: int | None = None,
             alignments=None, alignment_format: str | None = None, phone_tier: str = "phones",
             vowel_map=None, max_seconds: float | None = DEFAULT_MAX_SECONDS,
-            whisper_input: str | None = None) -> ExtractSummary:
+            whisper_input: str | None = None, space_check: bool = True) -> ExtractSummary:
     """Extract ``utterances`` with ``model`` into the cache ``out`` (see module doc).
 
     ``pooled_chunk_rows`` sets how many utterances are flushed (and marked done) at a
@@ -107,6 +107,8 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
     read fixed windows (Whisper) take any length.
     ``whisper_input``: "padded" or "trimmed" 30 s windows (Whisper only, see
     :mod:`sers.upstream.whisper`), stored as the cache attribute ``whisper_input``.
+    ``space_check=False``: go on where the free space looks too small for the cache or for a batch
+    (the estimates are upper bounds, before compression).
     ``batch_seconds="auto"``: on a GPU, sized to its free memory by one probe batch
     (:mod:`sers.pipeline.batch_memory`); on a CPU, 200.
     """
@@ -149,7 +151,7 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
         planned.sort(key=lambda p: (p.n_samples, p.utterance.id))
         stored_frames = [math.ceil(p.n_frames / frame_stride) if layers else 0 for p in planned]
         _check_disk(out, upstream, len(planned), sum(stored_frames), len(pool_stats), len(layers), log,
-                    audio_bytes=2 * sum(p.n_samples for p in planned))
+                    audio_bytes=2 * sum(p.n_samples for p in planned), space_check=space_check)
         columns = _columns(planned, stored_frames, upstream.sample_rate)
         # Alignments are checked before the cache exists: a wrong folder costs seconds.
         segment_plan = _segment_plan(segment_source, columns, upstream)
@@ -192,7 +194,8 @@ def extract(utterances: list[Utterance], model: str, out, *, revision: str | Non
                 longest = int(cache.all_utterances.n_samples.max()) if len(this_run) else 0
             batch_seconds = auto_batch_seconds(upstream, longest, log) if longest else CPU_BATCH_SECONDS
         try:
-            run_batches(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan)
+            run_batches(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan,
+                        space_check=space_check)
         except Exception as exc:
             message = _write_failure(out, exc)
             if message is None:
@@ -361,7 +364,8 @@ def _columns(planned: list[_Planned], stored_frames: list[int], sample_rate: int
     }
 
 
-def _check_disk(out: Path, upstream, n_rows, total_frames, n_stats, n_frame_layers, log, audio_bytes=0) -> None:
+def _check_disk(out: Path, upstream, n_rows, total_frames, n_stats, n_frame_layers, log, audio_bytes=0,
+                space_check: bool = True) -> None:
     pooled = upstream.num_layers * n_rows * upstream.hidden_size * 4 * n_stats
     frames = total_frames * upstream.hidden_size * 2 * n_frame_layers
     # Frames of every layer of a large model are ~80x the 16-bit audio: say so before writing them.
@@ -372,10 +376,11 @@ def _check_disk(out: Path, upstream, n_rows, total_frames, n_stats, n_frame_laye
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(parent).free
-    if pooled + frames > free:
+    if pooled + frames > free and space_check:
         raise SersError(f"the cache needs about {format_bytes(pooled + frames)} but {parent} has "
                         f"{format_bytes(free)} free; store fewer frames (--frame-layers 0,6,12, "
-                        "--frame-stride 2) or choose another --out")
+                        "--frame-stride 2), choose another --out, or add --no-space-check to go on (the estimate "
+                        "is before compression)")
 
 
 def _write_failure(out: Path, exc: Exception) -> str | None:

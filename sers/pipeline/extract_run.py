@@ -18,18 +18,21 @@ from collections import deque
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import sers.cache
+from sers.cache import schema
 from sers.inputs.audio import load_batch
 from sers.errors import SersError
 from sers.display.tables import format_bytes
 from sers.workers import worker_pool
 
-# A run stops cleanly (every finished row kept) when its disk has less than this left, or twice
-# what one batch writes, rather than meet ENOSPC mid-write: libhdf5 leaves a damaged file (or
-# crashes) after a failed write, zarr loses only the chunk being written.
-DISK_RESERVE_BYTES = 256 * 2**20
+# A run stops cleanly (every finished row kept) when its disk has less left than twice what the
+# largest of its batches writes, plus this, rather than meet ENOSPC mid-write (a zarr store then
+# loses only the chunk being written). The slack covers what a batch writes beside its rows: the
+# attributes and done flags rewritten, the errors table, a chunk's temporary copy.
+DISK_SLACK_BYTES = 8 * 2**20
 
 
 def plan_batches(cost_seconds, batch_seconds: float) -> list[list[int]]:
@@ -50,7 +53,8 @@ def plan_batches(cost_seconds, batch_seconds: float) -> list[list[int]]:
     return batches
 
 
-def run_batches(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan=None) -> None:
+def run_batches(writer, upstream, batch_seconds, frame_stride, workers, strict, progress, segment_plan=None,
+                space_check: bool = True) -> None:
     from tqdm.auto import tqdm
 
     with sers.cache.open(writer.path) as cache:
@@ -74,7 +78,7 @@ def run_batches(writer, upstream, batch_seconds, frame_stride, workers, strict, 
         # Decode a few batches ahead in worker processes while the model runs.
         prefetch = 2 * max(workers, 1)
         ahead = deque(submit(b) for b in todo[:prefetch])
-        reserve = _disk_reserve(writer, upstream, batch_seconds, frame_stride)
+        reserve = _disk_reserve(writer, table, todo) if space_check else 0
         for i, batch in enumerate(todo):
             _check_space_left(writer.store, reserve)
             loaded = ahead.popleft()
@@ -108,12 +112,24 @@ def run_batches(writer, upstream, batch_seconds, frame_stride, workers, strict, 
             pool.shutdown(cancel_futures=True)
 
 
-def _disk_reserve(writer, upstream, batch_seconds: float, frame_stride: int) -> int:
-    """Bytes to keep free: twice what one batch can write (its frames and pooled rows), at least
-    DISK_RESERVE_BYTES, so that no write meets a full disk."""
-    frames = batch_seconds * upstream.frame_rate / frame_stride * len(writer.frame_layers) * writer.hidden_size * 2
-    pooled = writer.chunk_rows * writer.num_layers * writer.hidden_size * 4 * len(writer.pool_stats)
-    return int(max(DISK_RESERVE_BYTES, 2 * (frames + pooled))) if DISK_RESERVE_BYTES else 0
+def _disk_reserve(writer, table, batches) -> int:
+    """Bytes to keep free before each batch: twice the most that one of this run's batches writes,
+    plus DISK_SLACK_BYTES. A batch writes the pooled chunks it completes (a chunk is written whole,
+    once its rows are all done: at most one more than its rows fill) and its rows' stored frames,
+    in the frame chunks they touch; from this run's own rows and shapes, not from a model's widest
+    batch, which refused a 33 kB cache on a disk with 20 MB free (issue 24)."""
+    if not batches:
+        return 0
+    pooled_row = writer.num_layers * writer.hidden_size * 4 * len(writer.pool_stats)  # float32
+    frame_item = np.dtype(writer.attrs.get("frame_dtype") or schema.DEFAULT_FRAME_DTYPE).itemsize
+    frame_row = writer.hidden_size * frame_item * len(writer.frame_layers)
+    frame_chunk = min(schema.frame_chunk_rows(writer.hidden_size), int(np.sum(table.n_frames)))  # as laid out
+    most = 0
+    for batch in batches:
+        pooled = min(writer.n_rows, (math.ceil(len(batch) / writer.chunk_rows) + 1) * writer.chunk_rows) * pooled_row
+        frames = (int(np.sum(table.n_frames[batch])) + 2 * frame_chunk) * frame_row if frame_row else 0
+        most = max(most, pooled + frames)
+    return 2 * most + DISK_SLACK_BYTES
 
 
 def _check_space_left(path: Path, reserve: int) -> None:
@@ -121,9 +137,10 @@ def _check_space_left(path: Path, reserve: int) -> None:
         raise FileNotFoundError(errno.ENOENT, "vanished", str(path))
     free = shutil.disk_usage(path.resolve().parent).free
     if free < reserve:
-        raise SersError(f"{path}: the disk is almost full ({format_bytes(free)} left, a batch needs up to "
-                        f"{format_bytes(reserve)}); stopped before it fills up, every finished utterance is kept: "
-                        "free space and rerun the same command to resume")
+        raise SersError(f"{path}: the disk is almost full ({format_bytes(free)} left, a batch of this run needs "
+                        f"up to {format_bytes(reserve)} with room to spare); stopped before it fills up, every "
+                        "finished utterance is kept: free space and rerun the same command to resume (or add "
+                        "--no-space-check to go on: the estimate is before compression)")
 
 
 class _Progress:
