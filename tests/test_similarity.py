@@ -586,3 +586,23 @@ def test_the_report_draws_no_measure_that_cannot_rank(tmp_path, monkeypatch):
     assert list(drawn) == ["coral"]
     text = " ".join(getattr(block, "text", "") for block in section.blocks)
     assert "Not plotted, as they cannot rank layers: mmd (constant" in text and "proxy-a-distance (outside" in text
+
+
+def test_below_chance_with_few_speakers_of_two_kinds_is_explained(tmp_path):
+    """Voices of two kinds alternating (as the benchmark corpus's female and male voices): folds of
+    whole speakers still score one population below chance, and a note says why."""
+    rng = np.random.default_rng(1)
+    dim, per_speaker = 32, 60
+    kinds = [np.eye(dim) + 0.5 * rng.normal(size=(dim, dim)) / np.sqrt(dim) for _ in range(2)]
+    paths = []
+    for side in ("source", "target"):
+        features = np.stack([np.concatenate([rng.normal(size=(per_speaker, dim)) @ kinds[i % 2] for i in range(6)])
+                             for _ in range(3)])
+        paths.append(sers.cache.from_arrays(tmp_path / f"{side}.zarr", features, {
+            "id": [f"{side}{i}" for i in range(6 * per_speaker)], "label": ["N"] * (6 * per_speaker),
+            "split": ["train"] * (6 * per_speaker), "speaker": [f"v{i}" for i in range(6) for _ in range(per_speaker)]},
+            model_id="planted"))
+    result = compute_similarity(*paths, measures_wanted=["domain"])
+    assert max(result["measures"]["domain"]["values"]) < 0.44
+    assert any(note.startswith("domain is below chance (under 0.444, 3 standard errors) at layers 0, 1, 2: a side "
+                               "has only 6 speakers") for note in result["notes"]), result["notes"]

@@ -87,9 +87,9 @@ def domain_from_moments(xs, ms: Moments, folds_s, xt, mt: Moments, folds_t) -> t
     for k in range(len(ms.counts)):
         train_s, train_t = ms.stats(leave_out=k), mt.stats(leave_out=k)
         centre, scale = standardiser_of(train_s, train_t)  # fitted inside the fold, as everything else
-        sides = [_gaussian(stats, centre, scale) for stats in (train_s, train_t)]
-        correct_s += int(np.sum(_log_ratio(xs[folds_s == k], sides, centre, scale) > 0))
-        correct_t += int(np.sum(_log_ratio(xt[folds_t == k], sides, centre, scale) <= 0))
+        rule = _quadratic_rule(train_s, train_t, centre, scale)
+        correct_s += int(np.sum(_log_ratio(xs[folds_s == k], rule, centre, scale) > 0))
+        correct_t += int(np.sum(_log_ratio(xt[folds_t == k], rule, centre, scale) <= 0))
     accuracy = (correct_s / len(xs) + correct_t / len(xt)) / 2
     return float(accuracy), proxy_a_distance(accuracy)
 
@@ -104,32 +104,37 @@ def proxy_a_distance(balanced_accuracy: float) -> float:
     return float(max(0.0, 2 * (1 - 2 * (1 - balanced_accuracy))))
 
 
-def _gaussian(stats, centre, scale):
-    """(mean, Cholesky factor, log-determinant) of one side in standardised units, shrunk."""
-    inv = 1.0 / scale
-    cov = stats.cov * np.outer(inv, inv)
-    dim = len(cov)
-    level = np.trace(cov) / dim
-    if level > 0:
-        gamma = oas_shrinkage(cov, stats.n)
-        shrunk = (1 - gamma) * cov
-        shrunk.flat[::dim + 1] += gamma * level
-    else:  # no variance at all (a single training row): an isotropic unit Gaussian
-        shrunk = np.eye(dim)
-    factor = scipy.linalg.cholesky(shrunk, lower=True, check_finite=False)
-    return (stats.mean - centre) * inv, factor, 2 * float(np.sum(np.log(np.diag(factor))))
+def _quadratic_rule(train_s, train_t, centre, scale):
+    """(A, b, c) with log N(z; source) - log N(z; target) = -z'Az/2 + z'b + c for standardised z:
+    one D x D product per row scores it, where the two densities separately would take two."""
+    parts = []
+    for stats in (train_s, train_t):
+        inv = 1.0 / scale
+        cov = stats.cov * np.outer(inv, inv)
+        dim = len(cov)
+        level = np.trace(cov) / dim
+        if level > 0:
+            gamma = oas_shrinkage(cov, stats.n)
+            shrunk = (1 - gamma) * cov
+            shrunk.flat[::dim + 1] += gamma * level
+        else:  # no variance at all (a single training row): an isotropic unit Gaussian
+            shrunk = np.eye(dim)
+        factor = scipy.linalg.cho_factor(shrunk, lower=True, check_finite=False)
+        precision = scipy.linalg.cho_solve(factor, np.eye(dim), check_finite=False)
+        mean = (stats.mean - centre) * inv
+        parts.append((precision, mean, precision @ mean, 2 * float(np.sum(np.log(np.diag(factor[0]))))))
+    (p_s, m_s, pm_s, logdet_s), (p_t, m_t, pm_t, logdet_t) = parts
+    constant = -0.5 * (m_s @ pm_s - m_t @ pm_t) - 0.5 * (logdet_s - logdet_t)
+    return p_s - p_t, pm_s - pm_t, float(constant)
 
 
-def _log_ratio(x, sides, centre, scale) -> np.ndarray:
+def _log_ratio(x, rule, centre, scale) -> np.ndarray:
     """log N(x; source) - log N(x; target) per row, a chunk of rows at a time."""
+    quadratic, linear, constant = rule
     out = np.empty(len(x))
     for start in range(0, len(x), CHUNK_ROWS):
         z = (x[start:start + CHUNK_ROWS].astype(np.float64) - centre) / scale
-        value = 0.0
-        for sign, (mean, factor, logdet) in zip((1.0, -1.0), sides):
-            whitened = scipy.linalg.solve_triangular(factor, (z - mean).T, lower=True, check_finite=False)
-            value = value + sign * (-0.5 * np.sum(whitened ** 2, axis=0) - 0.5 * logdet)
-        out[start:start + CHUNK_ROWS] = value
+        out[start:start + CHUNK_ROWS] = -0.5 * np.einsum("ij,ij->i", z @ quadratic, z) + z @ linear + constant
     return out
 
 
