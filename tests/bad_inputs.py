@@ -485,6 +485,53 @@ CASES += [
                                                               "pooled/mean: 1 chunk(s) cannot be decoded")),
 ]
 
+
+# -- one writer per stage-2 output, one sweep per runs folder (issue 24, items 3 and 6) ---------------
+
+def _held_by_another(path: Path) -> None:
+    """The writer lock of ``path`` held by a live sers command (this very process: alive)."""
+    lock_path(path).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                           "started": "2026-01-01T00:00:00"}))
+
+
+def _second_writer(command: str, *extra: str):
+    """`sers train`, `similarity` or `evaluate` into an output another sers command is writing."""
+    def build(inputs, tmp):
+        if command == "evaluate":
+            run = trained_run(tmp)
+            out = tmp / "ev"
+            argv = ["evaluate", str(run), str(tmp / "tgt.zarr"), "-o", str(out)]
+        else:
+            src, tgt = cache(tmp / "src.zarr", 16), cache(tmp / "tgt.zarr", 16, language="zh")
+            out = tmp / "out"
+            argv = (["similarity", str(src), str(tgt), "-o", str(out)] if command == "similarity" else
+                    ["train", "--source", str(src), "--target", str(tgt), "--method", "last", "--epochs", "1",
+                     "--seeds", "0", "-o", str(out), "--quiet", "--no-plots"])
+        _held_by_another(out)
+        return Built(argv + list(extra), f"{out} is being written by another sers command (pid {os.getpid()} on")
+    return build
+
+
+def _another_sweep(inputs, tmp):
+    """A finished sweep, then another one (other seeds) into the same folder: refused, runs kept."""
+    from sers.cli import main
+
+    src, tgt = cache(tmp / "src.zarr", 16), cache(tmp / "tgt.zarr", 16, language="zh")
+    argv = ["train", "--source", str(src), "--target", str(tgt), "--method", "last", "--epochs", "1", "-o",
+            str(tmp / "runs"), "--quiet", "--no-plots"]
+    main.main(argv + ["--seeds", "0,1"], standalone_mode=False)
+    return Built(argv + ["--seeds", "0"], "holds the runs of another sweep (seeds: [0, 1] -> [0])",
+                 keeps=[tmp / "runs"])
+
+
+CASES += [
+    Case("second sers train into one -o", "outputs", "fail", _second_writer("train")),
+    Case("sers train --overwrite while another writes", "outputs", "fail", _second_writer("train", "--overwrite")),
+    Case("second sers similarity into one -o", "outputs", "fail", _second_writer("similarity")),
+    Case("second sers evaluate into one -o", "outputs", "fail", _second_writer("evaluate", "--overwrite")),
+    Case("another sweep into a runs folder", "outputs", "fail", _another_sweep),
+]
+
 def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
