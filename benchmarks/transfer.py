@@ -73,8 +73,10 @@ def run_direction(source: Path, target: Path, seeds: list[int], methods, setting
         anchors = anchor([source, target], Path(tmp) / "anchors.json", **anchor_options)
         table = train(source, target, methods=list(methods), anchors=Path(tmp) / "anchors.json", seeds=seeds,
                       out_dir=Path(tmp) / "runs", progress=False, plots=False, **settings)
-    chosen = anchors.get("groups") or anchors["layers"]
-    return table, f"{anchors['measure']} {anchors['strategy']} {chosen}"
+    if anchors["strategy"] != "both":
+        return table, f"{anchors['measure']} {anchors['strategy']} {anchors.get('groups') or anchors['layers']}"
+    settings = "; ".join(f"{c['size']}x{c['count']} {c['groups']}" for c in anchors["group_candidates"])
+    return table, f"{anchors['measure']}: layers {anchors['layers']}; groups {settings}"
 
 
 def main(argv=None) -> None:

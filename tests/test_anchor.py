@@ -27,17 +27,17 @@ CORAL = [0.9, 0.2, 0.8, 0.1, 0.15, 0.12, 0.7, 0.05]  # best single: 7, 3, 5; bes
 
 def test_topk_follows_each_measures_direction():
     result = table(coral=CORAL, cka=[1 - v for v in CORAL])
-    coral = select_anchors(result, k=3)
+    coral = select_anchors(result, strategy="topk", k=3)
     assert coral["measure"] == "coral" and coral["direction"] == "lower"
     assert coral["layers"] == [3, 5, 7] and coral["strategy"] == "topk"
-    cka = select_anchors(result, measure="cka", k=3)
+    cka = select_anchors(result, strategy="topk", measure="cka", k=3)
     assert cka["direction"] == "higher" and cka["layers"] == [3, 5, 7]
-    assert select_anchors(result, k=2, exclude=[7])["layers"] == [3, 5]
-    assert select_anchors(result, k=2, exclude=[7])["excluded"] == [7]
+    assert select_anchors(result, strategy="topk", k=2, exclude=[7])["layers"] == [3, 5]
+    assert select_anchors(result, strategy="topk", k=2, exclude=[7])["excluded"] == [7]
 
 
 def test_anchors_json_has_the_keys_training_reads(tmp_path):
-    anchors = select_anchors(table(coral=CORAL), k=2, similarity_file=tmp_path / "similarity.json")
+    anchors = select_anchors(table(coral=CORAL), strategy="topk", k=2, similarity_file=tmp_path / "similarity.json")
     assert list(anchors) == ["measure", "direction", "strategy", "layers", "chosen_with_target_labels", "scores",
                              "similarity_file", "excluded"]
     assert anchors["chosen_with_target_labels"] is None  # coral is label-free
@@ -60,12 +60,12 @@ def test_group_strategy_best_contiguous_windows_without_overlap():
 
 
 def test_default_measure_preference_and_missing_values():
-    assert select_anchors(table(mmd=CORAL, domain=CORAL, cka=CORAL), k=1)["measure"] == "mmd"
-    assert select_anchors(table(domain=CORAL, probe=CORAL), k=1)["measure"] == "domain"
-    assert select_anchors(table(cka=CORAL), k=1)["measure"] == "cka"  # no label-free one in the file
+    assert select_anchors(table(mmd=CORAL, domain=CORAL, cka=CORAL), strategy="topk", k=1)["measure"] == "mmd"
+    assert select_anchors(table(domain=CORAL, probe=CORAL), strategy="topk", k=1)["measure"] == "domain"
+    assert select_anchors(table(cka=CORAL), strategy="topk", k=1)["measure"] == "cka"  # no label-free one in the file
     with_gap = table(coral=[None, 0.3, 0.1, None])
-    assert select_anchors(with_gap, k=2)["layers"] == [1, 2]
-    assert select_anchors(with_gap, k=2)["scores"]["0"] is None
+    assert select_anchors(with_gap, strategy="topk", k=2)["layers"] == [1, 2]
+    assert select_anchors(with_gap, strategy="topk", k=2)["scores"]["0"] is None
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -144,8 +144,8 @@ def test_cli_input_errors(planted_similarity, tmp_path):
 def test_label_aware_anchors_say_which_target_labels_chose_them(tmp_path):
     result = table(coral=CORAL, cka=[1 - v for v in CORAL])
     result["target"] = {"split": "train", "label_split": "dev"}
-    assert select_anchors(result, measure="cka", k=2)["chosen_with_target_labels"] == "dev"
-    assert select_anchors(result, measure="coral", k=2)["chosen_with_target_labels"] is None
+    assert select_anchors(result, strategy="topk", measure="cka", k=2)["chosen_with_target_labels"] == "dev"
+    assert select_anchors(result, strategy="topk", measure="coral", k=2)["chosen_with_target_labels"] is None
 
 
 
@@ -166,13 +166,13 @@ def test_a_saturated_measure_never_chooses_anchors():
 
     # a domain classifier that separates the languages perfectly at every layer
     result = _result(domain=[1.0] * 6, proxy_a_distance=[2.0] * 6, mmd=[5.0, 4.0, 1.0, 2.0, 3.0, 6.0])
-    anchors = select_anchors(result, k=2)
+    anchors = select_anchors(result, strategy="topk", k=2)
     assert anchors["measure"] == "mmd" and anchors["layers"] == [2, 3]
     with pytest.raises(SersError, match="'domain' cannot rank layers \\(saturated: 1 \\(its worst value\\)"):
-        select_anchors(result, measure="domain", k=2)
+        select_anchors(result, strategy="topk", measure="domain", k=2)
     only_saturated = _result(domain=[1.0] * 6)
     with pytest.raises(SersError, match="no measure in the similarity file can rank layers \\(domain: saturated"):
-        select_anchors(only_saturated, k=2)
+        select_anchors(only_saturated, strategy="topk", k=2)
     table = format_table(result)
     assert "domain cannot rank layers (saturated: 1 (its worst value) at every layer)" in table
     cells = [line.split() for line in table.splitlines()[2:8]]
@@ -184,7 +184,7 @@ def test_the_default_measure_passes_over_saturated_ones_and_says_so():
     from sers.pipeline.anchor import select_anchors
 
     result = _result(coral=[0.3] * 6, domain=[0.9, 0.7, 0.6, 0.8, 0.95, 1.0])
-    anchors = select_anchors(result, k=1)
+    anchors = select_anchors(result, strategy="topk", k=1)
     assert anchors["measure"] == "domain" and anchors["layers"] == [2]
     assert anchors["measures_passed_over"] == {"coral": "constant: 0.3 at every layer"}
 
@@ -195,9 +195,9 @@ def test_a_tie_at_the_cut_is_an_error_not_a_tie_break():
     from sers.pipeline.similarity import format_table
 
     result = _result(domain=[0.9, 0.6, 0.6, 0.8, 0.95, 1.0])
-    assert select_anchors(result, k=2)["layers"] == [1, 2]  # the tie is inside the top 2: fine
+    assert select_anchors(result, strategy="topk", k=2)["layers"] == [1, 2]  # the tie is inside the top 2: fine
     with pytest.raises(SersError, match="layers 1, 2 tie at 0.6 by domain, so the top 1 are not determined"):
-        select_anchors(result, k=1)
+        select_anchors(result, strategy="topk", k=1)
     with pytest.raises(SersError, match="layer groups \\[1\\] and \\[2\\] tie"):
         select_anchors(result, strategy="group", group_size=1)
     rows = format_table(result).splitlines()
@@ -207,7 +207,7 @@ def test_a_tie_at_the_cut_is_an_error_not_a_tie_break():
 def test_the_anchor_line_names_the_measures_passed_over():
     from sers.pipeline.anchor import describe, select_anchors
 
-    line = describe(select_anchors(_result(coral=[0.3] * 6, domain=[0.9, 0.7, 0.6, 0.8, 0.95, 1.0]), k=1),
+    line = describe(select_anchors(_result(coral=[0.3] * 6, domain=[0.9, 0.7, 0.6, 0.8, 0.95, 1.0]), strategy="topk", k=1),
                     measure_given=False)
     assert line.endswith("topk: 2; passed over coral (constant: 0.3 at every layer)")
 
@@ -241,3 +241,43 @@ def test_an_unknown_measure_is_a_usage_error_listing_the_registry(planted_simila
     _, similarity_json = planted_similarity
     run = cli("anchor", similarity_json, "-o", tmp_path / "a.json", "--measure", "kl")
     assert run.exit_code == 2 and all(name in run.output for name in MEASURES)
+
+
+def test_both_writes_lams_layers_and_lam_gls_group_settings():
+    """The default: the top-k single layers for lam and, for lam-gl, the best non-overlapping
+    contiguous groups of every size x count (CORAL: best pair 3-4, then 6-7 without overlap)."""
+    anchors = select_anchors(table(coral=CORAL), k=3)
+    assert anchors["strategy"] == "both" and anchors["layers"] == [3, 5, 7]
+    settings = {(c["size"], c["count"]): c["groups"] for c in anchors["group_candidates"]}
+    assert settings == {(2, 1): [[3, 4]], (2, 2): [[3, 4], [6, 7]], (3, 1): [[3, 4, 5]],
+                        (3, 2): [[3, 4, 5], [0, 1, 2]]}  # the second group never overlaps the first
+    assert anchors["groups"] == [[3, 4, 5]]  # --group-size 3 --groups 1, for an explicit single choice
+    # a setting the layers cannot hold is passed over and named, the others stay
+    narrow = select_anchors(table(coral=CORAL[:4]), k=2, group_sizes=(2, 3), group_counts=(1, 2))
+    assert "3x2" in narrow["group_settings_passed_over"]
+    assert {(c["size"], c["count"]) for c in narrow["group_candidates"]} == {(2, 1), (2, 2), (3, 1)}
+    with pytest.raises(SersError, match="must be positive numbers"):
+        select_anchors(table(coral=CORAL), group_sizes=(0,))
+
+
+def test_train_reads_each_methods_own_kind_from_a_both_file(tmp_path):
+    from sers.classifiers.anchors import anchors_for, load_anchors
+    from sers.pipeline.candidates import candidates_for
+
+    path = tmp_path / "anchors.json"
+    path.write_text(json.dumps(select_anchors(table(coral=CORAL), k=3)))
+    spec = load_anchors(path, num_layers=8)
+    assert anchors_for("lam", spec) == [3, 5, 7]
+    lam_gl = candidates_for("lam-gl", [0.0, 1.0], [spec])
+    assert [c.tag for c in lam_gl][:2] == ["lambda=0,groups=2x1", "lambda=1,groups=2x1"] and len(lam_gl) == 8
+    assert {str(anchors_for("lam-gl", c.anchors)) for c in lam_gl} == {
+        str(c["groups"]) for c in json.loads(path.read_text())["group_candidates"]}
+    # the ablation chooses among the same groups (at λ = 0 only); lam among none
+    assert [c.tag for c in candidates_for("groups-only", [0.0, 1.0], [spec])] == [
+        "lambda=0,groups=2x1", "lambda=0,groups=2x2", "lambda=0,groups=3x1", "lambda=0,groups=3x2"]
+    assert [c.tag for c in candidates_for("lam", [0.0, 1.0], [spec])] == ["lambda=0", "lambda=1"]
+    bad = json.loads(path.read_text())
+    bad["group_candidates"][0]["size"] = 3
+    path.write_text(json.dumps(bad))
+    with pytest.raises(SersError, match="field 'group_candidates\\[0\\]' says 3x1 but holds groups"):
+        load_anchors(path)

@@ -1,8 +1,9 @@
 """Anchor layers for `lam` and `lam-gl`: reading anchors.json and shaping it for a method.
 
 anchors.json (written by `sers anchor`) holds ``"layers"`` (top-k single layers, or for the
-group strategy the union of the groups) and, for the group strategy, ``"groups"``; the
-measure, scores and similarity file that chose them ride along and are ignored here.
+group strategy the union of the groups) and, for the group and both strategies, ``"groups"``;
+"both" (the default) adds ``"group_candidates"``, the group settings lam-gl chooses among. The
+measure, scores and similarity file that chose them ride along and are checked, not used.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def load_anchors(anchors, num_layers: int | None = None) -> dict:
     layers; the scores it carries are numbers. Each mistake is one line naming the file and field.
     """
     if anchors is None:
-        return {"layers": None, "groups": None, "file": None, "target_labels": None}
+        return {"layers": None, "groups": None, "group_candidates": None, "file": None, "target_labels": None}
     found = {"file": None, "target_labels": None}
     source = "--anchors"
     if isinstance(anchors, (str, os.PathLike)):
@@ -53,9 +54,12 @@ def load_anchors(anchors, num_layers: int | None = None) -> dict:
         union = sorted(layer for group in found["groups"] for layer in group)
     else:
         found["groups"] = None
+    # "both" (sers anchor's default) holds lam's top-k layers beside lam-gl's groups: no union to match.
+    both = isinstance(anchors, dict) and anchors.get("strategy") == "both"
+    found["group_candidates"] = _group_candidates(anchors, source, num_layers) if both else None
     if layers:
         found["layers"] = sorted(layer_list(layers, source, "layers", num_layers))
-        if groups and found["layers"] != union:
+        if groups and not both and found["layers"] != union:
             raise SersError(f"{source}: field 'layers' {found['layers']} is not the union of field 'groups' "
                             f"{found['groups']}; write both with one `sers anchor` run, or give only one of them")
     else:
@@ -80,11 +84,28 @@ def _groups(groups, source, num_layers) -> list[list[int]]:
     return checked
 
 
+def _group_candidates(anchors: dict, source, num_layers) -> list[dict] | None:
+    """The ``group_candidates`` of a "both" file: [{"tag": "2x1", "groups": [[...]]}, ...], or None."""
+    listed = anchors.get("group_candidates")
+    if listed is None:
+        return None
+    if not isinstance(listed, list) or not listed:
+        raise field_error(source, "group_candidates", f"must be a non-empty list of group settings, not {shown(listed)}")
+    out = []
+    for i, entry in enumerate(object_field(e, source, f"group_candidates[{i}]") for i, e in enumerate(listed)):
+        groups = _groups(entry.get("groups"), source, num_layers)
+        size, count = entry.get("size"), entry.get("count")
+        if size != len(groups[0]) or count != len(groups) or any(len(g) != size for g in groups):
+            raise field_error(source, f"group_candidates[{i}]", f"says {size}x{count} but holds groups {groups}")
+        out.append({"tag": f"{size}x{count}", "groups": groups})
+    return out
+
+
 def _check_fields(anchors: dict, source) -> None:
     """The fields `sers anchor` writes beside the layers, where present: what they are must be what
     they say (a score given as a string would be read by nothing here, but means a damaged file)."""
     if "strategy" in anchors:
-        text_field(anchors["strategy"], source, "strategy", ("topk", "group"))
+        text_field(anchors["strategy"], source, "strategy", ("both", "topk", "group"))
     for name in ("measure", "direction", "similarity_file", "chosen_with_target_labels"):
         if name in anchors:
             text_field(anchors[name], source, name, nullable=True)

@@ -65,19 +65,26 @@ def similarity(source, target, out_dir, measures, layers, overwrite, quiet, **op
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="anchors.json to write.")
 @click.option("--measure", type=Choices(MEASURES),
               help="Measure to rank layers by (default: the first available of coral, mmd, domain).")
-@click.option("--strategy", type=Choices(STRATEGIES), default="topk", show_default=True,
-              help="topk: the K best single layers; group: the best contiguous groups of layers (LAM-GL).")
+@click.option("--strategy", type=Choices(STRATEGIES), default="both", show_default=True,
+              help="both: the K best single layers (for lam) and the best contiguous groups (for lam-gl) of "
+                   "every --group-sizes x --group-counts, which sers train chooses among without target "
+                   "labels; topk: the single layers only; group: --group-size x --groups only.")
 @click.option("--k", type=click.IntRange(min=1), default=3, show_default=True, help="Layers for topk.")
 @click.option("--group-size", type=click.IntRange(min=1), default=3, show_default=True,
               help="Consecutive layers per group.")
 @click.option("--groups", "n_groups", type=click.IntRange(min=1), default=1, show_default=True,
               help="Number of non-overlapping groups.")
+@click.option("--group-sizes", default="2,3", show_default=True,
+              help="both: the group sizes lam-gl's candidates take.")
+@click.option("--group-counts", default="1,2", show_default=True,
+              help="both: the numbers of non-overlapping groups lam-gl's candidates take.")
 @click.option("--exclude", help="Layers never chosen, e.g. 0 or 0,24.")
 @click.option("--similarity-dir", type=click.Path(file_okay=False),
               help="With two caches: where the similarity goes (default: OUT's folder/similarity).")
 @similarity_options
 @writing_options
-def anchor(inputs, out, measure, strategy, k, group_size, n_groups, exclude, similarity_dir, layers, overwrite,
+def anchor(inputs, out, measure, strategy, k, group_size, n_groups, group_sizes, group_counts, exclude, similarity_dir,
+           layers, overwrite,
            quiet, **options):
     """Choose anchor layers (or layer groups) from a similarity table.
 
@@ -93,6 +100,7 @@ def anchor(inputs, out, measure, strategy, k, group_size, n_groups, exclude, sim
     from sers.pipeline.anchor import anchor as run_anchor
 
     anchors = run_anchor(inputs, out, measure=measure, strategy=strategy, k=k, group_size=group_size,
-                         n_groups=n_groups, exclude=parse_layers(exclude), similarity_dir=similarity_dir,
+                         n_groups=n_groups, group_sizes=parse_layers(group_sizes) or (),
+                         group_counts=parse_layers(group_counts) or (), exclude=parse_layers(exclude), similarity_dir=similarity_dir,
                          layers=parse_layers(layers), progress=not quiet, overwrite=overwrite, **options)
     click.echo(anchors.summary())

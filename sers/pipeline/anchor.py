@@ -3,14 +3,20 @@
 Reads a similarity.json written by :mod:`sers.pipeline.similarity` (or runs the
 similarity first when given two caches) and writes anchors.json:
 
-    {"measure": "coral", "direction": "lower", "strategy": "topk" | "group",
-     "layers": [...],                      # ascending; for groups the union of the groups
-     "groups": [[...], ...],               # group strategy only, best group first
-     "group_scores": [...],                # group strategy only: mean score of each group
+    {"measure": "coral", "direction": "lower", "strategy": "both" | "topk" | "group",
+     "layers": [...],                      # ascending: the top-k layers (both, topk); group: the union of the groups
+     "groups": [[...], ...],               # both, group: --group-size x --groups, best group first
+     "group_scores": [...],                # both, group: mean score of each group
+     "group_candidates": [                 # both: every group setting of --group-sizes x --group-counts
+         {"size": 2, "count": 1, "groups": [[...]], "group_scores": [...]}, ...],
      "scores": {"0": value, ...},          # every layer's score under the measure
      "similarity_file": "/abs/similarity.json", "excluded": [...]}
 
-``sers train`` reads ``layers`` (or ``groups``) from it.
+``sers train`` gives each method its own kind: lam (and anchors-only) the ``layers``, lam-gl (and
+groups-only) the ``groups`` — or, where the file has ``group_candidates``, every one of them as a
+candidate, chosen per seed with λ by the same label-free selector (:mod:`sers.pipeline.candidates`).
+The default strategy ``both`` writes what both methods need in one file: LAM-GL is meant to read
+contiguous groups, and handed lam's top-k single layers as one group it scored below lam.
 """
 from __future__ import annotations
 
@@ -91,8 +97,14 @@ def choose_measure(result: dict, measure: str | None = None) -> tuple[str, dict[
     raise SersError("no measure in the similarity file can rank layers" + (f" ({reasons})" if reasons else ""))
 
 
-def select_anchors(result: dict, *, measure: str | None = None, strategy: str = "topk", k: int = 3,
-                   group_size: int = 3, n_groups: int = 1, exclude=None, similarity_file=None) -> dict:
+# The group settings `both` offers lam-gl's selection: sizes 2-3, one or two groups (4 candidates per λ;
+# wider lists multiply training time; docs/method.md "Groups for lam-gl").
+GROUP_SIZES, GROUP_COUNTS = (2, 3), (1, 2)
+
+
+def select_anchors(result: dict, *, measure: str | None = None, strategy: str = "both", k: int = 3,
+                   group_size: int = 3, n_groups: int = 1, exclude=None, similarity_file=None,
+                   group_sizes=GROUP_SIZES, group_counts=GROUP_COUNTS) -> dict:
     """The anchors.json content for a loaded similarity result."""
     if strategy not in STRATEGIES:
         raise SersError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
@@ -106,7 +118,7 @@ def select_anchors(result: dict, *, measure: str | None = None, strategy: str = 
     # Ranking key: smaller is better in both directions.
     sign = 1.0 if direction == "lower" else -1.0
     anchors = {"measure": name, "direction": direction, "strategy": strategy}
-    if strategy == "topk":
+    if strategy in ("topk", "both"):
         if k > len(candidates):
             raise SersError(f"--k {k} but only {len(candidates)} layers have a {name} score after exclusions")
         ranked = sorted(candidates, key=lambda layer: (sign * candidates[layer], layer))
@@ -115,10 +127,15 @@ def select_anchors(result: dict, *, measure: str | None = None, strategy: str = 
             raise SersError(f"layers {', '.join(map(str, tied))} tie at {candidates[ranked[k - 1]]:.4g} by {name}, "
                             f"so the top {k} are not determined; change --k, --exclude or --measure")
         anchors["layers"] = sorted(ranked[:k])
-    else:
+    if strategy == "group":
         groups, group_scores = best_groups(candidates, group_size, n_groups, sign)
         anchors.update(layers=sorted({layer for group in groups for layer in group}),
                        groups=groups, group_scores=group_scores)
+    if strategy == "both":
+        if not group_sizes or not group_counts or min(*group_sizes, *group_counts) < 1:
+            raise SersError(f"--group-sizes {list(group_sizes)} and --group-counts {list(group_counts)} must be "
+                            "positive numbers, e.g. 2,3 and 1,2")
+        anchors.update(_group_candidates(candidates, sign, group_size, n_groups, group_sizes, group_counts))
     if skipped:
         anchors["measures_passed_over"] = skipped
     # A label-aware measure saw target labels: say which split, so `sers train` can mark its runs.
@@ -129,6 +146,28 @@ def select_anchors(result: dict, *, measure: str | None = None, strategy: str = 
                    similarity_file=str(Path(similarity_file).resolve()) if similarity_file else None,
                    excluded=excluded)
     return anchors
+
+
+def _group_candidates(candidates, sign, group_size, n_groups, sizes, counts) -> dict:
+    """``groups`` (``group_size`` x ``n_groups``) and ``group_candidates`` (every size x count that the
+    layers allow; a setting that cannot be met or whose best group is a tie is passed over and said so)."""
+    found, passed_over = [], {}
+    for size in sorted(set(sizes) | {group_size}):
+        for count in sorted(set(counts) | {n_groups}):
+            try:
+                groups, scores = best_groups(candidates, size, count, sign)
+            except SersError as error:
+                passed_over[f"{size}x{count}"] = str(error)
+                continue
+            found.append({"size": size, "count": count, "groups": groups, "group_scores": scores})
+    offered = [c for c in found if c["size"] in sizes and c["count"] in counts]
+    if not offered:
+        raise SersError("no group setting fits the layers: " + "; ".join(f"{k}: {v}" for k, v in passed_over.items()))
+    chosen = next((c for c in found if (c["size"], c["count"]) == (group_size, n_groups)), offered[0])
+    out = {"groups": chosen["groups"], "group_scores": chosen["group_scores"], "group_candidates": offered}
+    if passed_over:
+        out["group_settings_passed_over"] = passed_over
+    return out
 
 
 def best_groups(candidates: dict[int, float], size: int, count: int, sign: float):
@@ -176,8 +215,9 @@ class Anchors(dict):
         return line if self.out is None else f"{line}\nwrote {self.out}"
 
 
-def anchor(inputs, out, *, measure=None, strategy="topk", k=3, group_size=3, n_groups=1, exclude=None,
-           similarity_dir=None, progress=False, overwrite=False, **similarity_options) -> Anchors:
+def anchor(inputs, out, *, measure=None, strategy="both", k=3, group_size=3, n_groups=1, exclude=None,
+           group_sizes=GROUP_SIZES, group_counts=GROUP_COUNTS, similarity_dir=None, progress=False,
+           overwrite=False, **similarity_options) -> Anchors:
     """``sers anchor``: one similarity.json, or SOURCE TARGET caches (similarity runs first,
     into ``similarity_dir``, default ``<folder of out>/similarity``). Writes ``out``; an existing
     ``out`` (or similarity) is refused unless ``overwrite``."""
@@ -199,7 +239,8 @@ def anchor(inputs, out, *, measure=None, strategy="topk", k=3, group_size=3, n_g
     else:
         raise SersError("give one similarity.json, or a SOURCE and a TARGET cache")
     anchors = select_anchors(result, measure=measure, strategy=strategy, k=k, group_size=group_size,
-                             n_groups=n_groups, exclude=exclude, similarity_file=similarity_file)
+                             n_groups=n_groups, exclude=exclude, similarity_file=similarity_file,
+                             group_sizes=group_sizes, group_counts=group_counts)
     write_anchors(anchors, out)
     return Anchors(anchors, out=out, measure_given=measure is not None)
 
@@ -207,8 +248,13 @@ def anchor(inputs, out, *, measure=None, strategy="topk", k=3, group_size=3, n_g
 def describe(anchors: dict, measure_given: bool) -> str:
     """One line for the terminal: which measure chose which layers."""
     how = "as asked" if measure_given else "default: the best label-free measure available"
-    chosen = (" ".join("[" + ",".join(map(str, g)) + "]" for g in anchors["groups"])
-              if anchors["strategy"] == "group" else ", ".join(map(str, anchors["layers"])))
+    def spans(groups):
+        return " ".join("[" + ",".join(map(str, g)) + "]" for g in groups)
+
+    chosen = spans(anchors["groups"]) if anchors["strategy"] == "group" else ", ".join(map(str, anchors["layers"]))
+    if anchors.get("group_candidates"):
+        chosen += "; groups for lam-gl: " + ", ".join(
+            f"{c['size']}x{c['count']} {spans(c['groups'])}" for c in anchors["group_candidates"])
     passed_over = "".join(f"; passed over {name} ({why})"
                           for name, why in (anchors.get("measures_passed_over") or {}).items())
     return (f"anchors by {anchors['measure']} ({anchors['direction']} is better; {how}), "

@@ -31,13 +31,25 @@ class Candidate:
 
 
 def candidates_for(method: str, lambdas: list[float], anchor_specs: list[dict]) -> list[Candidate]:
-    """λ × anchor sets for an aligning method; the first λ and anchor set for the others."""
+    """λ × anchor sets for an aligning method; the first λ and anchor set for the others. A group
+    method (lam-gl, groups-only) also takes every group setting of an anchors.json's
+    ``group_candidates`` (tagged "groups=2x1": size x count) as a candidate."""
     base = base_method(method)  # lam+vowel trains as lam
     lambdas = lambdas if base.reads_target else lambdas[:1]
     specs = anchor_specs if base.uses_anchors else anchor_specs[:1]
-    names = _anchor_names(specs)
-    return [Candidate(",".join([f"lambda={lam:g}"] + ([f"anchors={name}"] if len(specs) > 1 else [])), lam, spec)
-            for spec, name in zip(specs, names) for lam in lambdas]
+    named = [([f"anchors={name}"] if len(specs) > 1 else [], spec) for spec, name in zip(specs, _anchor_names(specs))]
+    if base.anchors == "groups":
+        named = [expanded for words, spec in named for expanded in _group_settings(words, spec)]
+    return [Candidate(",".join([f"lambda={lam:g}"] + words), lam, spec) for words, spec in named for lam in lambdas]
+
+
+def _group_settings(words: list[str], spec: dict) -> list[tuple[list[str], dict]]:
+    """One (tag words, anchors) per group setting of ``spec``; ``spec`` itself when it has none."""
+    settings = spec.get("group_candidates") or []
+    if not settings:
+        return [(words, spec)]
+    return [(words + ([f"groups={setting['tag']}"] if len(settings) > 1 else []),
+             {**spec, "groups": setting["groups"], "group_setting": setting["tag"]}) for setting in settings]
 
 
 def _anchor_names(specs: list[dict]) -> list[str]:
