@@ -220,11 +220,11 @@ def test_save_and_load_round_trip(tmp_path, planted):
     (dict(method="lam", anchors=[9]), "source", "needs \\[9\\]"),
     (dict(method="last"), "short_y", "3 labels for 600 rows"),
     (dict(method="last"), "bad_dev", "y_dev must give one of the source classes"),
-    (dict(method="last"), "2d", "expected \\(n_utterances, n_layers, dim\\)"),
+    (dict(method="last"), "1d", "expected \\(n_utterances, n_layers, dim\\), \\(n_utterances, dim\\) as layer 0"),
 ])
 def test_inputs_are_checked_with_messages_that_say_what_to_do(planted, params, args, message):
     X, y = planted["X_source"], planted["y_source"]
     calls = {"source": lambda m: m.fit(X, y), "short_y": lambda m: m.fit(X, y[:3]),
-             "bad_dev": lambda m: m.fit(X, y, X_dev=X[:5], y_dev=["Q"] * 5), "2d": lambda m: m.fit(X[:, 0], y)}
+             "bad_dev": lambda m: m.fit(X, y, X_dev=X[:5], y_dev=["Q"] * 5), "1d": lambda m: m.fit(X[:, 0, 0], y)}
     with pytest.raises(InputError, match=message):
         calls[args](LayerAnchoringClassifier(epochs=1, **params))

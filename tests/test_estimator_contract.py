@@ -1,13 +1,18 @@
-"""LayerAnchoringClassifier on the scikit-learn contract (estimator_checks assume one X; fit here takes two)."""
+"""LayerAnchoringClassifier on the scikit-learn contract: parameters, scikit-learn's estimator checks on
+(n, D) input, and target data routed whole to every fold of a search."""
 import inspect
 
 import numpy as np
 import pytest
+import sklearn
 from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
-from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.model_selection import GridSearchCV, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sers.classifiers import InputError, LayerAnchoringClassifier
+from sers.classifiers import METHODS, InputError, LayerAnchoringClassifier, ParameterError, TargetSet, fit_data
 from sers.synth.planted import planted_corpora
 
 FAST = dict(hidden=8, epochs=2, batch_size=32)
@@ -46,14 +51,16 @@ def test_clone_and_get_set_params_round_trip():
     (dict(seed=1.5), "seed must be an integer, not 1.5"),
     (dict(normalize="z-score"), "normalize must be one of none, global, per-language, not 'z-score'"),
     (dict(coral_scale="d2"), "coral_scale must be one of relative, 4d2, not 'd2'"),
-    (dict(method="transformer"), "method 'transformer' is unknown; choose from last, wsum, coral, dann, lam, lam-gl"),
+    (dict(method="transformer"), "method 'transformer' is unknown; choose from " + ", ".join(METHODS)),
 ])
 def test_a_parameter_outside_its_constraint_is_an_invalid_parameter_error(planted, params, message):
     model = LayerAnchoringClassifier(**{"method": "last", **params})
     for check in (lambda: model.fit(planted["X_source"], planted["y_source"]), lambda: model.required_layers(4)):
-        with pytest.raises(InvalidParameterError, match=message) as raised:
+        with pytest.raises(ParameterError, match=message) as raised:
             check()
         assert isinstance(raised.value, InputError)  # a SersError: one line at the command line
+        # what scikit-learn's InvalidParameterError is, for code that catches either
+        assert isinstance(raised.value, ValueError) and isinstance(raised.value, TypeError)
 
 
 def test_not_fitted_is_sklearns_not_fitted_error(planted, tmp_path):
@@ -83,3 +90,96 @@ def test_add_statistics_standardises_a_new_domain_by_its_own_rows(planted):
     np.testing.assert_array_equal(model.predict_proba(Xt, domain="cache"), model.predict_proba(Xt))
     model.add_statistics("other", Xs)
     np.testing.assert_array_equal(model.predict_proba(Xs, domain="other"), model.predict_proba(Xs, domain="source"))
+
+
+# -- scikit-learn's own checks, on the (n, D) input its tools pass (one layer: layer 0) ----------------
+
+# Every check passes; a check that may not would be listed here, name -> one-line reason.
+EXPECTED_FAILED_CHECKS: dict[str, str] = {}
+
+
+@parametrize_with_checks([LayerAnchoringClassifier(method="last", hidden=8, epochs=10, batch_size=16),
+                          LayerAnchoringClassifier(method="lam", anchors=[0], lambda_=0.0, hidden=8, epochs=10,
+                                                   batch_size=16)],
+                         expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_two_d_input_is_layer_0_and_follows_a_scaler_in_a_pipeline(planted):
+    X, y = planted["X_source"][:, 3], planted["y_source"]
+    model = LayerAnchoringClassifier(method="last", **FAST).fit(X, y)
+    assert model.layers_ == [0] and model.n_features_in_ == X.shape[1]
+    np.testing.assert_array_equal(model.predict_proba(X), model.predict_proba({0: X}))
+    pipeline = make_pipeline(StandardScaler(), LayerAnchoringClassifier(method="last", **FAST)).fit(X, y)
+    assert 0 <= pipeline.score(X, y) <= 1
+    with pytest.raises(InputError, match=r"X lacks layers \[3, 5\]; this model reads layers \[3, 5\] \(an \(n, D\) "
+                                         r"array is layer 0 alone"):
+        LayerAnchoringClassifier(method="lam", anchors=[3], lambda_=0.0, **FAST).fit(
+            planted["X_source"], y).predict(X)
+
+
+# -- target data through metadata routing: every fold is aligned to the whole target set ---------------
+
+@pytest.fixture
+def received(monkeypatch):
+    """(target features, target speakers) as each fit receives them, before anything is done to them."""
+    seen = []
+    unwrap = fit_data.unwrap_target
+
+    def spy(X_target, target_speakers):
+        seen.append(unwrap(X_target, target_speakers))
+        return seen[-1]
+
+    monkeypatch.setattr(fit_data, "unwrap_target", spy)
+    return seen
+
+
+def _routed(how, model, X, y, target, **params):
+    if how == "grid search":
+        search = GridSearchCV(model, {"lambda_": [0.0, 1.0]}, cv=3).fit(X, y, X_target=target, **params)
+        return 2 * 3 + 1, search  # candidates x folds, then the refit on all rows
+    return 3, cross_validate(model, X, y, params={"X_target": target, **params}, cv=3)
+
+
+@pytest.mark.parametrize("n_target", [90, 60], ids=["as many target rows as X", "fewer target rows"])
+@pytest.mark.parametrize("how", ["grid search", "cross_validate"])
+def test_a_search_hands_every_fold_the_whole_target_set(planted, received, how, n_target):
+    X, y, Xt = planted["X_source"][:90], planted["y_source"][:90], planted["X_target"][:n_target]
+    with sklearn.config_context(enable_metadata_routing=True):
+        model = LayerAnchoringClassifier(method="lam", anchors=[2, 3], **FAST).set_fit_request(X_target=True)
+        fits, _ = _routed(how, model, X, y, TargetSet(Xt))
+    assert len(received) == fits
+    for target, speakers in received:
+        assert target is Xt and speakers is None
+
+
+def test_target_speakers_stay_whole_while_the_source_speakers_follow_the_folds(planted, received, monkeypatch):
+    X, y, Xt = planted["X_source"][:90], planted["y_source"][:90], planted["X_target"][:90]
+    s_source, s_target = np.repeat(np.arange(9), 10).astype(str), np.repeat(np.arange(9), 10).astype(str)
+    source_speakers = []
+    checked = fit_data.checked_speakers
+    monkeypatch.setattr(fit_data, "checked_speakers", lambda speakers, *rest: (
+        source_speakers.append(speakers), checked(speakers, *rest))[1])
+    with sklearn.config_context(enable_metadata_routing=True):
+        model = (LayerAnchoringClassifier(method="lam", anchors=[2, 3], **FAST)
+                 .set_fit_request(X_target=True, speakers=True).set_score_request(speakers=True, domain=True))
+        search = GridSearchCV(model, {"lambda_": [0.0, 1.0]}, cv=3).fit(
+            X, y, X_target=TargetSet(Xt, speakers=s_target), speakers=s_source, domain="source")
+    assert [len(s) for s in source_speakers] == [60] * 6 + [90]  # each fold's own rows' speakers, then all
+    assert all(target is Xt and speakers is s_target for target, speakers in received)
+    assert search.best_estimator_.speaker_standardised_
+
+
+def test_a_pipeline_routes_the_target_set_to_the_estimator(planted, received):
+    X, y = planted["X_source"][:, 3], planted["y_source"]
+    Xt = planted["X_target"][:, 3]
+    with sklearn.config_context(enable_metadata_routing=True):
+        model = LayerAnchoringClassifier(method="lam", anchors=[0], **FAST).set_fit_request(X_target=True)
+        make_pipeline(StandardScaler(), model).fit(X, y, X_target=TargetSet(Xt))
+    assert len(received) == 1 and received[0][0] is Xt
+    # without routing, scikit-learn's own convention: the step's name before the argument
+    received.clear()
+    pipeline = make_pipeline(StandardScaler(), LayerAnchoringClassifier(method="lam", anchors=[0], **FAST))
+    pipeline.fit(X, y, layeranchoringclassifier__X_target=TargetSet(Xt))
+    assert len(received) == 1 and received[0][0] is Xt

@@ -10,7 +10,9 @@ read by the report and the CLI) loads without torch.
 """
 from sers.lazy import lazy_names
 
-_WHERE = {"LayerAnchoringClassifier": "estimator", "InputError": "data", "METHODS": "methods",
+_WHERE = {"LayerAnchoringClassifier": "estimator", "InputError": "data", "ParameterError": "data",
+          "TargetSet": "fit_data", "DevSet": "fit_data", "SpeakerStatistics": "speakers",
+          "standardise_by_speaker": "speakers", "METHODS": "methods",
           "Method": "methods", "method_names": "methods", "coral_loss": "losses",
           "class_conditional_coral": "losses", "reverse_gradient": "losses", "GradientReversal": "losses",
           "classification_metrics": "metrics", "uar": "metrics"}

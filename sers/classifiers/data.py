@@ -1,50 +1,66 @@
 """Layer-wise feature inputs: validation, standardisation statistics, batch gathering.
 
-The estimator accepts pooled features of several layers in one of two forms:
+The estimator accepts pooled features of several layers in one of three forms:
 
 - a dict ``{layer_number: (n, D) array}`` holding only the layers you have read
-  (the highest key is taken as the model's last layer), or
-- a 3-D array ``(n, L, D)`` holding *every* hidden state, index = layer number.
+  (the highest key is taken as the model's last layer),
+- a 3-D array ``(n, L, D)`` holding *every* hidden state, index = layer number, or
+- a 2-D array ``(n, D)``: one layer, taken as layer 0 (what scikit-learn's tools pass, e.g.
+  after a StandardScaler in a Pipeline; methods that read several layers need one of the others).
 
 Rows are never copied as a whole: batches are gathered from the per-layer
 arrays, so memory-mapped or cache-backed arrays work without a second copy.
 """
 from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from sklearn.exceptions import NotFittedError
-from sklearn.utils._param_validation import InvalidParameterError
 
 from sers.errors import SersError
 from sers.classifiers.options import NORMALIZE
 
+if TYPE_CHECKING:
+    import torch
+
+# numpy only at import: `sers similarity` standardises speakers through this module (via
+# sers.classifiers.speakers) and should not pay for importing torch or scikit-learn.
 
 
 class InputError(SersError, ValueError):
     """Arrays or parameters the caller must fix (a ValueError for scikit-learn users)."""
 
 
-class ParameterError(InputError, InvalidParameterError):
-    """A parameter outside its declared constraint (scikit-learn's InvalidParameterError too)."""
+class InputTypeError(InputError, TypeError):
+    """An input of a kind the estimator cannot read (a TypeError too, as scikit-learn raises)."""
 
 
-class NotFitted(InputError, NotFittedError):
-    """predict/embed/... before fit() or load() (scikit-learn's NotFittedError too)."""
+class ParameterError(InputTypeError):
+    """A parameter outside its declared constraint: a ValueError and a TypeError, as scikit-learn's
+    InvalidParameterError is (that class lives in a private module, so sers does not subclass it)."""
 
 
 def as_layer_dict(X, name: str) -> dict[int, np.ndarray]:
-    """Validate ``X`` (dict layer -> (n, D), or (n, L, D) array) into a dict of (n, D) arrays."""
+    """Validate the layout of ``X`` (dict layer -> (n, D), (n, L, D) or (n, D) array) into a dict of
+    (n, D) arrays; :func:`checked_layers` then checks the values of the layers a model reads."""
+    sparse = sys.modules.get("scipy.sparse")  # not imported: X cannot be a sparse matrix
+    if sparse is not None and sparse.issparse(X):  # before the dict test: a dok_matrix is a dict
+        raise InputTypeError(f"{name} is a sparse matrix; sparse input is not supported: pass X.toarray()")
     if isinstance(X, dict):
         if not X:
             raise InputError(f"{name} is an empty dict; give {{layer: (n, D) array}}")
         layers = {int(layer): np.asarray(values) for layer, values in X.items()}
     else:
         X = np.asarray(X)
-        if X.ndim != 3:
-            raise InputError(f"{name} has shape {X.shape}; expected (n_utterances, n_layers, dim) "
-                             f"or a dict {{layer: (n_utterances, dim) array}}")
-        layers = {layer: X[:, layer] for layer in range(X.shape[1])}
+        if X.ndim == 2:  # one layer: layer 0
+            layers = {0: X}
+        elif X.ndim == 3:
+            layers = {layer: X[:, layer] for layer in range(X.shape[1])}
+        else:
+            raise InputError(f"{name} has shape {X.shape}; expected (n_utterances, n_layers, dim), "
+                             f"(n_utterances, dim) as layer 0, or a dict {{layer: (n_utterances, dim) array}}. "
+                             "Reshape your data: X.reshape(1, -1) for one row, X.reshape(-1, 1) for one feature")
     shapes = {layer: values.shape for layer, values in layers.items()}
     first = next(iter(shapes.values()))
     if any(len(s) != 2 for s in shapes.values()) or any(s != first for s in shapes.values()):
@@ -52,6 +68,35 @@ def as_layer_dict(X, name: str) -> dict[int, np.ndarray]:
     if first[0] == 0:
         raise InputError(f"{name} has no rows")
     return dict(sorted(layers.items()))
+
+
+def checked_layers(layers_data: dict[int, np.ndarray], layers, name: str) -> dict[int, np.ndarray]:
+    """The ``layers`` of a layer dict, each checked as scikit-learn checks an X (numbers, finite, at
+    least one row and one column: its messages, which its tools expect), not copied when already numeric."""
+    from sklearn.utils.validation import check_array
+
+    out = {}
+    for layer in layers:
+        try:
+            out[layer] = check_array(layers_data[layer], dtype="numeric", input_name=name)
+        except TypeError as error:
+            raise InputTypeError(f"{name} layer {layer}: {error}") from None
+        except ValueError as error:
+            raise InputError(f"{name} layer {layer}: {error}") from None
+    return out
+
+
+def as_speakers(speakers, n: int, name: str) -> np.ndarray:
+    """``speakers`` as an (n,) array of names, one per row; a row without one is refused."""
+    values = np.asarray(speakers, dtype=object)
+    if values.ndim != 1 or len(values) != n:
+        raise InputError(f"{name} has shape {values.shape}; give one speaker per row ({n} rows)")
+    names = np.array(["" if v is None else str(v) for v in values])
+    missing = int((names == "").sum())
+    if missing:
+        raise InputError(f"{name}: {missing} of {n} rows have no speaker; give every row one, or leave "
+                         f"{name} out (no per-speaker standardisation)")
+    return names
 
 
 def n_rows(layers) -> int:
@@ -105,6 +150,8 @@ class Cycle:
         self.n, self.generator, self.order, self.position = n, generator, np.empty(0, np.int64), 0
 
     def take(self, count: int) -> np.ndarray:
+        import torch  # the caller's generator is a torch one: loaded already
+
         parts = []
         while count > 0:
             if self.position >= len(self.order):

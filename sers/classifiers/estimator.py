@@ -4,10 +4,20 @@
     >>> clf.fit(X_source, y_source, X_target, X_dev=X_dev, y_dev=y_dev)
     >>> clf.score(X_test, y_test)          # UAR
 
-``X_*`` are dicts ``{layer: (n, D) array}`` or ``(n, L, D)`` arrays (see
-:mod:`sers.classifiers.data`). ``X_target`` is *unlabelled* target-language data:
+``X_*`` are dicts ``{layer: (n, D) array}``, ``(n, L, D)`` arrays, or ``(n, D)`` arrays taken as
+layer 0 (see :mod:`sers.classifiers.data`). ``X_target`` is *unlabelled* target-language data:
 the estimator has no argument through which target labels could reach training,
 except ``X_dev``/``y_dev`` with ``dev_domain="target"``, which the caller must ask for.
+
+With ``speakers=`` (the speaker of each row of X; ``target_speakers``, ``dev_speakers`` and
+``predict(..., speakers=)`` for the other sets) every set is standardised speaker by speaker first,
+by the same code as `sers train` (:mod:`sers.classifiers.speakers`)::
+
+    >>> clf.fit(X_source, y_source, X_target, speakers=s_source, target_speakers=s_target)
+    >>> clf.predict(X_test, speakers=s_test)
+
+In a search or ``cross_validate`` pass ``X_target=TargetSet(X, speakers=...)``
+(:mod:`sers.classifiers.fit_data`): it reaches every fold's fit whole, never cut to the fold.
 
 With ``align="vowel"`` (lam, lam-gl) the anchors are also aligned vowel by vowel on
 segment features, which carry a vowel class and no emotion label
@@ -24,34 +34,37 @@ for the equation and what is held in memory.
 """
 from __future__ import annotations
 
-import json
 from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from sers.classifiers import data
-from sers.classifiers.constraints import Choices, check_params
-from sers.classifiers.data import InputError, NotFitted
+from sers.classifiers import data, fit_data, weights
+from sers.classifiers.constraints import ARRAY_LIKE, VERBOSE, Choices, Interval, check_combination, check_params
+from sers.classifiers.data import InputError
 from sers.classifiers.frames import as_frames
 from sers.classifiers.heads import LayerHead
+from sers.classifiers.inspection import ModelInspection
 from sers.classifiers.losses import CORAL_SCALES
-from sers.classifiers.methods import METHODS, get_method, names_where
+from sers.classifiers.methods import METHODS, get_method
 from sers.classifiers.metrics import uar
 from sers.classifiers.normalization import NORMALIZE, StandardisedBatches, feature_stats, fit_statistics
 from sers.classifiers.segments import aligned_layers, as_segment_pair
-from sers.classifiers.training import train_head, vowel_term
+from sers.classifiers.speakers import standardise_layers
+from sers.classifiers.training import train_head
 from sers.classifiers.options import ALIGN, FEATURES, GROUP_WEIGHTS
 
-WEIGHTS_FORMAT = "sers-layer-anchoring-classifier/1"
 NOT_FITTED = "this LayerAnchoringClassifier is not fitted yet; call fit() or load()"
 
 
-class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
+class NotFitted(InputError, NotFittedError):
+    """predict/embed/... before fit() or load() (scikit-learn's NotFittedError too)."""
+
+
+class LayerAnchoringClassifier(ClassifierMixin, ModelInspection, BaseEstimator):
     """Emotion classifier over pooled hidden states, optionally aligned to a target language.
 
     Parameters
@@ -89,15 +102,16 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
 
     Attributes (set by ``fit`` or ``load``): ``classes_``, ``layers_`` (the layers read),
     ``branches_``, ``n_features_in_`` (the width D of every layer's features), ``stats_``
-    (per-domain standardisation), ``module_`` (the torch head), ``history_``, ``best_epoch_``,
+    (per-domain standardisation), ``speaker_standardised_`` (fitted with ``speakers=``: every
+    ``predict`` then needs them), ``module_`` (the torch head), ``history_``, ``best_epoch_``,
     ``best_dev_uar_``, ``selection_``.
     """
 
     # The rules each parameter follows on its own (checked by fit and required_layers); the rules
-    # between parameters (anchors by method, align="vowel" by method) are in _check_combination.
+    # between parameters (anchors by method, align="vowel" by method) are in check_combination.
     _parameter_constraints = {
         "method": [Choices(METHODS, "method {value!r} is unknown; choose from {options}")],
-        "anchors": ["array-like", None],
+        "anchors": [ARRAY_LIKE, None],
         "lambda_": [Interval(Real, 0, None, closed="left")],
         "hidden": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
@@ -110,7 +124,7 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
         "group_weights": [Choices(GROUP_WEIGHTS)],
         "seed": [Integral],
         "device": [str, torch.device],
-        "verbose": ["verbose"],
+        "verbose": [*VERBOSE],
         "align": [Choices(ALIGN)],
         "vowel_lambda": [Interval(Real, 0, None, closed="left"), None],
         "features": [Choices(FEATURES)],
@@ -145,24 +159,8 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
 
     def _validate_params(self) -> None:
         """Every parameter against ``_parameter_constraints``, then the rules between them."""
-        check_params(self._parameter_constraints, self.get_params(deep=False), type(self).__name__)
-        self._check_combination()
-
-    def _check_combination(self) -> None:
-        method = self._method()
-        if method.anchors == "layers" and (
-                not self.anchors or not all(isinstance(a, (int, np.integer)) for a in self.anchors)):
-            raise InputError(f"method {method.name!r} needs anchors as layer numbers, e.g. anchors=[3, 5, 7] "
-                             "(from `sers anchor` or your own choice)")
-        if method.anchors == "groups" and (
-                not self.anchors or not all(isinstance(g, (list, tuple)) and g for g in self.anchors)):
-            raise InputError(f"method {method.name!r} needs anchors as groups of layers, "
-                             "e.g. anchors=[[3, 4, 5], [8, 9, 10]]")
-        if self.align == "vowel" and not method.vowel:
-            raise InputError(f"align='vowel' aligns anchor layers vowel by vowel: it works with methods "
-                             f"{' and '.join(names_where(vowel=True))}, not {self.method!r}")
-        if self.align == "vowel" and self.features != "pooled":
-            raise InputError("align='vowel' compares pooled vowel segments: use it with features='pooled'")
+        check_params(self._parameter_constraints, self.get_params(deep=False))
+        check_combination(self.get_params(deep=False))
 
     def _method(self):
         return get_method(self.method)
@@ -194,49 +192,56 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
 
     # -- fitting ----------------------------------------------------------------------
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X_source, y_source, X_target=None, X_dev=None, y_dev=None, dev_domain="source",
-            source_segments=None, target_segments=None):
-        """Train on labelled source rows and unlabelled target rows; select the epoch on the dev UAR.
+    def fit(self, X, y, X_target=None, X_dev=None, y_dev=None, dev_domain="source", source_segments=None,
+            target_segments=None, *, speakers=None, target_speakers=None, dev_speakers=None):
+        """Train on labelled source rows ``X``/``y`` and unlabelled target rows; select the epoch on the dev UAR.
 
-        ``X_dev``/``y_dev`` (optional) choose the best epoch and early stopping; they are source
-        rows unless ``dev_domain="target"``. Without them the last epoch is kept.
+        ``X_target``: unlabelled target rows, or a :class:`~sers.classifiers.fit_data.TargetSet` (rows
+        and speakers, passed whole by scikit-learn's searches). ``X_dev``/``y_dev`` (optional, or a
+        ``DevSet``) choose the best epoch and early stopping; they are source rows unless
+        ``dev_domain="target"``. Without them the last epoch is kept.
+        ``speakers``/``target_speakers``/``dev_speakers``: the speaker of each row; given, every set is
+        standardised speaker by speaker first (:mod:`sers.classifiers.speakers`), as `sers train` does.
         ``source_segments``/``target_segments`` (``align="vowel"`` only): ``(features, vowel
         classes)`` of the vowel segments of the source and target training utterances.
         """
-        source = self._as_input(X_source, "X_source")
+        self._validate_params()
+        source = self._as_input(X, "X")
         branches, aligned = self._branches(source)
         self.layers_ = sorted({layer for branch in branches for layer in branch})
         missing = sorted(set(self.layers_) - set(source))
         if missing:
-            raise InputError(f"X_source has layers {sorted(source)} but {self.method} needs {missing}; "
+            raise InputError(f"X has layers {sorted(source)} but {self.method} needs {missing}; "
                              f"pass them (required_layers() lists what to read)")
-        y = np.asarray(y_source).astype(str)
-        if len(y) != data.n_rows(source):
-            raise InputError(f"y_source has {len(y)} labels for {data.n_rows(source)} rows of X_source")
-        self.classes_ = np.unique(y)
+        y = fit_data.labels(y, data.n_rows(source))
+        self.classes_, label_index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise InputError(f"y_source has a single class {self.classes_.tolist()}; need at least two")
-        target = self._checked_other(X_target, "X_target", source) if X_target is not None else None
-        if target is None and self.uses_target():
+            raise InputError(f"y has one class {self.classes_.tolist()}; need at least two")
+        X_target, target_speakers = fit_data.unwrap_target(X_target, target_speakers)
+        X_dev, y_dev, dev_speakers = fit_data.unwrap_dev(X_dev, y_dev, dev_speakers)
+        if X_target is None and self.uses_target():
             raise InputError(f"method {self.method!r} with lambda_={self.lambda_} aligns the languages and "
                              f"needs unlabelled target rows: pass X_target")
-        if (X_dev is None) != (y_dev is None):
-            raise InputError("pass both X_dev and y_dev, or neither")
-        dev = None
-        if X_dev is not None:
-            dev = self._checked_other(X_dev, "X_dev", source)
-            y_dev = np.asarray(y_dev).astype(str)
-            unknown = sorted(set(y_dev) - set(self.classes_))
-            if len(y_dev) != data.n_rows(dev) or unknown:
-                raise InputError(f"y_dev must give one of the source classes {self.classes_.tolist()} "
-                                 f"for each of the {data.n_rows(dev)} rows of X_dev (unknown: {unknown[:5]})")
         if dev_domain not in ("source", "target"):
             raise InputError("dev_domain must be 'source' or 'target'")
+        by_speaker = fit_data.checked_speakers(speakers, X_target, target_speakers, X_dev, dev_speakers,
+                                               self.features, self._uses_segments())
+        self.n_features_in_ = source[self.layers_[0]].shape[1]
+        source = self._values(source, speakers if by_speaker else None, "X")
+        target = None if X_target is None else self._values(
+            self._checked_other(X_target, "X_target"), target_speakers, "X_target")
+        dev = None
+        if X_dev is not None:
+            dev = self._values(self._checked_other(X_dev, "X_dev"), dev_speakers, "X_dev")
+            y_dev = fit_data.labels(y_dev, data.n_rows(dev), "y_dev")
+            unknown = sorted(set(y_dev.tolist()) - set(self.classes_.tolist()), key=str)
+            if unknown:
+                raise InputError(f"y_dev must give one of the source classes {self.classes_.tolist()} "
+                                 f"for each of the {data.n_rows(dev)} rows of X_dev (unknown: {unknown[:5]})")
         segments = self._checked_segments(source_segments, target_segments, branches, aligned, source)
 
         self.stats_ = fit_statistics(self.normalize, source, target, self.layers_, self.features)
-        self.n_features_in_ = source[self.layers_[0]].shape[1]
+        self.speaker_standardised_ = by_speaker
         # The CPU kernels used here are deterministic already; asking torch for deterministic
         # algorithms matters on GPUs (and costs a second-long import, so only there).
         on_gpu = torch.device(self.device).type != "cpu"
@@ -247,10 +252,10 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
                     torch.use_deterministic_algorithms(True, warn_only=True)
                 torch.manual_seed(self.seed)
                 self._build(branches)
-                dev_uar = (None if dev is None else
-                           lambda: uar(y_dev, self.predict(dev, domain=dev_domain), self.classes_))
+                dev_uar = (None if dev is None else  # dev is standardised already: predicted as it is
+                           lambda: uar(y_dev, self._predict_values(dev, dev_domain), self.classes_))
                 outcome = train_head(self.module_, self, self._method().aligned_by, self._batches(), branches,
-                                     aligned, source, np.searchsorted(self.classes_, y), len(self.classes_),
+                                     aligned, source, label_index, len(self.classes_),
                                      target=target if self.uses_target() else None, segments=segments,
                                      dev_uar=dev_uar)
             finally:
@@ -264,14 +269,27 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
         """A layer dict of pooled features, or FrameFeatures, as ``features`` says."""
         return as_frames(X, name) if self.features == "frames" else data.as_layer_dict(X, name)
 
-    def _checked_other(self, X, name, source):
+    def _values(self, layers_data, speakers, name):
+        """The layers this model reads, checked (numbers, finite) and, given ``speakers``, standardised
+        speaker by speaker; frame features as they are."""
+        if self.features == "frames":
+            return layers_data
+        if speakers is None:
+            return data.checked_layers(layers_data, self.layers_, name)
+        return standardise_layers(layers_data, speakers, self.layers_, name)
+
+    def _checked_other(self, X, name):
+        """``X`` (target, dev or test rows) with the layers and width of the training rows."""
         other = self._as_input(X, name)
         missing = sorted(set(self.layers_) - set(other))
         if missing:
-            raise InputError(f"{name} lacks layers {missing} that X_source provides")
-        width = source[self.layers_[0]].shape[1]
-        if other[self.layers_[0]].shape[1] != width:
-            raise InputError(f"{name} has dimension {other[self.layers_[0]].shape[1]}, X_source has {width}")
+            alone = " (an (n, D) array is layer 0 alone: pass (n, L, D) or {layer: (n, D)})" if list(other) == [0] else ""
+            raise InputError(f"{name} lacks layers {missing}; this model reads layers {self.layers_}{alone}")
+        width = other[self.layers_[0]].shape[1]
+        if width != self.n_features_in_:
+            raise InputError(f"{name} has {width} features, but LayerAnchoringClassifier is expecting "
+                             f"{self.n_features_in_} features as input (the width of each layer of X); "
+                             "pass features of the same model")
         return other
 
     def _checked_segments(self, source_segments, target_segments, branches, aligned, source):
@@ -286,11 +304,12 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
         return as_segment_pair(source_segments, target_segments, aligned_layers(branches, aligned),
                                source[self.layers_[0]].shape[1])
 
-    def add_statistics(self, domain: str, X, name: str = "X") -> "LayerAnchoringClassifier":
+    def add_statistics(self, domain: str, X, name: str = "X", *, speakers=None) -> "LayerAnchoringClassifier":
         """Standardise inputs of a new ``domain`` (e.g. "cache": a third corpus) by the statistics of
         ``X`` itself (label-free); ``predict(X, domain=domain)`` then uses them. Returns self."""
         self._check_fitted()
-        self.stats_[domain] = feature_stats([self._as_input(X, name)], self.layers_, self.features, name)
+        values = self._input(X, speakers, name)
+        self.stats_[domain] = feature_stats([values], self.layers_, self.features, name)
         return self
 
     def _build(self, branches) -> None:
@@ -308,22 +327,30 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
 
     # -- predicting -------------------------------------------------------------------
 
-    def predict_proba(self, X, domain="target", batch_size=None) -> np.ndarray:
+    def predict_proba(self, X, domain="target", batch_size=None, *, speakers=None) -> np.ndarray:
         """(n, n_classes) class probabilities; ``domain`` picks the per-language statistics.
 
         ``batch_size``: utterances per forward pass (default 4096 pooled, ``self.batch_size`` frames).
+        ``speakers``: the speaker of each row; needed when the model was fitted with ``speakers=``
+        (each speaker of X is standardised by the statistics of its rows in X).
         """
-        return self._forward(X, domain, batch_size, lambda x: torch.softmax(self.module_(*x), dim=1))
+        return self._forward(self._checked_input(X, domain, speakers), domain, batch_size, self._probabilities)
 
-    def embed(self, X, domain="target", batch_size=None) -> np.ndarray:
+    def _probabilities(self, x) -> torch.Tensor:
+        return torch.softmax(self.module_(*x), dim=1)
+
+    def _predict_values(self, values, domain) -> np.ndarray:
+        """Labels of rows checked (and standardised) already: the dev set during fit."""
+        return self.classes_[self._forward(values, domain, None, self._probabilities).argmax(axis=1)]
+
+    def embed(self, X, domain="target", batch_size=None, *, speakers=None) -> np.ndarray:
         """(n, hidden) what the classifier reads: the branch embeddings averaged, each weighted by its
         number of layers (the space the alignment acts in; label-free model selection compares
         languages there)."""
-        return self._forward(X, domain, batch_size,
+        return self._forward(self._checked_input(X, domain, speakers), domain, batch_size,
                              lambda x: self.module_.mix(self.module_.embed(*x)))
 
-    def _forward(self, X, domain, batch_size, output) -> np.ndarray:
-        layers_data = self._checked_input(X, domain)
+    def _forward(self, layers_data, domain, batch_size, output) -> np.ndarray:
         batch_size = batch_size or (4096 if self.features == "pooled" else self.batch_size)
         batches = self._batches()
         self.module_.eval()
@@ -334,22 +361,9 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
                 out.append(output(batches.inputs(layers_data, rows, domain)).cpu().numpy())
         return np.concatenate(out)
 
-    def attention_weights(self, X, domain="target", branch=0, batch_size=None) -> np.ndarray:
-        """(total_frames,) attention weight of every frame of ``X`` at one branch, in ``X``'s
-        utterance order (each utterance's weights sum to one; a ``per-layer`` group: the mean of its
-        layers' weights). ``features="frames"`` only."""
-        if self.features != "frames":
-            raise InputError("attention_weights needs a model trained with features='frames'")
-        X = self._checked_input(X, domain)
-        slots, batches = self.module_.branch_slots[branch], self._batches()
-        out = []
-        self.module_.eval()
-        with torch.no_grad():
-            for start in range(0, X.n_utterances, batch_size or self.batch_size):
-                rows = np.arange(start, min(start + (batch_size or self.batch_size), X.n_utterances))
-                frames, mask = batches.inputs(X, rows, domain)
-                out.append(self.module_.attention_weights(branch, frames, slots, mask)[mask].cpu().numpy())
-        return np.concatenate(out)
+    def __sklearn_is_fitted__(self) -> bool:
+        # scikit-learn's own test (any attribute ending in "_") would take the parameter lambda_ for one
+        return hasattr(self, "module_")
 
     def _check_fitted(self) -> None:
         try:
@@ -357,85 +371,44 @@ class LayerAnchoringClassifier(ClassifierMixin, BaseEstimator):
         except NotFittedError:
             raise NotFitted(NOT_FITTED) from None
 
-    def _checked_input(self, X, domain):
+    def _checked_input(self, X, domain, speakers):
+        """The layers of ``X`` this model reads, checked and standardised as its training rows were."""
         self._check_fitted()
         if domain not in self.stats_:
             raise InputError(f"domain must be one of {', '.join(self.stats_)}, not {domain!r}")
-        layers_data = self._as_input(X, "X")
-        missing = sorted(set(self.layers_) - set(layers_data))
-        if missing:
-            raise InputError(f"X lacks layers {missing}; this model reads layers {self.layers_}")
-        if layers_data[self.layers_[0]].shape[1] != self.n_features_in_:
-            raise InputError(f"X has dimension {layers_data[self.layers_[0]].shape[1]}; "
-                             f"the model was trained on {self.n_features_in_}")
-        return layers_data
+        return self._input(X, speakers, "X")
 
-    def predict(self, X, domain="target") -> np.ndarray:
-        self._check_fitted()
-        return self.classes_[self.predict_proba(X, domain=domain).argmax(axis=1)]
+    def _input(self, X, speakers, name):
+        standardised = getattr(self, "speaker_standardised_", False)
+        if standardised and speakers is None:
+            raise InputError(f"this model was fitted on features standardised per speaker (speakers=): pass "
+                             f"speakers=, the speaker of each row of {name}")
+        if speakers is not None and not standardised:
+            raise InputError(f"this model was fitted without speakers=, on features as they are: call it without "
+                             f"speakers= (or fit it with them)")
+        return self._values(self._checked_other(X, name), speakers, name)
 
-    def score(self, X, y, domain="target") -> float:
-        """UAR (unweighted average recall) of ``predict(X)`` against ``y``."""
-        return uar(np.asarray(y).astype(str), self.predict(X, domain=domain), self.classes_)
+    def predict(self, X, domain="target", *, speakers=None) -> np.ndarray:
+        """The class of each row (one of ``classes_``); arguments as :meth:`predict_proba`'s."""
+        proba = self.predict_proba(X, domain=domain, speakers=speakers)  # first: it says "not fitted"
+        return self.classes_[proba.argmax(axis=1)]
 
-    def vowel_coral(self, source_segments, target_segments) -> float:
-        """The vowel-level alignment term on whole segment sets, after the trained projections.
-
-        Σ over anchors (groups) of the mean over shared vowel classes of CORAL between the
-        projected source and target segments of that vowel: how differently the anchors treat
-        each vowel in the two languages. Works for any fitted ``lam``/``lam-gl`` model, so
-        ``align="vowel"`` can be compared with ``align="utterance"`` on held-out segments.
-        """
-        self._check_fitted()
-        if not self._method().vowel:
-            raise InputError(f"vowel_coral compares anchor layers: methods {' and '.join(names_where(vowel=True))} only")
-        aligned = self._branches(self.layers_)[1]
-        segments = as_segment_pair(source_segments, target_segments, aligned_layers(self.branches_, aligned),
-                                   self.n_features_in_)
-        self.module_.eval()
-        with torch.no_grad():
-            return float(vowel_term(self.module_, self._batches(), self.branches_, aligned, segments,
-                                    self.coral_scale))
-
-    def layer_weights(self) -> list[dict[int, float]]:
-        """Per branch, the weight of each of its layers (wsum and learned lam-gl groups)."""
-        self._check_fitted()
-        return [{layer: float(w) for layer, w in zip(branch, self.module_.layer_weights(b).detach().cpu())}
-                for b, branch in enumerate(self.branches_)]
+    def score(self, X, y, domain="target", *, speakers=None) -> float:
+        """UAR (unweighted average recall) of ``predict(X)`` against ``y``; a class of ``y`` the model
+        never learnt counts with recall 0."""
+        predicted = self.predict(X, domain=domain, speakers=speakers)
+        y = fit_data.labels(y, len(predicted))
+        classes = list(self.classes_) + sorted(set(y.tolist()) - set(self.classes_.tolist()), key=str)
+        return uar(y, predicted, classes)
 
     # -- saving -----------------------------------------------------------------------
 
     def save(self, path) -> None:
         """Write one safetensors file: weights, normalisation statistics and the configuration."""
-        from safetensors.torch import save_file
-
         self._check_fitted()
-        tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
-        for domain, (mean, std) in self.stats_.items():
-            tensors[f"stats.{domain}.mean"] = torch.tensor(mean)
-            tensors[f"stats.{domain}.std"] = torch.tensor(std)
-        spec = {"params": self.get_params(), "classes": self.classes_.tolist(), "layers": self.layers_,
-                "branches": self.branches_, "input_dim": self.n_features_in_}
-        # One metadata key: safetensors writes several in a random order, and the same model
-        # should give the same bytes.
-        save_file(tensors, str(path), metadata={"sers": json.dumps({"format": WEIGHTS_FORMAT, **spec})})
+        weights.save(self, path)
 
     @classmethod
     def load(cls, path, device="cpu") -> "LayerAnchoringClassifier":
         """Read a file written by :meth:`save` (plain tensors and JSON; nothing is unpickled)."""
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            spec = json.loads((handle.metadata() or {}).get("sers", "{}"))
-            if spec.get("format") != WEIGHTS_FORMAT:
-                raise InputError(f"{path}: not a sers classifier weights file")
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-        model = cls(**{**spec["params"], "device": device})
-        model.classes_ = np.asarray(spec["classes"])
-        model.layers_, model.n_features_in_ = spec["layers"], spec["input_dim"]
-        model.stats_ = {domain: (tensors[f"stats.{domain}.mean"].numpy(), tensors[f"stats.{domain}.std"].numpy())
-                        for domain in ("source", "target")}
-        model._build([list(branch) for branch in spec["branches"]])
-        model.module_.load_state_dict({k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")})
-        return model
-
+        return weights.load(cls, path, device)

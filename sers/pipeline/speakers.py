@@ -1,16 +1,11 @@
-"""Speaker standardisation: each speaker's utterances (pooled, frames, vowel segments) by that speaker's own statistics.
+"""Speaker standardisation of a cache: each speaker's utterances (pooled, frames, vowel segments) by that speaker's own statistics.
 
 Every layer of every utterance becomes ``(x - mean_s) / std_s``, with the mean and std (per
-dimension) of the pooled features of all utterances of its speaker ``s`` in the same cache.
-No emotion label is read; at test time a speaker's statistics come from that speaker's own
-(unlabelled) test utterances, so a speaker needs several of them. Speakers with fewer than
-``MIN_UTTERANCES`` utterances are standardised by the statistics of all the cache's rows
-instead (their own would be noise).
-
-It removes what a voice adds to every utterance (its pitch range, timbre, channel), which the
-emotion classifier would otherwise learn in one language and meet differently in the other:
-on the espeak-ng benchmark it raised every method, `lam` by +0.17 UAR averaged over 8
-directions (docs/benchmarks/transfer.md, "defaults" against "per-language").
+dimension) of the pooled features of all utterances of its speaker ``s`` in the same cache;
+speakers with fewer than ``MIN_UTTERANCES`` utterances take the statistics of all the cache's
+rows. The arithmetic, and why it helps, is in :mod:`sers.classifiers.speakers` (arrays in), which
+the estimator's ``speakers=`` uses too; this module reads a cache's layers for it and decides
+when it applies.
 
 A vowel segment (``--align vowel``, ``--level segment``) is a mean over frames, as a ``mean``
 pooled utterance is, and a frame (``--features frames``) is what those means average: both are
@@ -28,10 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from sers.classifiers.data import InputError
+from sers.classifiers.speakers import MIN_UTTERANCES, SpeakerStatistics  # noqa: F401 (callers read speakers.MIN_UTTERANCES)
 from sers.errors import SersError
 from sers.pipeline.options import SPEAKER_NORMS
-
-MIN_UTTERANCES = 5
 
 
 def decide(choice: str, caches, *, features: str = "pooled", level: str = "utterance", align: str = "utterance",
@@ -73,7 +68,9 @@ def segment_features(cache, layer: int, rows, by_speaker: "SpeakerStandardiser |
 
 class SpeakerStandardiser:
     """Per-speaker statistics of one cache, computed for a layer when first needed (one read of that
-    layer); ``standardise(layer, x, rows)`` standardises the (rows, D) features ``x`` of the cache's ``rows``."""
+    layer); ``standardise(layer, x, rows)`` standardises the (rows, D) features ``x`` of the cache's ``rows``.
+    The arithmetic is :class:`sers.classifiers.speakers.SpeakerStatistics`'s, over all the cache's
+    utterances, so the estimator's ``speakers=`` runs the same code."""
 
     @classmethod
     def for_features(cls, cache, features: str, stat: str) -> "SpeakerStandardiser":
@@ -83,28 +80,18 @@ class SpeakerStandardiser:
 
     def __init__(self, cache, stat: str = "mean"):
         self.cache, self.stat = cache, stat
-        names, self.speaker_of = np.unique(cache.utterances.speaker.astype(str), return_inverse=True)
-        self.counts = np.bincount(self.speaker_of, minlength=len(names))
-        self.few = self.counts < MIN_UTTERANCES  # standardised by the statistics of the whole cache
-        self._stats = {}
+        self.by_speaker = SpeakerStatistics(cache.utterances.speaker.astype(str), f"{cache.path}: speaker")
+        self.speaker_of, self.counts, self.few = self.by_speaker.speaker_of, self.by_speaker.counts, self.by_speaker.few
 
     def statistics(self, layer: int) -> tuple[np.ndarray, np.ndarray]:
         """(mean, std), each (speakers, D), of ``layer``."""
-        if layer not in self._stats:
-            x = self.cache.pooled(layer, stat=self.stat).astype(np.float64)
-            sums, squares = np.zeros((len(self.counts), x.shape[1])), np.zeros((len(self.counts), x.shape[1]))
-            np.add.at(sums, self.speaker_of, x)
-            np.add.at(squares, self.speaker_of, x * x)
-            mean = sums / self.counts[:, None]
-            std = np.sqrt(np.maximum(squares / self.counts[:, None] - mean ** 2, 0.0))
-            mean[self.few], std[self.few] = x.mean(axis=0), x.std(axis=0)
-            self._stats[layer] = mean, np.maximum(std, 1e-8 + 1e-6 * std.max())  # constant dimensions stay 0
-        return self._stats[layer]
+        if int(layer) not in self.by_speaker.layers:
+            self.by_speaker.fit_layer(int(layer), self.cache.pooled(int(layer), stat=self.stat), str(self.cache.path))
+        return self.by_speaker.statistics(int(layer))
 
     def standardise(self, layer: int, x: np.ndarray, rows) -> np.ndarray:
-        mean, std = self.statistics(int(layer))
-        speaker = self.speaker_of[np.asarray(rows, dtype=int)]
-        return ((x - mean[speaker]) / std[speaker]).astype(np.float32)
+        self.statistics(layer)
+        return self.by_speaker.standardise(int(layer), x, self.speaker_of[np.asarray(rows, dtype=int)])
 
     def segments(self, layer: int, x: np.ndarray, segment_rows) -> np.ndarray:
         """The (segments, D) features ``x`` of rows ``segment_rows`` of ``cache.segments``, each by the
@@ -113,20 +100,13 @@ class SpeakerStandardiser:
 
     def frames(self, layer: int, block: np.ndarray, rows, lengths, chunk_frames: int = 1 << 16) -> np.ndarray:
         """The (frames, D) ``block`` of the utterance ``rows`` (``lengths`` frames each, end to end),
-        each frame by its utterance's speaker statistics; the block's dtype is kept (float16 frames
-        stay float16), converted a chunk at a time, in place where the block is writable."""
-        mean, std = (values.astype(np.float32) for values in self.statistics(int(layer)))
-        speaker = np.repeat(self.speaker_of[np.asarray(rows, dtype=int)], np.asarray(lengths, dtype=np.int64))
-        out = block if block.flags.writeable else np.empty_like(block)
-        for start in range(0, len(block), chunk_frames):
-            part = slice(start, start + chunk_frames)
-            with np.errstate(over="ignore"):  # checked on the next line, with an error that says what to do
-                out[part] = (block[part].astype(np.float32) - mean[speaker[part]]) / std[speaker[part]]
-            if not np.isfinite(out[part]).all():  # a near-constant dimension of the means can overflow float16
-                raise SersError(f"{self.cache.path}: frames of layer {layer} standardised per speaker exceed the "
-                                f"range of {block.dtype} (a dimension barely varies between a speaker's "
-                                "utterance means); use --speaker-norm off")
-        return out
+        each frame by its utterance's speaker statistics; float16 frames stay float16."""
+        self.statistics(layer)
+        try:
+            return self.by_speaker.standardise_frames(int(layer), block, self.speaker_of[np.asarray(rows, dtype=int)],
+                                                      lengths, chunk_frames)
+        except InputError as error:
+            raise SersError(f"{self.cache.path}: {error}; use --speaker-norm off") from None
 
     def block(self, layers, block: np.ndarray, rows) -> np.ndarray:
         """A (layers, rows, D) block of ``rows``, standardised in place."""
