@@ -14,18 +14,48 @@ from sers.classifiers.selection import choose
 from sers.pipeline.train_results import summarise
 
 
-def reselect(table, criterion: str) -> list[dict]:
-    """``table`` (a TrainResult) as if ``criterion`` had chosen among each seed's candidates."""
+def reselect(table, criterion: str, keep=lambda tag: True) -> list[dict]:
+    """``table`` (a TrainResult) as if ``criterion`` had chosen among each seed's candidates (those
+    whose tag ``keep`` accepts)."""
     results = []
     for run in table.runs:
-        candidates = run.get("candidates") or []
+        candidates = [c for c in run.get("candidates") or [] if keep(c["candidate"])]
         if len(candidates) > 1:
             kept = candidates[choose([c["selection_scores"] for c in candidates], criterion)]
             results.append({**kept, "method": run["method"], "seed": run["seed"]})
+        elif candidates:
+            results.append({**candidates[0], "method": run["method"], "seed": run["seed"]})
         else:
             results.append(run)
     methods = list(dict.fromkeys(row["method"] for row in table))
     return summarise(results, methods, table[0]["selection"], table.target_truth)
+
+
+def group_setting_tables(table, criterion: str) -> dict[str, list[dict]]:
+    """{group setting ("2x1": size x count): the table with lam-gl's and groups-only's choice held to
+    that setting (λ still chosen by ``criterion``)}: what each fixed setting would have given."""
+    tags = {part for run in table.runs for c in run.get("candidates") or [] for part in c["candidate"].split(",")
+            if part.startswith("groups=")}
+    return {tag.split("=")[1]: reselect(table, criterion, keep=lambda t, tag=tag: tag in t.split(","))
+            for tag in sorted(tags)}
+
+
+def group_settings_summary(directions: list[dict], criterion: str, method: str = "lam-gl") -> tuple[list[str], list[list]]:
+    """Per model and direction: ``method``'s target UAR with its default choice among group settings,
+    with each setting held fixed, and the setting each seed kept."""
+    settings = sorted({s for d in directions for s in d.get("settings", {}).get(criterion, {})})
+    header = ["model", "direction", f"{method} (chosen)"] + [f"fixed {s}" for s in settings] + ["kept (seeds)"]
+    rows = []
+    for d in directions:
+        own = d.get("settings", {}).get(criterion)
+        if not own:
+            continue
+        chosen = next(r for r in d["tables"][criterion] if r["method"] == method)
+        fixed = [next((f"{r['target_uar_mean']:.3f}" for r in own[s] if r["method"] == method), "")
+                 if s in own else "" for s in settings]
+        rows.append([d["model"], d["direction"], f"{chosen['target_uar_mean']:.3f}", *fixed,
+                     chosen["lambda_chosen"].replace("lambda=", "λ=")])
+    return header, rows
 
 
 def regret_rows(table, direction: str) -> list[dict]:

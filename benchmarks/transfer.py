@@ -37,8 +37,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import add_corpus_arguments, ensure_cache, ensure_corpus, write_table_section  # noqa: E402
-from _evidence import (alignment_summary, best_criterion, interval_text, regret_rows, reselect,  # noqa: E402
-                       selector_summary, summarise_regret)
+from _evidence import (alignment_summary, best_criterion, group_setting_tables, group_settings_summary,  # noqa: E402
+                       interval_text, regret_rows, reselect, selector_summary, summarise_regret)
 
 from sers.classifiers.methods import base_method  # noqa: E402
 from sers.classifiers.options import CRITERIA  # noqa: E402
@@ -131,18 +131,23 @@ def train_all(args) -> dict:
             table, anchors = run_direction(caches[source], caches[target], seeds, args.methods.split(","),
                                            settings, anchor_options)
             directions.append({"model": model, "direction": f"{source}→{target}", "anchors": anchors,
-                               "tables": {c: reselect(table, c) for c in CRITERIA}})
+                               "tables": {c: reselect(table, c) for c in CRITERIA},
+                               "settings": {c: group_setting_tables(table, c) for c in CRITERIA}})
             regrets += regret_rows(table, f"{model} {source}→{target}")
             print(f"{model} {source}->{target} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     return {"directions": directions, "regrets": regrets, "seconds": time.perf_counter() - started,
             "select": settings.get("select")}
 
 
-def write_tables(run: dict, args, argv) -> None:
+def default_select() -> str:
+    """sers's default selector now (a rendering after the default changed follows it)."""
     from sers.pipeline.train import train
 
-    # The selector of the table: the one this run was asked for, else sers's default now.
-    select = run["select"] or inspect.signature(train).parameters["select"].default
+    return inspect.signature(train).parameters["select"].default
+
+
+def write_tables(run: dict, args, argv) -> None:
+    select = run["select"] or default_select()
     rows = []
     for d in run["directions"]:
         for row in d["tables"][select]:
@@ -156,6 +161,9 @@ def write_tables(run: dict, args, argv) -> None:
               "source dev UAR", "λ kept (seeds)", "anchors"]
     gain_header, gain_rows = alignment_summary(run["directions"], select)
     tables = [(args.label, header, rows), (f"{args.label}-alignment", gain_header, gain_rows)]
+    settings_header, settings_rows = group_settings_summary(run["directions"], select)
+    if settings_rows:
+        tables.append((f"{args.label}-group-settings", settings_header, settings_rows))
     selection = []
     if run["regrets"]:
         selection = [(args.label, *summarise_regret(run["regrets"])),
@@ -174,6 +182,10 @@ def write_tables(run: dict, args, argv) -> None:
     notes = {args.label: settings,
              f"{args.label}-alignment": f"Alignment gain (the method minus its no-alignment ablation, paired 95 % "
                                         f"intervals) over the directions of section \"{args.label}\". {settings}"}
+    notes[f"{args.label}-group-settings"] = (
+        f"lam-gl's target UAR with its group setting chosen per seed (with λ) by `--select {select}`, and with "
+        f"each setting (groups of size x count) held fixed (λ still chosen), over the directions of section "
+        f"\"{args.label}\". {settings}")
     for label, head, body in tables:
         write_table_section(label, notes[label], "transfer.py", argv, run["seconds"], head, body, OUT_MD, HEADER)
     regret_note = (f"{settings} Regret: the target UAR of the best of a seed's candidates minus that of the "
