@@ -363,3 +363,25 @@ def test_settings_and_splits_are_objects_or_their_fields_as_keywords():
     assert "vowel_lambda" not in settings.estimator_params("utterance")
     with pytest.raises(TypeError, match="unexpected keyword arguments hiden"):
         train("en.zarr", "zh.zarr", hiden=64)
+
+
+def test_lam_gl_chooses_its_group_setting_without_target_labels(caches, tmp_path):
+    """`sers anchor`'s default file gives lam its top-k layers and lam-gl every group setting; the
+    settings, and the one each seed keeps, are the same when the target labels are garbage."""
+    from sers.pipeline.anchor import anchor
+
+    chosen, files = {}, {}
+    for name in ("target", "garbage"):
+        out = tmp_path / name
+        anchors = anchor([caches["source"], caches[name]], out / "anchors.json", similarity_dir=out / "sim")
+        files[name] = {k: v for k, v in anchors.items() if k != "similarity_file"}
+        train(caches["source"], caches[name], methods=["lam", "lam-gl"], anchors=out / "anchors.json",
+              seeds=[0, 1], out_dir=out / "runs", **{**FAST, "lambda_": [0.0, 1.0]})
+        chosen[name] = {method: [json.loads((out / f"runs/{method}/seed{s}/config.json").read_text())
+                                 ["candidate_selection"]["chosen"] for s in (0, 1)]
+                        for method in ("lam-gl", "groups-only")}
+        lam = json.loads((out / "runs/lam/seed0/config.json").read_text())
+        assert lam["anchors"] == anchors["layers"]  # lam reads the single layers, not a group
+    assert files["target"] == files["garbage"] and len(files["target"]["group_candidates"]) > 1
+    assert chosen["target"] == chosen["garbage"]
+    assert all("groups=" in tag for tags in chosen["target"].values() for tag in tags)
