@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import sers.cache
-from sers.classifiers import (InputError, LayerAnchoringClassifier, SpeakerStatistics, TargetSet,
+from sers.classifiers import (DevSet, InputError, LayerAnchoringClassifier, SpeakerStatistics, TargetSet,
                               standardise_by_speaker)
 from sers.classifiers.speakers import MIN_UTTERANCES
 from sers.pipeline import speakers as cache_speakers
@@ -130,6 +130,20 @@ def test_the_model_remembers_that_it_reads_standardised_features(arrays, tmp_pat
     np.testing.assert_array_equal(loaded.predict_proba(Xt, speakers=arrays["s_target"]), proba)
 
 
+def test_target_and_dev_sets_hold_what_the_separate_arguments_give(arrays):
+    X, y, Xt, st = arrays["X_source"], arrays["y_source"], arrays["X_target"], arrays["s_target"]
+    dev, y_dev, s_dev = X[:30], y[:30], arrays["s_source"][:30]
+    separate = LayerAnchoringClassifier(method="lam", anchors=[2], **SETTINGS).fit(
+        X, y, Xt, X_dev=dev, y_dev=y_dev, speakers=arrays["s_source"], target_speakers=st, dev_speakers=s_dev)
+    held = LayerAnchoringClassifier(method="lam", anchors=[2], **SETTINGS).fit(
+        X, y, TargetSet(Xt, speakers=st), X_dev=DevSet(dev, y_dev, speakers=s_dev), speakers=arrays["s_source"])
+    timeless = [[{k: v for k, v in epoch.items() if k != "seconds"} for epoch in m.history_] for m in (held, separate)]
+    assert timeless[0] == timeless[1] and held.selection_ == "source-dev"
+    np.testing.assert_array_equal(held.predict_proba(Xt, speakers=st), separate.predict_proba(Xt, speakers=st))
+    assert repr(TargetSet(Xt, speakers=st)) == "TargetSet(100 rows, with speakers)"
+    assert not hasattr(TargetSet(Xt), "__len__")  # what makes scikit-learn's fold cutting leave it whole
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda c, a: c.fit(a["X_source"], a["y_source"], a["X_target"], speakers=a["s_source"]),
      r"so X_target must be too: pass TargetSet\(X, speakers=...\) or target_speakers"),
@@ -144,6 +158,11 @@ def test_the_model_remembers_that_it_reads_standardised_features(arrays, tmp_pat
     (lambda c, a: c.fit(a["X_source"], a["y_source"], a["X_target"], speakers=a["s_source"][:10],
                         target_speakers=a["s_target"]),
      "speakers of X has 10 entries for 120 rows; give one speaker per row"),
+    (lambda c, a: c.fit(a["X_source"], a["y_source"], DevSet(a["X_target"], a["y_target"])),
+     r"X_target takes unlabelled rows: pass TargetSet\(X, speakers=...\), not a DevSet"),
+    (lambda c, a: c.fit(a["X_source"], a["y_source"], a["X_target"], X_dev=DevSet(a["X_source"], a["y_source"]),
+                        y_dev=a["y_source"]),
+     "a DevSet holds its labels and speakers: pass neither y_dev nor dev_speakers with it"),
 ])
 def test_speaker_mistakes_are_one_line_errors(arrays, call, message):
     with pytest.raises(InputError, match=message):
