@@ -36,7 +36,7 @@ from sers.errors import SersError
 BLOCK_BYTES = 64 * 2**20  # memory for one block of a copy
 # The HDF5 copy (gzip level 1 + shuffle) of a zarr journal (zstd level 0) is about as large; a
 # margin for the index and float data that gzip compresses less well than zstd.
-SIZE_MARGIN, SIZE_SLACK = 1.25, 16 * 2**20
+SIZE_MARGIN, SIZE_SLACK = 1.25, 2 * 2**20
 HELPER = "import sys; from sers.cache.journal import _helper; _helper(sys.argv[1], sys.argv[2])"
 
 
