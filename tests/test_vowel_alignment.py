@@ -188,7 +188,7 @@ def runs(caches, tmp_path_factory):
 def test_vowel_runs_are_named_and_record_their_segments(caches, runs):
     out, table = runs
     d = caches["planted"]
-    assert [row["method"] for row in table] == ["last", "lam", "lam+vowel"]
+    assert [row["method"] for row in table] == ["last", "anchors-only", "lam", "lam+vowel"]  # with lam's ablation
     config = json.loads((out / "lam+vowel/seed1/config.json").read_text())
     assert config["align"] == "vowel" and config["vowel_lambda"] == 50.0 and config["segment_layers"] == [2, 3]
     assert config["estimator"]["method"] == "lam" and config["estimator"]["align"] == "vowel"
