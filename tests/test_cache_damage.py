@@ -256,3 +256,32 @@ def test_segments_of_an_hdf5_cache_are_added_to_a_copy_that_replaces_it_whole(tm
     assert not journal.journal_path(path).exists()
     with sers.cache.open(path) as cache:
         assert list(cache.segments.vowel) == ["a", "i"] and cache.segment_pooled(0).shape == (2, 4)
+
+
+def test_a_repair_redoes_the_rows_with_their_vowel_segments_and_strided_frames_pass_the_check(tmp_path, tiny_model):
+    from sers.synth import synthesize_corpus
+
+    corpus = synthesize_corpus(tmp_path / "corpus", utterances_per_language=6, speakers_per_language=3)
+    model = tiny_model("wavlm")
+    options = dict(frame_layers=[0, 2], frame_stride=2, alignments=corpus["en"].parent / "textgrid",
+                   vowel_map="en-ipa")
+    reference, out = tmp_path / "reference.zarr", tmp_path / "c.zarr"
+    for path in (reference, out):
+        _extract(model, corpus["en"], path, **options)
+
+    def segments(path):
+        with sers.cache.open(path) as cache:
+            table = cache.segments
+            keys = list(zip(table.id, table.start_frame, table.phone))
+            return {key: cache.segment_pooled(2, rows=[i])[0] for i, key in enumerate(keys)}
+
+    log = []
+    assert _extract(model, corpus["en"], out, log=log, **options).already_complete  # strided frames agree
+    assert not [line for line in log if "extracting them again" in line]
+    rows = damage_chunk(out, "pooled/mean", "delete")
+    log = []
+    _extract(model, corpus["en"], out, log=log, **options)
+    assert f"resuming {out}: {len(rows)} of 6 utterances left" in log
+    expected, got = segments(reference), segments(out)
+    assert expected.keys() == got.keys() and all(np.array_equal(expected[k], got[k]) for k in expected)
+    assert _same(_features(out), _features(reference))

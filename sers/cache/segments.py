@@ -9,7 +9,8 @@
 ``segments`` attributes name the layers stored (all layers when computed during extraction;
 the frame layers when computed later from stored frames) and the alignment source.
 Segments are appended with the rows they belong to, before those rows are marked done,
-so a resumed extraction drops the segments of rows that were not finished.
+so a resumed extraction drops the segments of rows that are not done (not finished, or to be
+extracted again after a repair).
 
 Extraction writes segments through :class:`~sers.cache.writer.CacheWriter` (``segment_layers``,
 ``add(..., segments=...)``); a finished cache gets them, or new ones, from :class:`SegmentsWriter`.
@@ -67,19 +68,6 @@ def append(backend, columns: dict, pooled: np.ndarray) -> None:
     array = backend.array(f"{GROUP}/pooled")
     array.resize((array.shape[0], start + n_new, array.shape[2]))
     array[:, start:] = pooled
-
-
-def drop_unfinished(backend, done: np.ndarray) -> None:
-    """Forget trailing segments of rows not marked done (an interrupted flush)."""
-    if not exists(backend) or count(backend) == 0:
-        return
-    owners = backend.array(f"{GROUP}/utterance")[:]
-    keep = int(np.argmin(done[owners])) if not done[owners].all() else len(owners)
-    if keep < len(owners):
-        for name in COLUMNS:
-            backend.array(f"{GROUP}/{name}").resize((keep,))
-        array = backend.array(f"{GROUP}/pooled")
-        array.resize((array.shape[0], keep, array.shape[2]))
 
 
 def drop_rows(backend, rows) -> None:

@@ -63,8 +63,8 @@ class CacheWriter:
         self.segment_layers = segment_store.layers(backend) if segment_store.exists(backend) else None
         if len(self.pending_rows()):  # (a finished HDF5 file is open read-only: nothing to change)
             self._forget_errors_of_pending_rows()
-            if self.segment_layers is not None:
-                segment_store.drop_unfinished(backend, self._done)
+            if self.segment_layers is not None:  # written before their rows were marked done, or of redone rows
+                segment_store.drop_rows(backend, self.pending_rows())
         # Rows still to write per pooled chunk: a chunk is written once all of them are buffered.
         chunks, counts = np.unique(self.pending_rows() // self._chunk_rows, return_counts=True)
         self._pending_per_chunk = dict(zip(chunks.tolist(), counts.tolist()))
@@ -140,7 +140,8 @@ class CacheWriter:
         stored frames against its pooled mean); rows found missing, damaged or inconsistent are marked
         not done, and the cache not complete, so that extracting again redoes exactly them. Returns what
         was found ([] when every finished row is sound)."""
-        done = np.flatnonzero(self._done)
+        failed = self._backend.array("utterances/failed")[:]
+        done = np.flatnonzero(self._done & ~failed)  # failed rows hold zeros and no frames: nothing to check
         try:
             damage = integrity.scan(self._backend, done, frames_match_pooled=frames_match_pooled)
         except integrity.ChunkProblem as problem:  # the table itself: no row can be trusted
@@ -165,11 +166,9 @@ class CacheWriter:
         failed = self._backend.array("utterances/failed")[:]
         failed[rows] = False
         self._backend.array("utterances/failed")[:] = failed
-        if segment_store.exists(self._backend):
-            segment_store.drop_rows(self._backend, rows)
         self._backend.set_attrs({"complete": False})
         self._backend.flush()
-        self._load()
+        self._load()  # drops the segments and errors of the rows not done
 
     def _into_journal(self, skip_unreadable: bool = False) -> None:
         """Copy the HDF5 file into a journal and go on there (the file goes once the copy is whole);
@@ -178,7 +177,12 @@ class CacheWriter:
         partial = journal.partial_path(target)
         remove_store(partial)
         copy = open_backend(partial, "w")
-        journal.copy_store(self._backend, copy, skip_unreadable=skip_unreadable)
+        skipped = journal.copy_store(self._backend, copy, skip_unreadable=skip_unreadable)
+        table = sorted({name for name, _ in skipped if not name.startswith(integrity.FEATURES)})
+        if table:  # no row can be redone without the table that says which rows there are
+            remove_store(partial)
+            raise SersError(f"{self.path}: {', '.join(table)} cannot be read: the utterance table is damaged, which "
+                            "no re-extraction of rows repairs; extract the cache anew with --overwrite")
         copy.set_attrs({"complete": False})  # marks the journal as the live store while both exist
         self._backend.close()
         partial.rename(target)
@@ -199,6 +203,11 @@ class CacheWriter:
     def whisper_input(self) -> str | None:
         """"padded" or "trimmed" for a Whisper cache (old ones: padded); None for other models."""
         return schema.whisper_input(self.attrs)
+
+    @property
+    def frame_dtype(self) -> np.dtype:
+        """The dtype frames are stored in (float16 unless the cache was laid out otherwise)."""
+        return np.dtype(self.attrs.get("frame_dtype") or schema.DEFAULT_FRAME_DTYPE)
 
     @property
     def complete(self) -> bool:
