@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +25,8 @@ from sers.errors import SersError
 from sers.inputs.manifest import read_manifest
 from sers.pipeline.extract import extract
 from tiny_models import make_tiny_model, tiny_model  # noqa: F401  (pytest fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _corpus(folder: Path, n: int = 6, missing: int = 0) -> Path:
@@ -379,3 +382,60 @@ def test_an_unexpected_error_is_one_line_unless_debugging(tmp_path, monkeypatch)
     assert isinstance(CliRunner().invoke(main, ["--debug"] + argv).exception, KeyError)
     monkeypatch.setenv("SERS_DEBUG", "1")
     assert isinstance(CliRunner().invoke(main, argv).exception, KeyError)
+
+
+# -- a finished command exits 0 (issue 24 item 9) ---------------------------------------------------------------
+
+# `sers inspect` with a teardown as slow as torch's, zarr's and the decoding workers' on a loaded machine.
+SLOW_TEARDOWN = """
+import atexit, sys, time
+atexit.register(time.sleep, 60)
+from sers.cli import main
+sys.argv[0] = "sers"
+main()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_after_the_result_is_printed_leaves_exit_status_0(tmp_path, signum):
+    """benchmarks/exit_status.py: a SIGTERM or Ctrl-C in the second or so between a finished extract's
+    summary and the process's end made it exit -15, 130 or 1; the command had done its work."""
+    path = cache(tmp_path / "c.zarr")
+    process = subprocess.Popen([sys.executable, "-c", SLOW_TEARDOWN, "inspect", str(path)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert process.stdout.readline().strip(), process.stderr.read()
+    _wait_until_sigterm_is_caught(process.pid)  # the command has returned: what is left is the teardown
+    started = time.monotonic()
+    process.send_signal(signum)
+    assert process.wait(timeout=30) == 0 and time.monotonic() - started < 20  # at once, not after the teardown
+    stderr = process.stderr.read()
+    assert "interrupted" not in stderr and "Traceback" not in stderr
+
+
+def _wait_until_sigterm_is_caught(pid: int, timeout: float = 60) -> None:
+    """Until the process handles SIGTERM (SigCgt in /proc: Python leaves SIGTERM to the kernel until
+    sers's finished-command handler is installed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+        if caught & (1 << (signal.SIGTERM - 1)):
+            return
+        time.sleep(0.01)
+    raise AssertionError("the command never got to the end of its work")
+
+
+def test_a_failed_command_still_fails_and_in_process_calls_leave_the_signal_handlers(tmp_path):
+    failed = subprocess.run([sys.executable, "-m", "sers.cli", "inspect", str(_write_text(tmp_path / "x.zarr"))],
+                            cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert failed.returncode == 1 and failed.stderr.startswith("error: ")
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    assert CliRunner().invoke(main, ["inspect", str(cache(tmp_path / "c.zarr"))]).exit_code == 0
+    assert {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} == before
+
+
+def _write_text(path: Path) -> Path:
+    path.write_text("not a cache")
+    return path
