@@ -103,10 +103,11 @@ def main(argv=None) -> None:
     if args.render:
         run = json.loads(stored.read_text())
     else:
-        run = train_all(args)
+        run = {**train_all(args), "argv": list(sys.argv[1:] if argv is None else argv)}
         stored.parent.mkdir(parents=True, exist_ok=True)
         stored.write_text(json.dumps(run))
-    write_tables(run, args, argv)
+    # The command that trained these results (a rendering names it, not itself).
+    write_tables(run, args, run.get("argv", ["--label", args.label]))
 
 
 def train_all(args) -> dict:

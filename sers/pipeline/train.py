@@ -169,11 +169,13 @@ def _grouped(settings, splits, options) -> tuple[TrainSettings, Splits]:
 DEFAULT_METHODS = ("last", "anchors-only", "lam")
 # λ = 0 is a candidate: the label-free selection may fall back to no alignment (docs/method.md).
 DEFAULT_LAMBDAS = (0.0, 0.3, 1.0, 3.0)
+# The selector with the lowest mean regret on the transfer benchmark (docs/benchmarks/selection.md).
+DEFAULT_SELECT = "bnm"
 
 
 def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2, 3, 4), out_dir="runs", *,
           lambda_=DEFAULT_LAMBDAS, settings: TrainSettings | None = None, splits: Splits | None = None,
-          stat="mean", align="utterance", speaker_norm="auto", select="source-dev", ablations=True, jobs=1,
+          stat="mean", align="utterance", speaker_norm="auto", select=DEFAULT_SELECT, ablations=True, jobs=1,
           backend="loky", plots=True, progress=True, log=None, overwrite=False, command=None,
           **options) -> TrainResult:
     """Train every method x seed from two caches; write run folders and results.{csv,md}; return the table.
