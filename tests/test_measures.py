@@ -172,9 +172,12 @@ def test_moments_leave_one_fold_out_equal_numpy(rng):
         np.testing.assert_allclose(stats.cov, np.cov(rows, rowvar=False), rtol=1e-9, atol=1e-9)
 
 
-def reference_domain_accuracy(xs, xt, folds_s, folds_t, n_folds):
+def reference_domain_accuracy(xs, xt, folds_s, folds_t, n_folds, scored_s=None, scored_t=None):
     """The same cross-validated quadratic discriminant, fitted on the training rows directly:
-    np.cov, the OAS shrinkage and scipy's multivariate normal log-density."""
+    np.cov, the OAS shrinkage and scipy's multivariate normal log-density; counted on the rows
+    ``scored_*`` (default: all)."""
+    scored_s = np.arange(len(xs)) if scored_s is None else scored_s
+    scored_t = np.arange(len(xt)) if scored_t is None else scored_t
     right_s = right_t = 0
     for k in range(n_folds):
         a, b = xs[folds_s != k], xt[folds_t != k]
@@ -190,9 +193,9 @@ def reference_domain_accuracy(xs, xt, folds_s, folds_t, n_folds):
             z = (x - centre) / scale
             return gaussians[0].logpdf(z) - gaussians[1].logpdf(z) > 0
 
-        right_s += np.sum(source_side(xs[folds_s == k]))
-        right_t += np.sum(~source_side(xt[folds_t == k]))
-    return (right_s / len(xs) + right_t / len(xt)) / 2
+        right_s += np.sum(source_side(xs[scored_s[folds_s[scored_s] == k]]))
+        right_t += np.sum(~source_side(xt[scored_t[folds_t[scored_t] == k]]))
+    return (right_s / len(scored_s) + right_t / len(scored_t)) / 2
 
 
 def test_oas_shrinkage_matches_sklearn(rng):
@@ -210,6 +213,12 @@ def test_domain_classifier_matches_direct_fit(rng, n_s, n_t, dim):
     folds_s, folds_t = measures.fold_assignment(n_s, 5, 7), measures.fold_assignment(n_t, 5, 8)
     assert accuracy == pytest.approx(reference_domain_accuracy(xs, xt, folds_s, folds_t, 5), abs=1e-12)
     assert pad == pytest.approx(max(0.0, 2 * (1 - 2 * (1 - accuracy))))
+    # fitted on every row, counted on a seeded subsample of held-out rows
+    ms, mt = measures.compute_moments(xs, folds_s, 5), measures.compute_moments(xt, folds_t, 5)
+    counted, _ = measures.domain_from_moments(xs, ms, folds_s, xt, mt, folds_t, seed=7, max_rows=20)
+    scored = measures.subsample_rows(n_s, 20, 7), measures.subsample_rows(n_t, 20, 8)
+    assert counted == pytest.approx(reference_domain_accuracy(xs, xt, folds_s, folds_t, 5, *scored), abs=1e-12)
+    assert measures.DOMAIN_ROWS == 5000
 
 
 def chance_margin(n_s, n_t):

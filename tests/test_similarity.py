@@ -494,7 +494,8 @@ def chance_margin(n_s, n_t):
 def test_one_distribution_standardised_per_speaker_scores_chance_not_below(tmp_path):
     result = compute_similarity(*write_speaker_caches(tmp_path, 0.0), tmp_path / "sim")
     assert result["speaker_standardised"] is True
-    assert result["domain_folds"] == {"n_folds": 5, "grouped_by": "speaker"}
+    assert result["domain_folds"] == {"n_folds": 5, "grouped_by": "speaker",
+                                      "scored_rows": {"most_per_side": 5000, "source": 300, "target": 300}}
     values = {name: np.array(column["values"]) for name, column in result["measures"].items()}
     margin = chance_margin(300, 300)
     assert np.all(np.abs(values["domain"] - 0.5) < margin), values["domain"]  # the old folds gave ~0.3
@@ -522,14 +523,14 @@ def test_planted_layer_order_is_recovered_after_standardisation_and_the_measures
 
 def test_fewer_speakers_than_folds_and_a_single_speaker(tmp_path):
     result = compute_similarity(*write_speaker_caches(tmp_path / "a", 0.1, speakers=(3, 4)), measures_wanted=["domain"])
-    assert result["domain_folds"] == {"n_folds": 3, "grouped_by": "speaker"}
+    assert result["domain_folds"]["n_folds"] == 3 and result["domain_folds"]["grouped_by"] == "speaker"
     assert "domain: 3 folds of whole speakers (a side has 3 speakers), not 5" in result["notes"]
     caches = write_speaker_caches(tmp_path / "b", 0.1, speakers=(1, 4), per_speaker=100)
     result = compute_similarity(*caches, measures_wanted=["coral", "domain"])
     assert list(result["measures"]) == ["coral"] and "fewer than 2 speakers" in result["skipped"]["domain"]
     # not standardised, the rows themselves can make the folds
     result = compute_similarity(*caches, measures_wanted=["domain"], speaker_norm="off")
-    assert result["domain_folds"] == {"n_folds": 5, "grouped_by": "row"}
+    assert result["domain_folds"]["n_folds"] == 5 and result["domain_folds"]["grouped_by"] == "row"
 
 
 def test_a_measure_that_cannot_rank_is_named_and_not_plotted(planted, tmp_path, monkeypatch):

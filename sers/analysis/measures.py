@@ -19,7 +19,8 @@ Label-free (need no target labels):
             bandwidth, at most 1000 seeded rows per side, within-side pairs of two speakers
     domain  cross-validated balanced accuracy of a shrinkage      lower = more alike
             quadratic source-vs-target discriminant, folds grouped by speaker;
-            also the proxy A-distance max(0, 2 (1 - 2 err)) in [0, 2]
+            also the proxy A-distance max(0, 2 (1 - 2 err)) in [0, 2]; scored on at
+            most 5000 seeded held-out rows per side
 Label-aware (need a labelled target analysis split):
     centroid-cos  mean cosine of matching class centroids      higher = more alike
     cka           linear CKA of the matched centroid matrices  higher = more alike
@@ -48,8 +49,8 @@ import scipy.stats
 
 from sers.analysis.moments import (Moments, Stats, column_mean, column_mean_square, compute_moments,  # noqa: F401
                                    joint_standardiser, standardised, standardiser_of)
-from sers.analysis.separation import (MMD_ROWS, domain_from_moments, fold_assignment, fold_plan,  # noqa: F401
-                                      gaussian_mmd, oas_shrinkage, proxy_a_distance, subsample_rows)
+from sers.analysis.separation import (DOMAIN_ROWS, MMD_ROWS, domain_from_moments, fold_assignment,  # noqa: F401
+                                      fold_plan, gaussian_mmd, oas_shrinkage, proxy_a_distance, subsample_rows)
 
 
 def ties(a: float, b: float) -> bool:
@@ -158,7 +159,7 @@ def label_free_at_layer(xs, folds_s, xt, folds_t, n_folds: int, names, seed: int
         if measure.needs == "stats":
             values[name] = measure.compute(s, t, centre, scale)
         elif measure.needs == "folds":
-            values.update(zip(measure.columns, measure.compute(xs, ms, folds_s, xt, mt, folds_t)))
+            values.update(zip(measure.columns, measure.compute(xs, ms, folds_s, xt, mt, folds_t, seed=seed)))
         elif measure.needs == "sample":
             values[name] = measure.compute(xs, xt, centre, scale, seed, groups_s=groups[0], groups_t=groups[1])
         else:
@@ -252,7 +253,7 @@ class Measure:
     where :mod:`sers.pipeline.similarity` computes it:
 
     "stats"      (source Stats, target Stats, centre, scale) -> float; label-free, one pass per layer
-    "folds"      (xs, source Moments, source folds, xt, target Moments, target folds)
+    "folds"      (xs, source Moments, source folds, xt, target Moments, target folds, seed=)
                  -> one value per name in ``columns``; label-free, cross-validated
     "sample"     (xs, xt, centre, scale, seed, groups_s=, groups_t=) -> float; label-free, on a seeded
                  subsample of rows; the groups are each row's speaker (None: unknown)
@@ -333,7 +334,7 @@ def domain_separability(xs, xt, n_folds: int = 5, seed: int = 0, groups_s=None, 
     folds_s = fold_assignment(len(xs), n_folds, seed, groups_s)
     folds_t = fold_assignment(len(xt), n_folds, seed + 1, groups_t)
     ms, mt = compute_moments(xs, folds_s, n_folds), compute_moments(xt, folds_t, n_folds)
-    return domain_from_moments(xs, ms, folds_s, xt, mt, folds_t)
+    return domain_from_moments(xs, ms, folds_s, xt, mt, folds_t, seed=seed)
 
 
 def shared_classes(gs, gt) -> list:

@@ -247,7 +247,10 @@ def _run_layers(source: Sample, target: Sample, labelled: Sample | None, classes
         result["mmd_rows"] = {"most_per_side": measures.MMD_ROWS, "source": min(len(source), measures.MMD_ROWS),
                               "target": min(len(target), measures.MMD_ROWS)}
     if "domain" in table:
-        result["domain_folds"] = {"n_folds": folds.n_folds, "grouped_by": "speaker" if folds.by_speaker else "row"}
+        result["domain_folds"] = {"n_folds": folds.n_folds, "grouped_by": "speaker" if folds.by_speaker else "row",
+                                  "scored_rows": {"most_per_side": measures.DOMAIN_ROWS,
+                                                  "source": min(len(source), measures.DOMAIN_ROWS),
+                                                  "target": min(len(target), measures.DOMAIN_ROWS)}}
         notes.extend(_below_chance(table["domain"]["values"], layers, source, target, folds))
     if source.vowels is not None:
         result["per_vowel"] = {vowel: comparison.values for vowel, comparison in by_vowel.items()}
