@@ -35,6 +35,12 @@ def atomic_path(path):
             _remove(old)
         else:
             os.replace(temporary, path)
+    except OSError as exc:
+        # A write that fails when its buffer is flushed (a full disk, mostly) names no file: name the
+        # output, so that the error line says which one ("no space left ... while writing runs/lam/seed0").
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     finally:
         _remove(temporary)
 

@@ -167,6 +167,18 @@ def test_a_full_disk_while_saving_weights_is_the_no_space_line(caches, tmp_path,
     assert not (out / "last" / "seed0").exists() and not list((out / "last").iterdir())
 
 
+def test_a_write_that_fails_on_flush_names_the_run_folder(caches, tmp_path, monkeypatch):
+    import errno
+
+    def full(*args):  # what a full disk gives when a buffered write is flushed: no file name
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(train_module, "_write_curves", full)
+    with pytest.raises(OSError) as failed:
+        train(*caches, out_dir=tmp_path / "runs", **{**SWEEP_OPTIONS, "methods": ["last"], "seeds": [0]})
+    assert failed.value.errno == errno.ENOSPC and failed.value.filename == str(tmp_path / "runs" / "last" / "seed0")
+
+
 # A `sers train` that stops for good in its third run, once two are whole: the test kills it there.
 HOLD = """
 import sys, time
