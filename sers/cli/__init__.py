@@ -95,15 +95,25 @@ class _Group(click.Group):
         ctx.exit(1)
 
 
-def _keep_success() -> None:
-    """The command has done its work and printed its result: nothing may turn that into a failure.
+def echo_result(result, quiet: bool = False) -> None:
+    """Print a stage's result (unless ``quiet``). The stage has returned, so its work is done: from
+    here on the command succeeds, whatever signal comes (see :func:`_keep_success`)."""
+    if main.own_command_line:
+        _keep_success()
+    if not quiet:
+        click.echo(result.summary())
 
-    What is left is click's exit and the interpreter's teardown (torch, zarr, the decoding workers'
+
+def _keep_success() -> None:
+    """The command's stage has done its work: nothing may turn that into a failure.
+
+    What is left is printing the result, click's exit and the interpreter's teardown (torch, zarr, the decoding workers'
     pool), a second or more on a loaded machine. A SIGTERM (a scheduler's time limit) or Ctrl-C in that
     window used to end a finished `sers extract` with status -15, 130 ("interrupted; rerun the same
     command to resume", of a complete cache) or 1 ("Aborted!"): benchmarks/exit_status.py measured 6 of
-    8 such runs (issue 24 item 9). Now it ends the process at once, with status 0. The result is flushed
-    first; an output stream that cannot take it (a closed pipe) is let go, so that the interpreter's own
+    8 such runs (issue 24 item 9). Now it ends the process at once, with status 0. Commands call this
+    (by :func:`echo_result`) before printing, the group once more when the command returns. What is
+    printed so far is flushed first; an output stream that cannot take it (a closed pipe) is let go, so that the interpreter's own
     flush at exit cannot fail either (status 120)."""
     for name in ("stdout", "stderr"):
         try:
@@ -116,7 +126,12 @@ def _keep_success() -> None:
 
 
 def _exit_finished(signum, frame) -> None:
-    os._exit(0)  # everything is written and closed; the teardown has nothing left to do for the user
+    for stream in (sys.stdout, sys.stderr):  # the result line, if the signal came as it was printed
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a write the signal interrupted; the work itself is done
+            pass
+    os._exit(0)  # every output is written and closed: the teardown has nothing left to do for the user
 
 
 def _set_debug(ctx, param, value):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from sers.cli import alignment_options, log, main, parse_layers
+from sers.cli import alignment_options, echo_result, log, main, parse_layers
 from sers.cli.choices import CORPUS_READERS, DTYPES, WHISPER_INPUTS, Choices, ListedHelp, corpus_formats
 
 
@@ -98,4 +98,4 @@ def extract(model, manifest, out, corpus_format, audio_root, language, revision,
                           log=log, alignments=alignments, alignment_format=alignment_format,
                           phone_tier=phone_tier, vowel_map=vowel_map, max_seconds=max_seconds,
                           whisper_input=whisper_input, space_check=not no_space_check)
-    click.echo(summary.summary())
+    echo_result(summary)

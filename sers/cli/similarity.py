@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from sers.cli import main, option_set, parse_layers, speaker_norm_option
+from sers.cli import echo_result, main, option_set, parse_layers, speaker_norm_option
 from sers.cli.choices import LEVELS, MEASURE_NAMES, MEASURES, STRATEGIES, Choices, ListedHelp, listing
 
 LABEL_AWARE = "sers.analysis.measures:LABEL_AWARE"
@@ -57,7 +57,7 @@ def similarity(source, target, out_dir, measures, layers, overwrite, quiet, **op
     wanted = [m.strip() for m in measures.split(",") if m.strip()]
     result = compute_similarity(source, target, out_dir, measures_wanted=wanted, layers=parse_layers(layers),
                                 progress=not quiet, overwrite=overwrite, **options)
-    click.echo(result.summary())
+    echo_result(result)
 
 
 @main.command()
@@ -103,4 +103,4 @@ def anchor(inputs, out, measure, strategy, k, group_size, n_groups, group_sizes,
                          n_groups=n_groups, group_sizes=parse_layers(group_sizes) or (),
                          group_counts=parse_layers(group_counts) or (), exclude=parse_layers(exclude), similarity_dir=similarity_dir,
                          layers=parse_layers(layers), progress=not quiet, overwrite=overwrite, **options)
-    click.echo(anchors.summary())
+    echo_result(anchors)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from sers.cli import log, main, parse_layers, parse_seeds, speaker_norm_option
+from sers.cli import echo_result, log, main, parse_layers, parse_seeds, speaker_norm_option
 from sers.cli.choices import (ALIGN_LEVELS, BACKENDS, CORAL_SCALES, FEATURES, GROUP_WEIGHTS, METHODS, NORMALISATIONS,
                               SELECT_CRITERIA, STATS, VOWEL_METHODS, Choices, ListedHelp, listing)
 
@@ -159,7 +159,7 @@ def train(source, target, methods, no_ablations, anchors, out_dir, seeds, lambda
                       progress=not quiet,
                       log=log,
                       command=_command_line(click.get_current_context()))
-    click.echo(result.summary())
+    echo_result(result)
 
 
 def _applying_a_run(out_option):
@@ -195,8 +195,7 @@ def evaluate(run_dir, cache, split, out_dir, stats, overwrite, quiet):
     from sers.pipeline.evaluate import evaluate as run_evaluate
 
     result = run_evaluate(run_dir, cache, split=split, out_dir=out_dir, stats=stats, overwrite=overwrite)
-    if not quiet:
-        click.echo(result.summary())
+    echo_result(result, quiet)
 
 
 @main.command()
@@ -212,5 +211,4 @@ def predict(run_dir, cache, out_csv, split, stats, overwrite, quiet):
     from sers.pipeline.evaluate import predict as run_predict
 
     result = run_predict(run_dir, cache, out_csv, split=split, stats=stats, overwrite=overwrite)
-    if not quiet:
-        click.echo(result.summary())
+    echo_result(result, quiet)
