@@ -103,14 +103,19 @@ def main(argv=None) -> None:
     if args.render:
         run = json.loads(stored.read_text())
     else:
-        run = {**train_all(args), "argv": list(sys.argv[1:] if argv is None else argv)}
+        command = list(sys.argv[1:] if argv is None else argv)
         stored.parent.mkdir(parents=True, exist_ok=True)
-        stored.write_text(json.dumps(run))
+
+        def keep(partial: dict) -> None:  # after every direction: a stopped run keeps what it finished
+            stored.write_text(json.dumps({**partial, "argv": command}))
+
+        run = {**train_all(args, keep), "argv": command}
+        keep(run)
     # The command that trained these results (a rendering names it, not itself).
     write_tables(run, args, run.get("argv", ["--label", args.label]))
 
 
-def train_all(args) -> dict:
+def train_all(args, keep=lambda partial: None) -> dict:
     import torch
     # The heads are small: one thread is fastest, and steady when other work shares the cores.
     torch.set_num_threads(1)
@@ -136,8 +141,10 @@ def train_all(args) -> dict:
                                "settings": {c: group_setting_tables(table, c) for c in CRITERIA}})
             regrets += regret_rows(table, f"{model} {source}→{target}")
             print(f"{model} {source}->{target} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+            keep({"directions": directions, "regrets": regrets, "seconds": time.perf_counter() - started,
+                  "select": settings.get("select"), "complete": False})
     return {"directions": directions, "regrets": regrets, "seconds": time.perf_counter() - started,
-            "select": settings.get("select")}
+            "select": settings.get("select"), "complete": True}
 
 
 def default_select() -> str:
@@ -176,6 +183,8 @@ def write_tables(run: dict, args, argv) -> None:
     if args.no_write:
         return
     changed = ", ".join(f"`{item}`" for item in args.set + [f"anchor {a}" for a in args.anchor]) or "none (defaults)"
+    if not run.get("complete", True):  # rendered from a run stopped before its last direction
+        changed += f" (stopped after {len(run['directions'])} directions: only those are shown)"
     settings = (f"Settings changed from the defaults: {changed}; selection `--select {select}`. Seeds {args.seeds}, "
                 f"`--whisper-input {args.whisper_input}`{', caches with vowel segments' if args.segments else ''}"
                 f"{', caches with frames' if args.frames else ''}, {args.n} utterances per language "
