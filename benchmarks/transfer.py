@@ -102,6 +102,8 @@ def main(argv=None) -> None:
     stored = args.features.parent / "transfer" / f"{args.label}.json"
     if args.render:
         run = json.loads(stored.read_text())
+        # the settings the tables describe are those of the run that trained, not of this command line
+        args = parser.parse_args(run.get("argv", ["--label", args.label]) + (["--no-write"] if args.no_write else []))
     else:
         command = list(sys.argv[1:] if argv is None else argv)
         stored.parent.mkdir(parents=True, exist_ok=True)
