@@ -113,8 +113,8 @@ def _keep_success() -> None:
     command to resume", of a complete cache) or 1 ("Aborted!"): benchmarks/exit_status.py measured 6 of
     8 such runs (issue 24 item 9). Now it ends the process at once, with status 0. Commands call this
     (by :func:`echo_result`) before printing, the group once more when the command returns. What is
-    printed so far is flushed first; an output stream that cannot take it (a closed pipe) is let go, so that the interpreter's own
-    flush at exit cannot fail either (status 120)."""
+    printed so far is flushed first; an output stream that cannot take it (a closed pipe) is let go, so
+    that the interpreter's own flush at exit cannot fail either (status 120)."""
     for name in ("stdout", "stderr"):
         try:
             getattr(sys, name).flush()

@@ -84,8 +84,9 @@ class Sweep:
                 raise SersError(f"{self.out_dir} already holds runs; pass --overwrite to replace them, or choose "
                                 "another -o (sers report reads every run in the folder)")
         elif recorded["digest"] != self.digest:
-            raise SersError(f"{self.out_dir} holds the runs of another sweep ({describe_changes(recorded['settings'], self.settings)}); "
-                            "pass --overwrite to replace them, or choose another -o")
+            changes = describe_changes(recorded["settings"], self.settings)
+            raise SersError(f"{self.out_dir} holds the runs of another sweep ({changes}); pass --overwrite to replace "
+                            "them, or choose another -o")
         else:
             self.resuming = True
 
@@ -214,8 +215,8 @@ def read_finished(spec: dict, data: dict) -> tuple[dict | None, str | None]:
         return None, read
     classes, predicted = read
     return {"method": spec["method"], "seed": spec["seed"], "run_dir": spec["run_dir"], "best_epoch": best_epoch,
-            "classes": classes, "candidate": spec["candidate"], "selection_scores": scores if spec["candidate"] else None,
-            "predicted": predicted}, None
+            "classes": classes, "candidate": spec["candidate"],
+            "selection_scores": scores if spec["candidate"] else None, "predicted": predicted}, None
 
 
 def _predictions(path: Path, data: dict):
