@@ -37,7 +37,8 @@ def _outputs(out_dir):
 
 
 def _same_results(out_dir, table, sequential_dir, sequential_table):
-    assert _outputs(out_dir).keys() == _outputs(sequential_dir).keys() and len(_outputs(out_dir)) == 4
+    # last, lam and lam's ablation (anchors-only) x 2 seeds
+    assert _outputs(out_dir).keys() == _outputs(sequential_dir).keys() and len(_outputs(out_dir)) == 6
     for key, (metrics, predicted) in _outputs(out_dir).items():
         seq_metrics, seq_predicted = _outputs(sequential_dir)[key]
         assert predicted == seq_predicted, key

@@ -36,7 +36,8 @@ def test_demo_steps_are_repeatable_commands(tmp_path):
     steps = demo_steps(tmp_path, "microsoft/wavlm-base-plus", utterances_per_language=100, seeds="0-4")
     lines = [step.command_line() for step in steps]
     assert lines[1].startswith("sers extract --model microsoft/wavlm-base-plus --manifest ")
-    assert "--method last,wsum,coral,lam,lam-gl" in lines[5] and "--seeds 0-4" in lines[5]
+    assert f"--method {','.join(METHODS)}" in lines[5] and "--seeds 0-4" in lines[5]
+    assert {"last", "anchors-only", "lam", "groups-only", "lam-gl"} <= set(METHODS)  # the ablations beside
     assert choose_model(tmp_path, model="my/model").path == "my/model"
 
 

@@ -203,7 +203,8 @@ def test_vowel_runs_are_named_and_record_their_segments(caches, runs):
     assert "loss_vowel" not in next(csv.DictReader(open(out / "lam/seed0/curves.csv")))
     assert "| lam+vowel |" in (out / "results.md").read_text()
     reported = group_runs(read_runs(out)[0], METHOD_ORDER)
-    assert [(r.label, len(r.runs)) for r in reported] == [("last", 2), ("lam", 2), ("lam+vowel", 2)]
+    assert [(r.label, len(r.runs)) for r in reported] == [("last", 2), ("anchors-only", 2), ("lam", 2),
+                                                         ("lam+vowel", 2)]
     trained = json.loads((out / "lam+vowel/seed0/metrics.json").read_text())["target_test"]
     assert evaluate(out / "lam+vowel/seed0", caches["target"], split="test",
                     out_dir=caches["folder"] / "eval").metrics == trained

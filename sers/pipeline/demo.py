@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sers.classifiers.methods import names_where
 
-METHODS = names_where(demo=True)  # the registry's demo methods: last, wsum, coral, lam, lam-gl
+METHODS = names_where(demo=True)  # last, wsum, coral and lam, lam-gl with their ablations
 
 
 @dataclass

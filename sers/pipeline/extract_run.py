@@ -121,7 +121,7 @@ def _disk_reserve(writer, table, batches) -> int:
     if not batches:
         return 0
     pooled_row = writer.num_layers * writer.hidden_size * 4 * len(writer.pool_stats)  # float32
-    frame_item = np.dtype(writer.attrs.get("frame_dtype") or schema.DEFAULT_FRAME_DTYPE).itemsize
+    frame_item = writer.frame_dtype.itemsize
     frame_row = writer.hidden_size * frame_item * len(writer.frame_layers)
     frame_chunk = min(schema.frame_chunk_rows(writer.hidden_size), int(np.sum(table.n_frames)))  # as laid out
     most = 0
