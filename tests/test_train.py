@@ -314,6 +314,10 @@ def test_candidates_are_trained_and_the_best_by_the_criterion_is_kept(caches, tm
         assert (seed_dir / name).read_bytes() == (seed_dir / "candidates" / chosen["chosen"] / name).read_bytes()
     config = json.loads((seed_dir / "config.json").read_text())
     assert config["estimator"]["lambda_"] == float(chosen["chosen"].split(",")[0].split("=")[1])
+    # the tables name the rule that chose the candidates, apart from the epochs' source dev split
+    assert [row["candidates_selected_by"] for row in table] == ["", criterion, criterion]
+    assert (f"epochs chosen on the source dev split (no target labels used in training); candidates (λ, groups) "
+            f"chosen per seed by --select {criterion} (label-free") in (tmp_path / "runs/results.md").read_text()
 
 
 def test_target_labels_cannot_change_which_candidate_is_kept(caches, tmp_path):

@@ -270,6 +270,7 @@ def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2,
         informed = sorted({spec["target_labels"] for spec in anchor_specs} - {None})
         for row in table:
             row["anchors_target_labels"] = ", ".join(informed) if base_method(row["method"]).uses_anchors else ""
+            row["candidates_selected_by"] = select if row.get("lambda_chosen") else ""
         write_results(out_dir.resolve(), table, results)
         return TrainResult(table, written_to, results, target_truth)
 

@@ -136,8 +136,12 @@ def format_results(table: list[dict], markdown: bool = False) -> str:
     rows = [[row["method"], _pm(row["target_uar_mean"], row["target_uar_std"]), *evidence_cells(row),
              _pm(row["target_macro_f1_mean"], row["target_macro_f1_std"]),
              _pm(row["source_dev_uar_mean"], row["source_dev_uar_std"]), row["seeds"]] for row in table]
-    note = ("model selection: labelled TARGET dev split (target-selected; not a pure cross-lingual result)"
-            if target_selected else "model selection: source dev split (no target labels used in training)")
+    note = ("epochs chosen on the labelled TARGET dev split (target-selected; not a pure cross-lingual result)"
+            if target_selected else "epochs chosen on the source dev split (no target labels used in training)")
+    criteria = sorted({row.get("candidates_selected_by") for row in table} - {"", None})
+    if criteria:  # λ (and group settings) are chosen by another rule than the epochs: say which
+        note += (f"; candidates (λ, groups) chosen per seed by --select {', '.join(criteria)}"
+                 + ("" if target_selected else " (label-free: unlabelled target train rows, no target label)"))
     text = format_markdown_table(header, rows) if markdown else format_table(header, rows)
     informed = sorted({row.get("anchors_target_labels") for row in table} - {"", None})
     if informed:
