@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from selection_regret import ORACLE, choices
 
-from sers.classifiers.options import CRITERIA
+from sers.classifiers.options import SELECTORS
 from sers.classifiers.selection import choose
 from sers.pipeline.train_results import summarise
 
@@ -21,7 +21,8 @@ def reselect(table, criterion: str, keep=lambda tag: True) -> list[dict]:
     for run in table.runs:
         candidates = [c for c in run.get("candidates") or [] if keep(c["candidate"])]
         if len(candidates) > 1:
-            kept = candidates[choose([c["selection_scores"] for c in candidates], criterion)]
+            kept = candidates[choose([c["selection_scores"] for c in candidates], criterion,
+                                     [c["candidate"] for c in candidates])]
             results.append({**kept, "method": run["method"], "seed": run["seed"]})
         elif candidates:
             results.append({**candidates[0], "method": run["method"], "seed": run["seed"]})
@@ -124,7 +125,7 @@ def selector_summary(directions: list[dict], methods=("lam", "lam-gl")) -> tuple
     directions and models, and in how many directions it is more than 0.02 below its ablation."""
     header = ["criterion"] + [f"{m} {what}" for m in methods for what in ("UAR", "align. gain", "< abl. −0.02")]
     rows = []
-    for criterion in CRITERIA:
+    for criterion in SELECTORS:
         line = [criterion]
         for method in methods:
             own = [r for d in directions for r in d["tables"][criterion] if r["method"] == method]

@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_table_section  # noqa: E402
 
-from sers.classifiers.options import CRITERIA  # noqa: E402
+from sers.classifiers.options import SELECTORS  # noqa: E402
 from sers.classifiers.selection import choose  # noqa: E402
 from sers.display.tables import format_table  # noqa: E402
 
@@ -64,7 +64,8 @@ def choices(result) -> dict[tuple[str, str], list[tuple[float, bool, float]]]:
         uars = [c["metrics"]["target_test"]["uar"] for c in candidates]
         best = max(uars)
         scores = [c["selection_scores"] for c in candidates]
-        picks = {criterion: choose(scores, criterion) for criterion in CRITERIA if criterion in scores[0]}
+        tags = [c["candidate"] for c in candidates]
+        picks = {criterion: choose(scores, criterion, tags) for criterion in SELECTORS}
         picks[ORACLE] = uars.index(best)
         for criterion, index in picks.items():
             out.setdefault((run["method"], criterion), []).append(
@@ -80,7 +81,7 @@ def _row(direction: str, method: str, criterion: str, picked: list[tuple[float, 
 
 def _rows(by_key: dict, direction: str) -> list[list]:
     methods = list(dict.fromkeys(method for method, _ in by_key))
-    criteria = [c for c in (*CRITERIA, ORACLE) if any(key[1] == c for key in by_key)]
+    criteria = [c for c in (*SELECTORS, ORACLE) if any(key[1] == c for key in by_key)]
     return [_row(direction, method, criterion, by_key[method, criterion])
             for method in methods for criterion in criteria if (method, criterion) in by_key]
 

@@ -41,7 +41,7 @@ from _evidence import (alignment_summary, best_criterion, group_setting_tables, 
                        interval_text, regret_rows, reselect, selector_summary, summarise_regret)
 
 from sers.classifiers.methods import base_method  # noqa: E402
-from sers.classifiers.options import CRITERIA  # noqa: E402
+from sers.classifiers.options import SELECTORS  # noqa: E402
 from sers.display.tables import format_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,8 +139,8 @@ def train_all(args, keep=lambda partial: None) -> dict:
             table, anchors = run_direction(caches[source], caches[target], seeds, args.methods.split(","),
                                            settings, anchor_options)
             directions.append({"model": model, "direction": f"{source}→{target}", "anchors": anchors,
-                               "tables": {c: reselect(table, c) for c in CRITERIA},
-                               "settings": {c: group_setting_tables(table, c) for c in CRITERIA}})
+                               "tables": {c: reselect(table, c) for c in SELECTORS},
+                               "settings": {c: group_setting_tables(table, c) for c in SELECTORS}})
             regrets += regret_rows(table, f"{model} {source}→{target}")
             print(f"{model} {source}->{target} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
             keep({"directions": directions, "regrets": regrets, "seconds": time.perf_counter() - started,

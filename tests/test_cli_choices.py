@@ -21,7 +21,7 @@ EXPECTED = {
     ("anchor", "level"): "sers.pipeline.similarity:LEVELS",
     ("anchor", "measure"): "sers.analysis.measures:MEASURES",
     ("anchor", "strategy"): "sers.pipeline.anchor:STRATEGIES",
-    ("train", "select"): "sers.classifiers.selection:CRITERIA",
+    ("train", "select"): "sers.classifiers.selection:SELECTORS",
     ("train", "coral_scale"): "sers.classifiers.losses:CORAL_SCALES",
     ("train", "normalize"): "sers.classifiers.data:NORMALIZE",
     ("train", "group_weights"): "sers.classifiers.estimator:GROUP_WEIGHTS",

@@ -11,7 +11,7 @@ import sers.cache
 from sers.classifiers import selection
 from sers.classifiers.data import InputError
 from sers.classifiers.frames import FrameFeatures
-from sers.classifiers.options import CRITERIA
+from sers.classifiers.options import CRITERIA, SELECTORS
 from sers.classifiers.selection import (batch_nuclear_norm, choose, class_ami, deep_embedded_validation,
                                         importance_weighted_validation, information_maximisation,
                                         input_density_ratio, model_inputs, score_candidate,
@@ -217,7 +217,7 @@ def test_model_inputs_are_the_standardised_layers_and_the_mean_frame():
 def test_choose_takes_the_first_of_the_best_and_checks_the_name():
     scores = [{"snd": 0.2, "iwcv": -1.0}, {"snd": 0.5, "iwcv": -0.5}, {"snd": 0.5, "iwcv": -2.0}]
     assert choose(scores, "snd") == 1 and choose(scores, "iwcv") == 1
-    with pytest.raises(InputError, match="one of source-dev, im, dev, snd, bnm, class-ami, iwcv"):
+    with pytest.raises(InputError, match="one of bnm\+source-dev, source-dev, im, dev, snd, bnm, class-ami, iwcv"):
         choose(scores, "target-uar")
 
 
@@ -244,7 +244,7 @@ def label_caches(tmp_path_factory):
             "permuted": _write_cache(folder / "zh-permuted.zarr", d["X_target"], permuted, target_splits, "zh")}
 
 
-@pytest.mark.parametrize("criterion", CRITERIA)
+@pytest.mark.parametrize("criterion", SELECTORS)
 def test_target_labels_cannot_change_any_selectors_choice(label_caches, tmp_path, criterion):
     from sers.pipeline.train import train
 
@@ -262,8 +262,8 @@ def test_target_labels_cannot_change_any_selectors_choice(label_caches, tmp_path
     assert [tag for tag, _ in scores["target"]] == ["lambda=0", "lambda=1", "lambda=3"]
     assert chosen["target"] == chosen["permuted"] and scores["target"] == scores["permuted"]
     assert uars["target"] != uars["permuted"]  # the labels did differ, and were read, for the test scores
-    values = [s[criterion] for _, s in scores["target"]]
-    assert chosen["target"] == scores["target"][int(np.argmax(values))][0]
+    tags, values = zip(*scores["target"])
+    assert chosen["target"] == tags[choose(list(values), criterion, list(tags))]
 
 
 # -- benchmarks/selection_regret.py: the regret the default --select is chosen by -----------------
@@ -299,7 +299,8 @@ def test_regret_rows_compare_each_criterions_choice_with_the_best_candidate():
             {"method": "lam", "seed": 1, "candidates": [_candidate("lambda=0", 0.65, snd=0.9, bnm=0.3),
                                                         _candidate("lambda=1", 0.55, snd=0.2, bnm=0.1)]}]
     rows = {row[2]: row for row in module.regret_rows(SimpleNamespace(runs=runs), "en→zh")}
-    assert list(rows) == [*CRITERIA, "oracle"]
+    assert list(rows) == [*SELECTORS, "oracle"]
+    assert rows["bnm+source-dev"][3:] == rows["bnm"][3:]  # one set of layers: the staged selector is bnm
     # snd picks λ=0 twice: regret 0.10 then 0; bnm picks λ=1 then λ=0: regret 0 both times
     assert rows["snd"] == ["en→zh", "lam", "snd", "0.050", "0.100", "2/2", "0.625"]
     assert rows["bnm"] == ["en→zh", "lam", "bnm", "0.000", "0.000", "1/2", "0.675"]
@@ -309,3 +310,17 @@ def test_regret_rows_compare_each_criterions_choice_with_the_best_candidate():
     pooled = {row[2]: row for row in module.pooled_rows([SimpleNamespace(runs=runs)] * 2)}
     assert pooled["snd"] == ["all", "all", "snd", "0.050", "0.100", "4/4", "0.625"]
     assert module._is_lambda_zero("lambda=0,anchors=pair") and not module._is_lambda_zero("lambda=0.3")
+
+
+def test_the_staged_selector_takes_lambda_by_bnm_within_layers_then_layers_by_source_dev():
+    from sers.classifiers.selection import choose
+
+    tags = ["lambda=0,groups=2x1", "lambda=1,groups=2x1", "lambda=0,groups=3x1", "lambda=1,groups=3x1"]
+    scores = [{"bnm": 0.5, "source-dev": 0.90}, {"bnm": 0.7, "source-dev": 0.60},   # 2x1: bnm keeps λ=1
+              {"bnm": 0.9, "source-dev": 0.70}, {"bnm": 0.4, "source-dev": 0.95}]   # 3x1: bnm keeps λ=0
+    assert choose(scores, "bnm+source-dev", tags) == 2    # 3x1's pick (0.70) beats 2x1's (0.60)
+    assert choose(scores, "bnm", tags) == 2 and choose(scores, "source-dev", tags) == 3
+    # one set of layers (lam's λ candidates): the staged selector is bnm
+    assert choose(scores[:2], "bnm+source-dev", tags[:2]) == choose(scores[:2], "bnm") == 1
+    # equals: the first candidate, as for every criterion
+    assert choose([{"bnm": 0.5, "source-dev": 0.8}] * 2, "bnm+source-dev", ["groups=2x1", "groups=3x1"]) == 0

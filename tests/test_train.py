@@ -332,7 +332,7 @@ def test_target_labels_cannot_change_which_candidate_is_kept(caches, tmp_path):
 
 
 def test_candidate_options_are_checked(caches, tmp_path):
-    with pytest.raises(SersError, match="--select must be one of source-dev, im, dev, .*not 'target-test'"):
+    with pytest.raises(SersError, match="--select must be one of bnm\+source-dev, source-dev, im, dev, .*not 'target-test'"):
         train(caches["source"], caches["target"], methods=["coral"], select="target-test",
               seeds=[0], out_dir=tmp_path, **{**FAST, "lambda_": [1.0, 3.0]})
     runner = CliRunner()

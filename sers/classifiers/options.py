@@ -3,7 +3,11 @@ and the training loop check them, `sers train` offers them, and its --help needs
 
 NORMALIZE = ("none", "global", "per-language")   # feature standardisation
 CORAL_SCALES = ("relative", "4d2")                # how the CORAL term is scaled
-CRITERIA = ("source-dev", "im", "dev", "snd", "bnm", "class-ami", "iwcv")  # label-free selection among candidates
+CRITERIA = ("source-dev", "im", "dev", "snd", "bnm", "class-ami", "iwcv")  # label-free scores of a candidate
+# λ by bnm among the candidates that read the same layers, then the layers (group setting, anchors
+# file) by source-dev: the default of `sers train --select` (docs/method.md says why)
+STAGED = "bnm+source-dev"
+SELECTORS = (STAGED, *CRITERIA)  # what --select takes
 ALIGN = ("utterance", "vowel")                    # what the alignment term compares
 FEATURES = ("pooled", "frames")                   # what the heads read
 GROUP_WEIGHTS = ("mean", "learned", "concat", "per-layer")  # how a group's layers are combined

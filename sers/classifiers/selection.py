@@ -43,7 +43,7 @@ from threadpoolctl import threadpool_limits
 from sers.classifiers import data
 from sers.classifiers.data import InputError
 from sers.classifiers.metrics import uar
-from sers.classifiers.options import CRITERIA
+from sers.classifiers.options import CRITERIA, SELECTORS, STAGED
 
 SND_TEMPERATURE = 0.05   # Saito et al.'s τ
 SND_MAX_ROWS = 2000      # the n x n similarity matrix is formed on at most this many target rows
@@ -278,10 +278,31 @@ def score_candidate(model, X_dev, y_dev, X_source, X_target, *, dev_domain: str 
                 "iwcv": importance_weighted_validation(dev_loss, dev_weights)}
 
 
-def choose(scores: list[dict[str, float]], criterion: str) -> int:
+def choose(scores: list[dict[str, float]], criterion: str, tags=None) -> int:
     """Index of the best candidate by ``criterion`` (the first of equals: candidates come in the
-    order the user listed them)."""
-    if criterion not in CRITERIA:
-        raise InputError(f"selection criterion must be one of {', '.join(CRITERIA)}, not {criterion!r}")
+    order the user listed them). ``tags`` (sers.pipeline.candidates: "lambda=1,groups=2x2") say
+    which candidates read the same layers; only the staged selector needs them."""
+    if criterion not in SELECTORS:
+        raise InputError(f"selection criterion must be one of {', '.join(SELECTORS)}, not {criterion!r}")
+    if criterion == STAGED:
+        return staged_choice(scores, tags or [""] * len(scores))
     values = [s[criterion] for s in scores]
     return int(np.argmax(values))
+
+
+def staged_choice(scores: list[dict[str, float]], tags: list[str]) -> int:
+    """bnm+source-dev: per set of layers (the tag without its λ), the λ that bnm scores best; then,
+    of those, the one with the best source dev UAR.
+
+    Why two rules: bnm compares the target predictions of models that read the same features and
+    differ in how strongly they align, where it had the least regret choosing λ; across different
+    layers (lam-gl's group settings) the confidence of the predictions says little about which
+    layers carry the emotion, and source dev UAR chose the group setting with less regret
+    (docs/benchmarks/selection.md)."""
+    per_layers: dict[str, int] = {}
+    for index, tag in enumerate(tags):
+        layers = ",".join(part for part in tag.split(",") if not part.startswith("lambda="))
+        best = per_layers.get(layers)
+        if best is None or scores[index]["bnm"] > scores[best]["bnm"]:
+            per_layers[layers] = index
+    return max(per_layers.values(), key=lambda i: (scores[i]["source-dev"], -i))

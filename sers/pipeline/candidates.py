@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sers import atomic, runs
 from sers.classifiers.methods import base_method
-from sers.classifiers.selection import CRITERIA, choose
+from sers.classifiers.selection import SELECTORS, choose
 from sers.errors import SersError
 
 
@@ -94,8 +94,8 @@ def check_sweep_size(runs: dict, lambdas: list[float], anchor_specs: list[dict],
 
 
 def check_criterion(criterion: str) -> None:
-    if criterion not in CRITERIA:
-        raise SersError(f"--select must be one of {', '.join(CRITERIA)}, not {criterion!r}")
+    if criterion not in SELECTORS:
+        raise SersError(f"--select must be one of {', '.join(SELECTORS)}, not {criterion!r}")
 
 
 def keep_selected(results: list[dict], criterion: str) -> list[dict]:
@@ -108,7 +108,7 @@ def keep_selected(results: list[dict], criterion: str) -> list[dict]:
         else:
             groups.setdefault((result["method"], result["seed"]), []).append(result)
     for (method, seed), group in groups.items():
-        best = group[choose([r["selection_scores"] for r in group], criterion)]
+        best = group[choose([r["selection_scores"] for r in group], criterion, [r["candidate"] for r in group])]
         seed_dir = Path(best["run_dir"]).parent.parent
         _copy_run(Path(best["run_dir"]), seed_dir)
         config = json.loads((Path(best["run_dir"]) / runs.CONFIG).read_text())
