@@ -76,10 +76,11 @@ def _command_line(ctx) -> str:
               help="Weight of the alignment term (CORAL; gradient-reversal strength for dann). A comma list "
                    "trains each as a candidate and keeps, per seed, the one --select scores best; 0 (no "
                    "alignment) is a candidate by default.")
-@click.option("--select", type=Choices(SELECT_CRITERIA), default="bnm+source-dev", show_default=True,
-              help="How to choose among λ / anchor / group candidates, reading no target label: bnm+source-dev "
-                   "(the least regret on the transfer benchmark, docs/benchmarks/selection.md) takes per set "
-                   "of layers the λ bnm scores best, then the layers by source dev UAR; or one score: source dev UAR "
+@click.option("--select", type=Choices(SELECT_CRITERIA), default="source-dev", show_default=True,
+              help="How to choose among λ / anchor / group candidates, reading no target label (source-dev had "
+                   "the least regret on the transfer benchmark with sers's default anchors, "
+                   "docs/benchmarks/selection.md): bnm+source-dev takes per set of layers the λ bnm scores "
+                   "best, then the layers by source dev UAR; or one score: source dev UAR "
                    "(source-dev), information maximisation (im), deep embedded validation (dev), soft "
                    "neighbourhood density (snd), batch nuclear norm (bnm), class-AMI (class-ami) or "
                    "importance-weighted validation on the input features (iwcv); see docs/method.md.")

@@ -170,7 +170,7 @@ DEFAULT_METHODS = ("last", "anchors-only", "lam")
 # λ = 0 is a candidate: the label-free selection may fall back to no alignment (docs/method.md).
 DEFAULT_LAMBDAS = (0.0, 0.3, 1.0, 3.0)
 # The selector with the lowest mean regret on the transfer benchmark (docs/benchmarks/selection.md).
-DEFAULT_SELECT = "bnm+source-dev"
+DEFAULT_SELECT = "source-dev"
 
 
 def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2, 3, 4), out_dir="runs", *,
