@@ -155,12 +155,12 @@ def _podcast_layout(name: str, default_language: str):
     return read
 
 
-def _toolkit(function_name: str):
-    """A reader of :mod:`sers.inputs.toolkits`, imported when used (lhotse, datasets are optional)."""
+def _toolkit(module_name: str, function_name: str):
+    """A reader of another toolkit's corpus, imported when used (lhotse, datasets are optional)."""
     def read_list(source, *, audio_root, language):
-        from sers.inputs import toolkits
+        import importlib
 
-        return getattr(toolkits, function_name)(source, language=language)
+        return getattr(importlib.import_module(module_name), function_name)(source, language=language)
     return read_list
 
 
@@ -172,8 +172,8 @@ READERS = {reader.name: reader for reader in (
                  "an MSP-Podcast corpus root, with Labels/labels_consensus.csv and Audios/"),
     CorpusReader("biic-podcast", _podcast_layout("biic-podcast", "zh"),
                  "a BIIC-Podcast corpus root, the MSP-Podcast layout in language zh"),
-    CorpusReader("lhotse", _listing(_toolkit("read_lhotse")), "a lhotse CutSet file"),
-    CorpusReader("hf-datasets", _listing(_toolkit("read_hf_dataset")), "a datasets save_to_disk folder"),
+    CorpusReader("lhotse", _listing(_toolkit("sers.inputs.toolkits", "read_lhotse")), "a lhotse CutSet file"),
+    CorpusReader("hf-datasets", _listing(_toolkit("sers.inputs.hf_datasets", "read_hf_dataset")), "a datasets save_to_disk folder"),
 )}
 
 
