@@ -113,6 +113,26 @@ def test_folder_of_npy_and_pt_with_a_manifest(tmp_path):
                                rtol=1e-5)
 
 
+def test_folder_import_matches_a_manifest_without_paths_by_id(tmp_path):
+    """The audio behind dumped features is often not on the machine that imports them: ids are enough."""
+    folder = tmp_path / "feats"
+    folder.mkdir()
+    for i in range(3):
+        np.save(folder / f"u{i}.npy", np.full((2, 3), float(i), dtype=np.float32))
+    (tmp_path / "labels.csv").write_text("id,label,split,speaker,language\nu0,N,train,s0,en\nu1,H,train,s1,en\n"
+                                         "u2,S,test,s0,en\nunused,A,test,s2,en\n")
+    code, output = _cli("cache", "import", folder, "-o", tmp_path / "c.zarr", "--model-id", "m",
+                        "--manifest", tmp_path / "labels.csv")
+    assert code == 0, output
+    table = sers.cache.open(tmp_path / "c.zarr").utterances
+    assert list(table.id) == ["u0", "u1", "u2"] and list(table.label) == list("NHS")
+    assert list(table.split) == ["train", "train", "test"] and list(table.speaker) == ["s0", "s1", "s0"]
+    (tmp_path / "bad.csv").write_text("label,split\nN,train\n")
+    code, output = _cli("cache", "import", folder, "-o", tmp_path / "d.zarr", "--model-id", "m",
+                        "--manifest", tmp_path / "bad.csv")
+    assert code != 0 and "bad.csv: no 'id' column" in output and not (tmp_path / "d.zarr").exists()
+
+
 def test_folder_errors_name_the_file_and_leave_nothing(tmp_path):
     folder = tmp_path / "feats"
     folder.mkdir()

@@ -133,3 +133,30 @@ def test_quoted_multiline_fields_keep_line_numbers_honest(tmp_path):
     assert read_manifest(write(tmp_path / "ok.csv", 'path,speaker\na.wav,"two\nlines"\n'))[0].speaker == "two\nlines"
     with pytest.raises(SersError, match="m.csv line 4: empty path"):
         read_manifest(manifest)
+
+
+def test_without_require_path_rows_are_read_by_id_and_keep_a_path_when_given(tmp_path):
+    """What `sers cache import --manifest` reads: labels by id, for features whose audio is elsewhere."""
+    csv_manifest = write(tmp_path / "labels.csv", "id,label,split,speaker,corpus\nu1,N,train,s1,en\nu2,H,test,s2,en\n")
+    assert read_manifest(csv_manifest, require_path=False) == [
+        Utterance("u1", "", "N", "train", "s1", "en"), Utterance("u2", "", "H", "test", "s2", "en")]
+    mixed = write(tmp_path / "m.jsonl", '{"id": "u1", "emotion": "A"}\n{"wav": "a/u2.wav", "label": "S"}\n')
+    first, second = read_manifest(mixed, require_path=False)
+    assert (first.id, first.path, first.label) == ("u1", "", "A")
+    assert (second.id, second.path, second.label) == ("u2", str(tmp_path / "a" / "u2.wav"), "S")  # id from the path
+    with pytest.raises(SersError, match="no 'path' column"):  # extraction still needs the audio
+        read_manifest(csv_manifest)
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("m.csv", "label,split\nN,train\n",
+     "m.csv: no 'id' column to match rows by, and no 'path' to take ids from (columns found: label, split)"),
+    ("m.csv", "id,label\nu1,N\n,H\n", "m.csv line 3: no id (and no path to take one from)"),
+    ("m.csv", "id,path,label\nu1,,N\n,,H\n", "m.csv line 3: no id (and no path to take one from)"),
+    ("m.jsonl", '{"id": "u1"}\n{"label": "N"}\n', "m.jsonl line 2: no 'id' field to match rows by"),
+    ("m.csv", "id,label\nu1,N\nu1,H\n", "m.csv: duplicate id 'u1' on lines 2 and 3"),
+])
+def test_without_require_path_an_id_is_needed(tmp_path, name, text, message):
+    with pytest.raises(SersError) as error:
+        read_manifest(write(tmp_path / name, text), require_path=False)
+    assert message in str(error.value) and "\n" not in str(error.value)

@@ -190,8 +190,8 @@ def import_folder(folder, out_path, *, manifest_rows=None, pool_stats=("mean",),
                   **attrs) -> ImportResult:
     """One .npy/.pt file per utterance (EmoBox, s3prl dumps): (L, D) pooled features, or (L, T, D)
     hidden states to pool over T. The id is the file name without suffix; ``manifest_rows`` (the rows
-    of a manifest, ``sers.inputs.manifest.read_manifest(path)``: objects with ``id``, ``label``,
-    ``split``, ``speaker``, ``language``; ids are the audio file names by default) adds those columns.
+    of a manifest, ``sers.inputs.manifest.read_manifest(path, require_path=False)``: objects with ``id``,
+    ``label``, ``split``, ``speaker``, ``language``; ids are the audio file names by default) adds those columns.
     The caller reads the manifest: the cache format knows no input format."""
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.suffix in FEATURE_SUFFIXES) if folder.is_dir() else []

@@ -90,7 +90,8 @@ def cache_merge(shards, out, overwrite, quiet):
               help="Axes of an .npz's pooled array when both first axes have one row per id: nld = "
                    "(utterances, layers, dim), lnd = (layers, utterances, dim). Default: told by the length of id.")
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False),
-              help="Folder import: a manifest giving label, split, speaker, language by id (file name).")
+              help="Folder import: a manifest giving label, split, speaker, language by id (the feature file's "
+                   "name); an 'id' column is enough, no 'path' needed.")
 @click.option("--pool", default="mean", show_default=True,
               help="Folder import of (layers, frames, dim) hidden states: mean or mean,std.")
 @click.option("--sample-rate", type=int, default=16000, show_default=True)
@@ -117,7 +118,8 @@ def cache_import(source, out, old_out, model_id, layout, manifest, pool, sample_
     if Path(source).is_dir():
         from sers.inputs.manifest import read_manifest
 
-        rows = read_manifest(manifest) if manifest else None
+        # rows are matched by id: the audio the features came from need not be named, nor exist here
+        rows = read_manifest(manifest, require_path=False) if manifest else None
         result = sers.cache.import_folder(source, out, manifest_rows=rows, pool_stats=pool.split(","), **attrs)
     else:
         result = sers.cache.import_npz(source, out, layout=layout, **attrs)

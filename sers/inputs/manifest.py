@@ -48,12 +48,16 @@ class Utterance:
     end: float | None = None    # seconds; None = to the end of the file
 
 
-def read_manifest(path, audio_root=None, language: str | None = None) -> list[Utterance]:
+def read_manifest(path, audio_root=None, language: str | None = None, *,
+                  require_path: bool = True) -> list[Utterance]:
     """Read a CSV/TSV/JSONL manifest into utterances with absolute paths.
 
     ``language`` fills rows whose language (or corpus) column is empty or absent.
     Raises SersError for a missing file, a missing ``path`` column, an empty path,
     bad start/end, an unreadable JSON line, a duplicate id, or no rows at all.
+    ``require_path=False`` reads a manifest that only labels utterances by id (what
+    `sers cache import` matches feature files by): then every row needs an id, and a row
+    without a path has ``path == ""``.
     """
     manifest = Path(path)
     if manifest.is_dir():
@@ -67,11 +71,12 @@ def read_manifest(path, audio_root=None, language: str | None = None) -> list[Ut
     except UnicodeDecodeError as exc:
         raise SersError(f"{manifest}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
-    rows = list(_json_rows(manifest, text) if _is_jsonl(manifest, text) else _table_rows(manifest, text))
+    needed = "path" if require_path else "id"  # the column a row cannot do without
+    rows = list(_json_rows(manifest, text, needed) if _is_jsonl(manifest, text) else _table_rows(manifest, text, needed))
     if not rows:
         raise SersError(f"{manifest}: no utterances (the manifest has no data rows)")
 
-    parsed = [_parse_row(manifest, line, fields, base, language) for line, fields in rows]
+    parsed = [_parse_row(manifest, line, fields, base, language, require_path) for line, fields in rows]
     return _assign_ids(manifest, parsed)
 
 
@@ -98,7 +103,7 @@ def _is_jsonl(manifest: Path, text: str) -> bool:
     return text.lstrip().startswith("{")
 
 
-def _json_rows(manifest: Path, text: str):
+def _json_rows(manifest: Path, text: str, needed: str = "path"):
     """Yield (line number, {field: str}) for each non-blank JSON line."""
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -113,13 +118,17 @@ def _json_rows(manifest: Path, text: str):
                   for key, value in record.items()}
         names = _canonical_names(list(fields), f"{manifest} line {number}")
         fields = {names[i]: value for i, value in enumerate(fields.values()) if names[i]}
-        if "path" not in fields:
+        if "path" not in fields and needed not in fields:
             found = ", ".join(sorted(fields)) or "none"
-            raise SersError(f"{manifest} line {number}: no 'path' field (fields found: {found})")
+            raise SersError(f"{manifest} line {number}: no {needed!r} field{_NO_ID.get(needed, '')} (fields found: {found})")
         yield number, fields
 
 
-def _table_rows(manifest: Path, text: str):
+# Why an id is needed when the path is not (the only key read_manifest lets go of is path).
+_NO_ID = {"id": " to match rows by, and no 'path' to take ids from"}
+
+
+def _table_rows(manifest: Path, text: str, needed: str = "path"):
     """Yield (line number, {column: str}) for each non-blank CSV/TSV row."""
     reader = csv.reader(io.StringIO(text), delimiter=_delimiter(manifest, text))
     header = next(reader, None)
@@ -131,9 +140,9 @@ def _table_rows(manifest: Path, text: str):
         raise SersError(f"{manifest}: column {', '.join(repr(n) for n in repeated)} appears more than once "
                         "in the header")
     columns = _canonical_names(names, str(manifest))
-    if "path" not in columns:
+    if "path" not in columns and needed not in columns:
         found = ", ".join(name for name in columns if name) or "none"
-        raise SersError(f"{manifest}: no 'path' column (columns found: {found})")
+        raise SersError(f"{manifest}: no {needed!r} column{_NO_ID.get(needed, '')} (columns found: {found})")
     for row in reader:
         if not any(cell.strip() for cell in row):
             continue
@@ -183,15 +192,16 @@ class _Row(NamedTuple):
     text: dict          # label, split, speaker, language
 
 
-def _parse_row(manifest: Path, line: int, fields: dict, base: Path, language: str | None) -> _Row:
+def _parse_row(manifest: Path, line: int, fields: dict, base: Path, language: str | None,
+               require_path: bool = True) -> _Row:
     where = f"{manifest} line {line}"
     raw_path = fields.get("path", "")
-    if not raw_path:
-        raise SersError(f"{where}: empty path")
+    if not raw_path and (require_path or not fields.get("id")):
+        raise SersError(f"{where}: " + ("empty path" if require_path else "no id (and no path to take one from)"))
     if "\0" in raw_path:  # no file system allows it; os.stat would fail with a bare ValueError
         raise SersError(f"{where}: the path contains a NUL byte")
     audio = Path(raw_path).expanduser()
-    audio = Path(os.path.abspath(audio if audio.is_absolute() else base / audio))
+    audio = Path(os.path.abspath(audio if audio.is_absolute() else base / audio)) if raw_path else ""
 
     start = _seconds(where, "start", fields.get("start", ""))
     end = _seconds(where, "end", fields.get("end", ""))
