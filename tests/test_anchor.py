@@ -116,6 +116,28 @@ def test_cli_default_measure_is_said(planted_similarity, tmp_path):
     assert len(anchors["scores"]) == NUM_LAYERS
 
 
+def test_exclude_must_name_layers_of_the_similarity(planted_similarity, tmp_path):
+    """A layer that is not there would exclude nothing: a typo (42 for 4) must not pass unseen."""
+    _, similarity_json = planted_similarity
+    run = cli("anchor", similarity_json, "-o", tmp_path / "a.json", "--exclude", "1,42")
+    assert run.exit_code != 0 and not (tmp_path / "a.json").exists()
+    assert f"--exclude 42: no such layer; the similarity has layers 0-{NUM_LAYERS - 1}" in run.output
+    run = cli("anchor", similarity_json, "-o", tmp_path / "a.json", "--k", "2", "--exclude", "0-2,4")  # ranges, as --layers
+    assert run.exit_code == 0, run.output
+    assert json.loads((tmp_path / "a.json").read_text())["excluded"] == [0, 1, 2, 4]
+    run = cli("anchor", similarity_json, "-o", tmp_path / "b.json", "--exclude", "-1")  # not counted from the end
+    assert run.exit_code != 0 and "expected layer numbers" in run.output
+    result = table(coral=CORAL)
+    for bad, message in (([8], "--exclude 8: no such layer; the similarity has layers 0-7"),
+                         ([-1], "--exclude -1: no such layer"), (["3"], "--exclude '3': not a layer number")):
+        with pytest.raises(SersError, match=message):
+            select_anchors(result, strategy="topk", k=2, exclude=bad)
+    sparse = {"layers": [0, 6, 12], "measures": {"coral": {"direction": "lower", "values": [0.3, 0.1, 0.2]}}}
+    with pytest.raises(SersError, match="--exclude 5: no such layer; the similarity has layers 0, 6, 12"):
+        select_anchors(sparse, strategy="topk", k=1, exclude=[5])
+    assert select_anchors(sparse, strategy="topk", k=1, exclude=6)["layers"] == [12]
+
+
 def test_cli_from_two_caches_runs_the_similarity_first(planted_similarity, tmp_path):
     caches, _ = planted_similarity
     out = tmp_path / "run" / "anchors.json"

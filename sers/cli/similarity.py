@@ -78,7 +78,7 @@ def similarity(source, target, out_dir, measures, layers, overwrite, quiet, **op
               help="both: the group sizes lam-gl's candidates take.")
 @click.option("--group-counts", default="1,2", show_default=True,
               help="both: the numbers of non-overlapping groups lam-gl's candidates take.")
-@click.option("--exclude", help="Layers never chosen, e.g. 0 or 0,24.")
+@click.option("--exclude", help="Layers never chosen, e.g. 0, 0,24 or 0-2 (each a layer of the similarity).")
 @click.option("--similarity-dir", type=click.Path(file_okay=False),
               help="With two caches: where the similarity goes (default: OUT's folder/similarity).")
 @similarity_options

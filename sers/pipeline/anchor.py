@@ -112,7 +112,7 @@ def select_anchors(result: dict, *, measure: str | None = None, strategy: str = 
     column = result["measures"][name]
     direction = column.get("direction") or MEASURES[name].direction
     scores = {int(layer): value for layer, value in zip(result["layers"], column["values"])}
-    excluded = sorted(set(int(x) for x in exclude or []))
+    excluded = excluded_layers(exclude, [int(layer) for layer in result["layers"]])
     candidates = {layer: value for layer, value in scores.items()
                   if layer not in excluded and value is not None and math.isfinite(value)}
     # Ranking key: smaller is better in both directions.
@@ -146,6 +146,22 @@ def select_anchors(result: dict, *, measure: str | None = None, strategy: str = 
                    similarity_file=str(Path(similarity_file).resolve()) if similarity_file else None,
                    excluded=excluded)
     return anchors
+
+
+def excluded_layers(exclude, layers: list[int]) -> list[int]:
+    """``exclude`` (layer numbers, or one) as a sorted list, each a layer of the similarity. A layer
+    that is not there (42 of 0-12; or -1: layers are never counted from the end) would exclude
+    nothing, and a typo would go unnoticed: refused, naming the layer and the layers there are."""
+    exclude = [] if exclude is None else [exclude] if isinstance(exclude, (int, np.integer)) else list(exclude)
+    there = set(layers)
+    for layer in exclude:
+        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
+            raise SersError(f"--exclude {layer!r}: not a layer number")
+        if layer not in there:
+            span = (f"{min(layers)}-{max(layers)}" if sorted(layers) == list(range(min(layers), max(layers) + 1))
+                    else ", ".join(map(str, sorted(layers)))) if layers else "none"
+            raise SersError(f"--exclude {layer}: no such layer; the similarity has layers {span}")
+    return sorted({int(layer) for layer in exclude})
 
 
 def _group_candidates(candidates, sign, group_size, n_groups, sizes, counts) -> dict:
