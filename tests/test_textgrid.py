@@ -192,3 +192,25 @@ def test_malformed_textgrids_name_the_file_and_problem(tmp_path, text, message):
 def test_missing_file_is_a_sers_error(tmp_path):
     with pytest.raises(SersError, match="cannot read TextGrid"):
         read_textgrid(tmp_path / "nope.TextGrid")
+
+
+def test_what_praatio_alone_would_get_wrong(tmp_path):
+    """Praat's 6.25e-05, numpy times, zero-length intervals, quotes in a long-format point mark."""
+    import numpy as np
+    tiers = [IntervalTier("phones", 0.0, 1.0, [Interval(np.float64(1 / 16000), 0.5, "a"),
+                                                Interval(0.5, 0.5, "z"), Interval(0.5, 0.7, "b")]),
+             IntervalTier("events", 0.0, 1.0, [Interval(0.3, 0.3, 'q"x')], is_point_tier=True)]
+    path = write_textgrid(TextGrid(0.0, 1.0, tiers), tmp_path / "p.TextGrid")
+    assert "xmax = 6.25e-05 " in path.read_text() and "np.float64" not in path.read_text()
+    back = read_textgrid(path)
+    assert back.tier("phones").intervals[:3] == [Interval(0.0, 6.25e-05, ""), Interval(6.25e-05, 0.5, "a"),
+                                                 Interval(0.5, 0.5, "z")]
+    assert back.tier("events").intervals == [Interval(0.3, 0.3, 'q"x')]
+
+
+def test_a_last_tier_cut_short_is_refused_in_both_formats():
+    with pytest.raises(SersError, match="ends early: tier 'events' declares 1 entries and holds 0"):
+        parse_textgrid(SHORT_TEXTGRID[:SHORT_TEXTGRID.index("0.75")])
+    cut = MFA_TEXTGRID[:MFA_TEXTGRID.index("        intervals [10]:")]
+    with pytest.raises(SersError, match="ends early: tier 'phones' declares 10 entries and holds 9"):
+        parse_textgrid(cut, source="cut.TextGrid")

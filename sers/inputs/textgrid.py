@@ -1,4 +1,4 @@
-"""Praat TextGrids: read (long and short text format) and write (long format).
+"""Praat TextGrids: read (long and short text format) and write (long format), by praatio.
 
 Forced aligners such as the Montreal Forced Aligner (MFA) write one TextGrid per
 utterance with interval tiers "words" and "phones" (or "<speaker> - words" /
@@ -14,12 +14,24 @@ mark. Point tiers (TextTier) are read as intervals of zero length.
 `write_textgrid` writes the long format, which Praat, MFA tools and textgrid
 libraries all read; numbers are written with every digit a float needs, so a
 write -> read round trip gives back the same times exactly.
+
+The parsing and the writing are praatio's (`praatio.utilities.textgrid_io`, the
+functions under `openTextgrid` and `Textgrid.save`). sers calls them on text rather
+than through praatio's Textgrid objects because those refuse zero-length intervals
+(which aligners do write), and it checks what praatio does not: the header, the tier
+classes, and that every tier holds as many entries as it declares (praatio stops
+quietly at the end of a cut-short file). praatio's errors become one-line SersErrors
+naming the file.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
+
+from praatio.utilities import constants, textgrid_io
+from praatio.utilities.errors import PraatioException
 
 from sers.errors import SersError
 
@@ -88,66 +100,19 @@ class TextGrid:
 
 # --- reading -------------------------------------------------------------------
 
-# A Praat text file is a stream of values (numbers, "strings" with "" as an escaped
-# quote, <flags>); the long format interleaves them with labels such as `xmin =`,
-# `item [1]:` or `intervals: size =`, and `!` starts a comment. Reading only the
-# values makes one reader serve both formats, as in Praat.
-_TOKEN = re.compile(
-    r'"(?P<string>(?:[^"]|"")*)"'
-    r"|(?P<flag><[A-Za-z]+>)"
-    r"|(?P<comment>![^\n]*)"
-    r"|(?P<index>\[\s*\d*\s*\])"
-    r"|(?P<name>[A-Za-z_][\w?]*)"
-    r"|(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
-    r"|(?P<other>\S)"
-)
-
-
-class _Flag(str):
-    """`<exists>` / `<absent>`: told apart from a quoted label such as "<unk>"."""
-
-
-def _tokens(text: str) -> list[str | float]:
-    values: list[str | float] = []
-    for m in _TOKEN.finditer(text):
-        kind = m.lastgroup
-        if kind == "string":
-            values.append(m.group("string").replace('""', '"'))
-        elif kind == "number":
-            values.append(float(m.group("number")))
-        elif kind == "flag":
-            values.append(_Flag(m.group("flag")))
-    return values
-
-
-class _Reader:
-    def __init__(self, values: list[str | float], source: str):
-        self.values, self.pos, self.source = values, 0, source
-
-    def _next(self, what: str):
-        if self.pos >= len(self.values):
-            raise SersError(f"{self.source}: TextGrid ends early (expected {what})")
-        value = self.values[self.pos]
-        self.pos += 1
-        return value
-
-    def number(self, what: str) -> float:
-        value = self._next(what)
-        if not isinstance(value, float):
-            raise SersError(f"{self.source}: expected a number for {what}, found {value!r}")
-        return value
-
-    def string(self, what: str) -> str:
-        value = self._next(what)
-        if not isinstance(value, str) or isinstance(value, _Flag):
-            raise SersError(f"{self.source}: expected a string for {what}, found {value!r}")
-        return value
-
-    def count(self, what: str) -> int:
-        value = self.number(what)
-        if value < 0 or value != int(value):
-            raise SersError(f"{self.source}: {what} must be a whole number, found {value}")
-        return int(value)
+# The header of both formats (the long one labels its values "xmin = ", "tiers? ", "size = ");
+# old Praat versions wrote the short format's file type as "ooTextFile short".
+_HEADER = re.compile(r'\A\s*File type\s*=\s*"ooTextFile(?: short)?"\s*Object class\s*=\s*"TextGrid"\s*'
+                     r'(?:xmin\s*=\s*)?(\S+)\s*(?:xmax\s*=\s*)?(\S+)\s*(?:tiers\?\s*)?<(exists|absent)>'
+                     r'\s*(?:size\s*=\s*)?(\d*)')
+# A tier's head: class, name, xmin, xmax, entry count, one a line. A long-format class is
+# labelled, so any class is seen; in the short format only the two real ones can be told
+# from labels, and a tier of another class shows up as a missing tier.
+_TIER_HEAD = re.compile(r'^[ \t]*(?:class\s*=\s*"(\w*)"|"(IntervalTier|TextTier)")[ \t]*\n'
+                        r'[ \t]*(?:name\s*=\s*)?"(?:[^"\n]|"")*"[ \t]*\n[^\n]*\n[^\n]*\n'
+                        r'[ \t]*(?:(?:intervals|points):\s*size\s*=\s*)?(\d+)[ \t]*$', re.M)
+# praatio reads numbers as [\d.]+, but Praat writes very small ones as 6.25e-05.
+_EXPONENT = re.compile(r'^([ \t]*(?:\w+\s*=\s*)?)([-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+)([ \t]*)$', re.M)
 
 
 def _decode(data: bytes) -> str:
@@ -162,36 +127,46 @@ def _decode(data: bytes) -> str:
 
 def parse_textgrid(text: str, source: str = "<TextGrid>") -> TextGrid:
     """Parse the text of a TextGrid (long or short format)."""
-    values = _tokens(text)
-    # Old Praat versions wrote the short format's file type as "ooTextFile short".
-    if values[:1] not in (["ooTextFile"], ["ooTextFile short"]) or values[1:2] != ["TextGrid"]:
+    text = text.replace("\r\n", "\n")
+    head = _HEADER.match(text)
+    if not head:
+        if re.match(r'\s*File type\s*=\s*"ooTextFile(?: short)?"\s*Object class\s*=\s*"TextGrid"', text):
+            raise SersError(f"{source}: TextGrid ends early or is malformed in its header")
         raise SersError(f"{source}: not a Praat TextGrid "
                         f'(expected File type = "ooTextFile", Object class = "TextGrid")')
-    r = _Reader(values, source)
-    r.pos = 2
-    grid = TextGrid(r.number("xmin"), r.number("xmax"), source=source)
-    if r._next("tiers? <exists>") != "<exists>":
-        return grid
-    for t in range(r.count("number of tiers")):
-        kind = r.string(f"class of tier {t + 1}")
-        name = r.string(f"name of tier {t + 1}")
-        where = f"tier {name!r}"
-        tier = IntervalTier(name, r.number(f"{where} xmin"), r.number(f"{where} xmax"))
-        n = r.count(f"{where} size")
-        if kind == "IntervalTier":
-            for i in range(n):
-                start = r.number(f"{where} interval {i + 1} xmin")
-                end = r.number(f"{where} interval {i + 1} xmax")
-                tier.intervals.append(Interval(start, end, r.string(f"{where} interval {i + 1} text")))
-        elif kind == "TextTier":
-            tier.is_point_tier = True
-            for i in range(n):
-                time = r.number(f"{where} point {i + 1} time")
-                tier.intervals.append(Interval(time, time, r.string(f"{where} point {i + 1} mark")))
-        else:
-            raise SersError(f"{source}: {where} has unknown class {kind!r}")
+    if head[3] == "absent":
+        return TextGrid(float(head[1]), float(head[2]), source=source)
+    heads = [(long or short, int(size)) for long, short, size in _TIER_HEAD.findall(text)]
+    for kind, _ in heads:
+        if kind not in (constants.INTERVAL_TIER, constants.POINT_TIER):
+            raise SersError(f"{source}: a tier has unknown class {kind!r}")
+    text = _EXPONENT.sub(lambda m: m[1] + format(Decimal(repr(float(m[2]))), "f") + m[3], text)
+    # praatio un-doubles the quotes of every label but the long format's point marks.
+    long_format = "item [" in text and "ooTextFile short" not in text
+
+    def label(entry, point: bool) -> str:
+        return entry[-1].replace('""', '"') if point and long_format else entry[-1]
+
+    try:
+        parsed = textgrid_io.parseTextgridStr(text, includeEmptyIntervals=True)
+        tiers = []
+        for t in parsed["tiers"]:
+            point = t["class"] == constants.POINT_TIER
+            tiers.append(IntervalTier(t["name"], float(t["xmin"]), float(t["xmax"]),
+                                      [Interval(float(e[0]), float(e[-2]), label(e, point))
+                                       for e in t["entries"]], point))
+        grid = TextGrid(float(parsed["xmin"]), float(parsed["xmax"]), tiers, source)
+    except (PraatioException, ValueError, IndexError) as exc:
+        raise SersError(f"{source}: not a readable TextGrid ({exc})") from None
+    declared = int(head[4] or 0)
+    if not declared == len(heads) == len(tiers):
+        raise SersError(f"{source}: TextGrid ends early or has a tier of unknown class "
+                        f"({declared} tiers declared, {len(tiers)} read)")
+    for tier, (_, size) in zip(tiers, heads):
+        if len(tier) != size:
+            raise SersError(f"{source}: TextGrid ends early: tier {tier.name!r} declares "
+                            f"{size} entries and holds {len(tier)}")
         _check_order(tier, source)
-        grid.tiers.append(tier)
     return grid
 
 
@@ -219,58 +194,23 @@ def _check_order(tier: IntervalTier, source: str) -> None:
 
 # --- writing -------------------------------------------------------------------
 
-def _num(x: float) -> str:
-    text = repr(float(x))
-    return text[:-2] if text.endswith(".0") else text
-
-
-def _quote(label: str) -> str:
-    return '"' + label.replace('"', '""') + '"'
-
-
-def _tiled(tier: IntervalTier) -> list[Interval]:
-    """The tier's intervals with empty intervals filling any gaps, as Praat requires."""
-    out: list[Interval] = []
-    cursor = tier.start
-    for iv in sorted(tier.intervals, key=lambda iv: iv.start):
-        if iv.start < cursor - 1e-12 or iv.end < iv.start:
-            raise ValueError(f"tier {tier.name!r}: interval {iv} overlaps the one before it")
-        if iv.start > cursor:
-            out.append(Interval(cursor, iv.start, ""))
-        out.append(iv)
-        cursor = iv.end
-    if cursor > tier.end + 1e-12:
-        raise ValueError(f"tier {tier.name!r}: intervals run past the tier end {tier.end}")
-    if cursor < tier.end or not out:
-        out.append(Interval(cursor, tier.end, ""))
-    return out
-
-
 def format_textgrid(grid: TextGrid) -> str:
     """The long-format text of `grid` (gaps in interval tiers filled with "")."""
-    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "",
-             f"xmin = {_num(grid.start)} ", f"xmax = {_num(grid.end)} "]
-    if not grid.tiers:
-        lines.append("tiers? <absent> ")
-        return "\n".join(lines) + "\n"
-    lines += ["tiers? <exists> ", f"size = {len(grid.tiers)} ", "item []: "]
-    for t, tier in enumerate(grid.tiers, start=1):
-        point = tier.is_point_tier
-        items = sorted(tier.intervals, key=lambda iv: iv.start) if point else _tiled(tier)
-        lines += [f"    item [{t}]:",
-                  f'        class = "{"TextTier" if point else "IntervalTier"}" ',
-                  f"        name = {_quote(tier.name)} ",
-                  f"        xmin = {_num(tier.start)} ", f"        xmax = {_num(tier.end)} ",
-                  f"        {'points' if point else 'intervals'}: size = {len(items)} "]
-        for i, iv in enumerate(items, start=1):
-            if point:
-                lines += [f"        points [{i}]:", f"            number = {_num(iv.start)} ",
-                          f"            mark = {_quote(iv.label)} "]
-            else:
-                lines += [f"        intervals [{i}]:", f"            xmin = {_num(iv.start)} ",
-                          f"            xmax = {_num(iv.end)} ",
-                          f"            text = {_quote(iv.label)} "]
-    return "\n".join(lines) + "\n"
+    tiers = []
+    for tier in grid.tiers:
+        ordered = IntervalTier(tier.name, tier.start, tier.end,
+                               sorted(tier.intervals, key=lambda iv: iv.start), tier.is_point_tier)
+        if not tier.is_point_tier:
+            _check_order(ordered, grid.source)
+        # float(): praatio writes repr(), which for a numpy number is "np.float64(0.25)".
+        tiers.append({"class": constants.POINT_TIER if tier.is_point_tier else constants.INTERVAL_TIER,
+                      "name": tier.name, "xmin": float(tier.start), "xmax": float(tier.end),
+                      "entries": [(float(iv.start), iv.label) if tier.is_point_tier
+                                  else (float(iv.start), float(iv.end), iv.label) for iv in ordered.intervals]})
+    # minimumIntervalLength=None: praatio would otherwise merge intervals under 10 ns away.
+    return textgrid_io.getTextgridAsStr({"xmin": float(grid.start), "xmax": float(grid.end), "tiers": tiers},
+                                        "long_textgrid", includeBlankSpaces=True,
+                                        minimumIntervalLength=None)
 
 
 def write_textgrid(grid: TextGrid, path: str | Path) -> Path:
