@@ -1,4 +1,5 @@
-"""The docs cannot drift: command pages are generated from --help, configs use real options."""
+"""The docs cannot drift: command pages are generated from --help; every `sers` command in the docs
+(tests/doc_blocks.py reads their code blocks) and in configs uses real commands and options."""
 import re
 import shlex
 import subprocess
@@ -8,6 +9,8 @@ from pathlib import Path
 import click
 
 from sers.cli import main
+
+import doc_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,15 +35,6 @@ def test_every_command_has_an_example():
         assert "Example:" in (command.help or ""), f"{name} --help has no example"
 
 
-def _sers_commands(text: str):
-    """Each `sers ...` invocation in a shell script or code block, continuation lines joined."""
-    joined = re.sub(r"\\\n\s*", " ", text)
-    for line in joined.splitlines():
-        line = line.split("#", 1)[0].strip().removeprefix("$ ")
-        if line.startswith("sers "):
-            yield line
-
-
 def _check_options(command_line: str):
     words = [w for w in shlex.split(command_line.replace('"${COMMON[@]}"', ""))]
     command, rest = main, words[1:]
@@ -53,17 +47,31 @@ def _check_options(command_line: str):
             assert word.split("=")[0] in known, f"{word} is not an option of: {command_line}"
 
 
+def _help_examples(text: str) -> str:
+    """The lines under "Example:" in a generated command page (the rest is --help prose, where a
+    line may start with "sers train chooses ..." without being a command)."""
+    return "\n".join(re.findall(r"^ *Example:\n(.*?)(?:\n\n|\Z)", text, flags=re.S | re.M))
+
+
 def test_documented_commands_use_real_options():
-    sources = [ROOT / "README.md", ROOT / "configs" / "paper-protocol.sh", *sorted((ROOT / "docs").glob("*.md"))]
-    checked = 0
-    for path in sources:
-        text = path.read_text()
-        if path.suffix == ".md":  # only the code blocks
-            text = "\n".join(re.findall(r"```(?:bash|sh)?\n(.*?)```", text, flags=re.S))
-        for command_line in _sers_commands(text):
-            _check_options(command_line)
-            checked += 1
-    assert checked >= 15  # README, quickstart, scaling and the paper protocol
+    """Every `sers` line of every page's shell (and unlabelled) blocks, the command pages' examples
+    and the paper protocol names a real command and only its options."""
+    checked = {}
+    for page in doc_blocks.pages():
+        for block in doc_blocks.blocks(page):
+            if block.is_shell or block.lang == "":
+                text = _help_examples(block.code) if block.page.startswith("docs/commands/") else block.code
+                for command_line in doc_blocks.sers_commands(text):
+                    _check_options(command_line)
+                    checked[block.page] = checked.get(block.page, 0) + 1
+    for command_line in doc_blocks.sers_commands((ROOT / "configs" / "paper-protocol.sh").read_text()):
+        _check_options(command_line)
+        checked["configs/paper-protocol.sh"] = checked.get("configs/paper-protocol.sh", 0) + 1
+    command_pages = sorted(p.name for p in (ROOT / "docs" / "commands").glob("*.md") if p.name != "README.md")
+    unchecked = [name for name in command_pages if f"docs/commands/{name}" not in checked]
+    assert not unchecked, f"command pages whose examples were not found: {unchecked}"
+    for page in ("README.md", "docs/quickstart.md", "docs/scaling.md", "docs/vowels.md", "configs/paper-protocol.sh"):
+        assert checked.get(page), f"no sers command found in {page}"
 
 
 def test_readme_starts_with_the_two_commands():
