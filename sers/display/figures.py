@@ -1,7 +1,8 @@
 """Figures of runs and reports: training curves, similarity curves with the anchors marked,
 confusion matrices, and target UAR per method.
 
-Matplotlib with the Agg backend; each function writes one PNG and returns its path.
+Matplotlib figures drawn without pyplot (see sers.display.plots); each function writes one PNG and
+returns its path.
 No software version goes into the file, so the same data gives the same bytes.
 """
 from __future__ import annotations
@@ -9,14 +10,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-import numpy as np  # noqa: E402
-
-from sers.atomic import atomic_path  # noqa: E402
-from sers.display.plots import plain_text  # noqa: E402
+from sers.atomic import atomic_path
+from sers.display.plots import plain_text, subplots
 
 _METADATA = {"Software": None}
 _ANCHOR_COLOUR = "tab:red"
@@ -32,7 +29,7 @@ def anchored_curves(layers, values: dict[str, list], path, *, directions: dict[s
     names = list(values)
     columns = min(3, max(len(names), 1))
     rows = max(1, math.ceil(len(names) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(4.0 * columns, 2.9 * rows), squeeze=False)
+    fig, axes = subplots(rows, columns, figsize=(4.0 * columns, 2.9 * rows), squeeze=False)
     layers = np.asarray(layers)
     for ax, name in zip(axes.flat, names):
         y = np.asarray([np.nan if v is None else v for v in values[name]], dtype=float)
@@ -67,7 +64,7 @@ def confusion_heatmap(counts, classes, path, *, title: str = "") -> Path:
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(totals > 0, counts / totals, np.nan)
     size = 1.1 + 0.45 * len(classes)
-    fig, ax = plt.subplots(figsize=(size, size + 0.15))
+    fig, ax = subplots(figsize=(size, size + 0.15))
     ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
     ticks = np.arange(len(classes))
     ax.set_xticks(ticks, [str(c) for c in classes], fontsize=8)
@@ -90,7 +87,7 @@ def uar_bars(labels: list[str], means, stds, path, *, chance: float | None = Non
     """Target UAR per method with ± std error bars; hatched bars are target-selected runs."""
     means = np.asarray(means, dtype=float)
     stds = np.nan_to_num(np.asarray(stds, dtype=float))
-    fig, ax = plt.subplots(figsize=(max(3.5, 0.9 * len(labels) + 1.5), 2.8))
+    fig, ax = subplots(figsize=(max(3.5, 0.9 * len(labels) + 1.5), 2.8))
     x = np.arange(len(labels))
     bars = ax.bar(x, 100 * means, yerr=100 * stds, capsize=3, color="tab:blue", alpha=0.85)
     for bar, is_marked in zip(bars, marked or []):
@@ -116,7 +113,7 @@ def training_curves(history: list[dict], path) -> Path:
     names = list(history[0])
     epochs = [r["epoch"] for r in history]
     # The alignment terms live on another scale than the cross-entropy: their own log axis.
-    fig, (losses, alignment, dev) = plt.subplots(1, 3, figsize=(11, 3))
+    fig, (losses, alignment, dev) = subplots(1, 3, figsize=(11, 3))
     for name in ("loss_ce", "loss_total"):
         losses.plot(epochs, [r[name] for r in history], label=name)
     losses.set_xlabel("epoch")
@@ -139,7 +136,6 @@ def training_curves(history: list[dict], path) -> Path:
     fig.tight_layout()
     # no atomic rename: the run folder itself is partial until the run finishes
     fig.savefig(path, dpi=80, metadata={"Software": None})
-    plt.close(fig)
     return Path(path)
 
 
@@ -148,5 +144,4 @@ def _save(fig, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as partial:
         fig.savefig(partial, format="png", dpi=110, metadata=_METADATA)
-    plt.close(fig)
     return path

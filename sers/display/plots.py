@@ -1,6 +1,7 @@
 """PNG figures of per-layer results: curves per measure and layer x layer heatmaps.
 
-Matplotlib with the Agg backend (no display needed); every function takes plain
+Matplotlib figures drawn without pyplot (no display needed, and importing sers never changes
+the backend of the process: a notebook's inline plots keep working); every function takes plain
 lists/arrays and a path, writes one PNG and returns its path. The same bytes come
 out for the same inputs, so outputs can be compared byte for byte.
 """
@@ -11,15 +12,21 @@ import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from sers.atomic import atomic_path  # noqa: E402
+from sers.atomic import atomic_path
 
 _METADATA = {"Software": None}  # no matplotlib version in the file: same data, same bytes
+
+
+def subplots(*args, figsize, **kwargs):
+    """(figure, axes) as ``plt.subplots`` gives them, but a bare Figure that pyplot never sees: no
+    backend is chosen or switched (``matplotlib.use("Agg")`` at import turned off a notebook's inline
+    plots), nothing is kept open, and ``savefig`` renders the PNG with Agg all the same."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def plain_text(draw):
@@ -64,7 +71,7 @@ def vowel_curves(layers, per_vowel: dict[str, dict[str, list]], path, *,
     names = list(dict.fromkeys(name for columns in per_vowel.values() for name in columns))
     fig, axes, rows = _panels(len(names), legend_width=0.8)
     layers = np.asarray(layers)
-    colours = {vowel: plt.get_cmap("tab10")(i % 10) for i, vowel in enumerate(per_vowel)}
+    colours = {vowel: matplotlib.colormaps["tab10"](i % 10) for i, vowel in enumerate(per_vowel)}
     handles = {}
     for ax, name in zip(axes.flat, names):
         best = []
@@ -89,7 +96,7 @@ def layer_heatmap(matrix, path, *, title: str = "", xlabel: str = "target layer"
     """A layer x layer matrix as a heatmap (row = first axis), with a colour bar."""
     matrix = np.asarray(matrix, dtype=float)
     size = 2.5 + 0.18 * max(matrix.shape)
-    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    fig, ax = subplots(figsize=(size + 1.0, size))
     image = ax.imshow(matrix, origin="lower", cmap=cmap, aspect="auto")
     fig.colorbar(image, ax=ax)
     ax.set_xlabel(xlabel)
@@ -102,7 +109,7 @@ def _panels(count: int, legend_width: float = 0.0):
     """A grid of up to three panels per row; ``legend_width`` inches kept free on the right."""
     columns = min(3, max(count, 1))
     rows = max(1, math.ceil(count / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns + legend_width, 3.0 * rows), squeeze=False)
+    fig, axes = subplots(rows, columns, figsize=(4.2 * columns + legend_width, 3.0 * rows), squeeze=False)
     return fig, axes, rows
 
 
@@ -152,5 +159,4 @@ def _save(fig, path, tight: bool = True) -> Path:
         fig.tight_layout()
     with atomic_path(path) as partial:
         fig.savefig(partial, format="png", dpi=110, metadata=_METADATA)
-    plt.close(fig)
     return path
