@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sers.classifiers.metrics import uar
+from sers.analysis.metrics import uar
 from sers.synth.espeak_corpus import synthesize_espeak_corpus
 from sers.display.tables import format_markdown_table, format_table
 from sers.inputs.textgrid import read_textgrid

@@ -5,7 +5,7 @@ import torch
 from sklearn.metrics import f1_score, recall_score
 
 from sers.classifiers import InputError, LayerAnchoringClassifier, coral_loss, reverse_gradient
-from sers.classifiers.metrics import classification_metrics, uar
+from sers.analysis.metrics import classification_metrics, uar
 from sers.synth.planted import planted_corpora
 
 

@@ -4,7 +4,7 @@ import pytest
 from scipy.special import expit
 
 from sers.classifiers.intervals import Interval, UARBootstrap
-from sers.classifiers.metrics import uar
+from sers.analysis.metrics import uar
 
 K = 4
 

@@ -352,7 +352,7 @@ def test_a_killed_report_or_similarity_keeps_the_earlier_files(tmp_path, monkeyp
 
 
 def test_user_strings_in_the_report_are_escaped_and_not_read_as_mathtext(tmp_path):
-    from sers.classifiers.metrics import classification_metrics
+    from sers.analysis.metrics import classification_metrics
     from sers.pipeline.report import write_report
 
     labels = ["<script>alert(1)</script>", r"$\frac{a}$"]

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import sers.cache
-from sers.classifiers.metrics import classification_metrics
+from sers.analysis.metrics import classification_metrics
 from sers.cli import main
 from sers.errors import SersError
 from sers.pipeline.anchor import select_anchors, write_anchors

@@ -47,6 +47,7 @@ from typing import Callable
 import numpy as np
 import scipy.stats
 
+from sers.analysis.metrics import uar
 from sers.analysis.moments import (Moments, Stats, column_mean, column_mean_square, compute_moments,  # noqa: F401
                                    joint_standardiser, standardised, standardiser_of)
 from sers.analysis.separation import (DOMAIN_ROWS, MMD_ROWS, domain_from_moments, fold_assignment,  # noqa: F401
@@ -199,15 +200,14 @@ def centroid_cka_from_centroids(cs, ct, centre, scale) -> float:
 
 
 def probe_uar(xs, ys, xt, yt, C: float = 1.0, max_iter: int = 500) -> float:
-    """Target UAR (macro recall over the target's classes) of a class-balanced
-    logistic regression trained on the source rows.
+    """Target UAR (`sers.analysis.metrics.uar`: mean recall over the target's classes) of a
+    class-balanced logistic regression trained on the source rows.
 
     Features are standardised with the source's own mean and std (what a
     StandardScaler fitted on the training data does): the probe learns from the
     source alone, and centred inputs keep lbfgs to tens of iterations.
     """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import recall_score
     from threadpoolctl import threadpool_limits
 
     centre = column_mean(xs)
@@ -219,7 +219,7 @@ def probe_uar(xs, ys, xt, yt, C: float = 1.0, max_iter: int = 500) -> float:
     with threadpool_limits(limits=1, user_api="blas"):
         model.fit(standardised(xs, centre, scale), ys)
         predicted = model.predict(standardised(xt, centre, scale))
-    return float(recall_score(yt, predicted, labels=np.unique(yt), average="macro", zero_division=0))
+    return uar(yt, predicted)
 
 
 # -- matrix forms ---------------------------------------------------------------------------

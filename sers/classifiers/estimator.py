@@ -50,7 +50,7 @@ from sers.classifiers.heads import LayerHead
 from sers.classifiers.inspection import ModelInspection
 from sers.classifiers.losses import CORAL_SCALES
 from sers.classifiers.methods import METHODS, get_method
-from sers.classifiers.metrics import uar
+from sers.analysis.metrics import uar
 from sers.classifiers.normalization import NORMALIZE, StandardisedBatches, feature_stats, fit_statistics
 from sers.classifiers.segments import aligned_layers, as_segment_pair
 from sers.classifiers.speakers import standardise_layers

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sers.analysis.metrics import uar_weights
+
 N_RESAMPLES = 1000
 LEVEL = 0.95
 
@@ -63,12 +65,12 @@ class UARBootstrap:
         classes, index = np.unique(truth, return_inverse=True)
         rng = np.random.default_rng(seed)
         self.weights = np.zeros((n_resamples, len(truth)), np.float32)
-        self.full = np.zeros(len(truth), np.float64)  # the weights of the test set itself
+        # The weights of the test set itself: metrics.uar's definition, as a vector.
+        self.full = uar_weights(truth)
         for c in range(len(classes)):
             members = np.flatnonzero(index == c)
             draws = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), size=n_resamples)
-            self.weights[:, members] = draws / (len(members) * len(classes))
-            self.full[members] = 1 / (len(members) * len(classes))
+            self.weights[:, members] = draws / (len(members) * len(classes))  # as self.full, resampled
 
     def _correct(self, runs) -> np.ndarray:
         runs = [np.asarray(r).astype(str) for r in runs]

@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from sers.classifiers import data
 from sers.classifiers.data import InputError
-from sers.classifiers.metrics import uar
+from sers.analysis.metrics import uar
 from sers.classifiers.options import CRITERIA, SELECTORS, STAGED
 
 SND_TEMPERATURE = 0.05   # Saito et al.'s τ

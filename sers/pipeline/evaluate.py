@@ -19,7 +19,7 @@ import numpy as np
 import sers.cache
 from sers import atomic, runs
 from sers.classifiers.estimator import LayerAnchoringClassifier
-from sers.classifiers.metrics import classification_metrics
+from sers.analysis.metrics import classification_metrics
 from sers.display.tables import format_table
 from sers.errors import SersError
 from sers.pipeline import speakers

@@ -36,7 +36,7 @@ from sers.atomic import atomic_path
 from sers.classifiers.anchors import anchors_for, load_anchors
 from sers.classifiers.estimator import LayerAnchoringClassifier
 from sers.classifiers.methods import METHODS, base_method, with_ablations
-from sers.classifiers.metrics import classification_metrics
+from sers.analysis.metrics import classification_metrics
 from sers.classifiers.selection import score_candidate
 from sers.errors import SersError
 from sers.pipeline.candidates import candidates_for, check_criterion, check_lambdas, check_sweep_size, keep_selected
