@@ -6,9 +6,11 @@ from pathlib import Path
 import click
 
 from sers.cli import main
+from sers.cli.config import config_option
 
 
 @main.command()
+@config_option("report", example='quiet = true')
 @click.argument("runs_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--similarity", "similarity_dir", type=click.Path(exists=True),
               help="Folder written by `sers similarity` (or its similarity.json); default: the one anchors.json names.")

@@ -5,6 +5,7 @@ import click
 
 from sers.cli import echo_result, main, option_set, parse_layers, speaker_norm_option
 from sers.cli.choices import LEVELS, MEASURE_NAMES, MEASURES, STRATEGIES, Choices, ListedHelp, listing
+from sers.cli.config import config_option
 
 LABEL_AWARE = "sers.analysis.measures:LABEL_AWARE"
 
@@ -32,6 +33,7 @@ writing_options = option_set(
 
 
 @main.command()
+@config_option("similarity", example='max-utterances = 20000')
 @click.argument("source", type=click.Path())
 @click.argument("target", type=click.Path())
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
@@ -61,6 +63,7 @@ def similarity(source, target, out_dir, measures, layers, overwrite, quiet, **op
 
 
 @main.command()
+@config_option("anchor", example='exclude = [0]')
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(), metavar="SIMILARITY_JSON | SOURCE TARGET")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="anchors.json to write.")
 @click.option("--measure", type=Choices(MEASURES),

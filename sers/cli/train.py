@@ -8,6 +8,7 @@ import click
 from sers.cli import echo_result, log, main, parse_layers, parse_seeds, speaker_norm_option
 from sers.cli.choices import (ALIGN_LEVELS, BACKENDS, CORAL_SCALES, FEATURES, GROUP_WEIGHTS, METHODS, NORMALISATIONS,
                               SELECT_CRITERIA, STATS, VOWEL_METHODS, Choices, ListedHelp, listing)
+from sers.cli.config import config_option, resolved
 
 
 def _parse_anchors(text):
@@ -59,6 +60,7 @@ def _command_line(ctx) -> str:
 
 
 @main.command()
+@config_option("train", example='epochs = 50')
 @click.option("--source", required=True, type=click.Path(exists=True), help="Labelled source-language cache.")
 @click.option("--target", required=True, type=click.Path(exists=True), help="Target-language cache (same model).")
 @click.option("--method", "methods", default="last,anchors-only,lam", show_default=True,
@@ -133,7 +135,8 @@ def train(source, target, methods, no_ablations, anchors, out_dir, seeds, lambda
     Source labels train the head; target train data is used unlabelled; target test
     labels are only read after training, to score. Writes OUT/<method>/seed<k>/
     (config.json, metrics.json, predictions.csv, curves.csv/png, model.safetensors)
-    and OUT/results.csv, results.md, runs.csv.
+    and OUT/results.csv, results.md, runs.csv. OUT/sweep.json records every option's
+    value and where it came from (command line, --config file, default).
 
     \b
     Example:
@@ -145,6 +148,8 @@ def train(source, target, methods, no_ablations, anchors, out_dir, seeds, lambda
           --align vowel --vowel-lambda 100 -o runs-vowel/
       sers train --source en.zarr --target zh.zarr --method last,lam --anchors 3,5,7 \\
           --features frames -o runs-frames/
+      sers train --config exp.toml --source en.zarr --target zh.zarr -o runs/ --seeds 0
+        # exp.toml: [train] method = ["last", "lam"], anchors = "anchors.json", lambda = [0, 1]
     """
     from sers.pipeline.train import train as run_train
 
@@ -160,7 +165,8 @@ def train(source, target, methods, no_ablations, anchors, out_dir, seeds, lambda
                       overwrite=overwrite,
                       progress=not quiet,
                       log=log,
-                      command=_command_line(click.get_current_context()))
+                      command=_command_line(click.get_current_context()),
+                      record=resolved(click.get_current_context()))
     echo_result(result)
 
 

@@ -176,7 +176,7 @@ DEFAULT_SELECT = "source-dev"
 def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2, 3, 4), out_dir="runs", *,
           lambda_=DEFAULT_LAMBDAS, settings: TrainSettings | None = None, splits: Splits | None = None,
           stat="mean", align="utterance", speaker_norm="auto", select=DEFAULT_SELECT, ablations=True, jobs=1,
-          backend="loky", plots=True, progress=True, log=None, overwrite=False, command=None,
+          backend="loky", plots=True, progress=True, log=None, overwrite=False, command=None, record=None,
           **options) -> TrainResult:
     """Train every method x seed from two caches; write run folders and results.{csv,md}; return the table.
 
@@ -195,6 +195,9 @@ def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2,
     is refused (so that `sers report` never mixes runs of two experiments) and the folder of this
     same sweep is resumed: its finished runs are read back, the others trained
     (:mod:`sers.pipeline.train_resume`).
+    ``record``: what the caller resolved its settings from (the CLI: every option's value and source,
+    the --config file's path and sha256), kept in sweep.json beside the settings but outside their
+    digest, so that the same settings resume however they were given.
     ``lambda_`` may be a list and ``anchors`` a list of anchors.json files: each aligning method
     then trains every λ x anchor set as a candidate and keeps, per seed, the one ``select``
     scores best (no target labels read; see :mod:`sers.pipeline.candidates`). The default λ list holds
@@ -241,7 +244,7 @@ def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2,
         sweep = Sweep(out_dir.resolve(), sweep_settings(
             runs=runs, seeds=seeds, lambdas=lambdas, anchor_specs=anchor_specs, settings=settings, splits=splits,
             stat=stat, align=align, select=select, speaker_standardised=by_speaker, src=src, tgt=tgt,
-            version=sers.__version__), overwrite)
+            version=sers.__version__), overwrite, record)
 
         spill = tempfile.TemporaryDirectory(prefix="sers-train-") if jobs > 1 and backend == "loky" else None
         share = (lambda block, name: shared(block, name, spill.name if spill else None))

@@ -7,7 +7,10 @@ Rerunning the same command finds the same digest and resumes: every run folder t
 is read back instead of trained again, the others are trained, and then, as in an uninterrupted
 sweep, the candidates are selected, every run is scored and results.csv/md and runs.csv are
 rebuilt from the run folders. Another sweep into the same folder is refused, naming what
-changed, unless ``--overwrite``.
+changed, unless ``--overwrite``. Beside the settings, sweep.json keeps the caller's ``record`` of the
+latest call (the CLI's: each option's value, whether the command line, the --config file or the
+default gave it, and the file's path and sha256); it is no part of the digest, so a sweep started
+with --config resumes when the same values are typed instead.
 
 A run folder is whole when it is at its final name: `_run_one` writes it under a temporary
 name and renames it once its config.json, model.safetensors, predictions.csv and curves are
@@ -70,8 +73,9 @@ class Sweep:
     """The sweep a call of train() is about to run into ``out_dir``: refuses another sweep's folder
     (unless ``overwrite``), tells finished runs from the rest, records itself in sweep.json."""
 
-    def __init__(self, out_dir, settings: dict, overwrite: bool):
+    def __init__(self, out_dir, settings: dict, overwrite: bool, record: dict | None = None):
         self.out_dir = Path(out_dir)
+        self.record = json.loads(json.dumps(record, default=str)) if record is not None else None
         self.settings = json.loads(json.dumps(settings, default=str))  # as sweep.json holds it
         self.digest = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
         self.resuming = False
@@ -110,8 +114,10 @@ class Sweep:
             _remove(path)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        atomic.write_text(self.out_dir / SWEEP, json.dumps(
-            {"digest": self.digest, "started": started, "settings": self.settings}, indent=2) + "\n")
+        recorded = {"digest": self.digest, "started": started, "settings": self.settings}
+        if self.record is not None:
+            recorded["invocation"] = self.record
+        atomic.write_text(self.out_dir / SWEEP, json.dumps(recorded, indent=2) + "\n")
 
     def split(self, specs: list[dict], data: dict, log=None) -> tuple[list[dict], list[dict]]:
         """(the specs to train, the results of those whose folders are whole, read back from them)."""
