@@ -154,8 +154,12 @@ def test_resuming_with_the_same_values_typed_is_the_same_sweep(caches, tmp_path)
 
 def test_every_stage_command_reads_its_own_table():
     for name in STAGES:
-        configs = [p for p in main.commands[name].params if isinstance(p, ConfigOption)]
+        command = main.commands[name]
+        configs = [p for p in command.params if isinstance(p, ConfigOption)]
         assert [p.table for p in configs] == [name] and configs[0].opts == ["--config"], name
+        # The help's example line is a valid line of that table.
+        assert f"e.g. {configs[0].example};" in configs[0].help, configs[0].help
+        check_table("help", name, tomllib.loads(configs[0].example), command, click.Context(command), full=False)
 
 
 def test_the_paper_protocol_file_holds_real_options_that_parse():

@@ -38,11 +38,11 @@ META = "sers.config"  # ctx.meta key: {"path", "given", "sha256", "table"} of th
 
 
 class ConfigOption(click.Option):
-    """The --config option; ``table`` is the file's table its command reads."""
+    """The --config option; ``table`` is the file's table its command reads, ``example`` a line of it."""
 
-    def __init__(self, *args, table: str, **kwargs):
+    def __init__(self, *args, table: str, example: str, **kwargs):
         super().__init__(*args, **kwargs)
-        self.table = table
+        self.table, self.example = table, example
 
 
 def config_option(table: str, example: str):
@@ -59,10 +59,10 @@ def config_option(table: str, example: str):
                 _blame_the_file(click.get_current_context(), exc)
                 raise
         return click.option(
-            "--config", cls=ConfigOption, table=table, type=click.Path(exists=True, dir_okay=False),
+            "--config", cls=ConfigOption, table=table, example=example, type=click.Path(exists=True, dir_okay=False),
             metavar="FILE.toml", is_eager=True, expose_value=False, callback=_read,
             help=f"TOML file whose [{table}] table gives this command's defaults: keys are the long option "
-                 "names without --, e.g. {example}; a list for a comma list. Options given on the "
+                 f"names without --, e.g. {example}; a list for a comma list. Options given on the "
                  "command line override it (docs/quickstart.md, configs/paper-protocol.toml).")(named)
     return decorate
 
