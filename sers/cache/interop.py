@@ -19,8 +19,9 @@ from sers.cache.results import ExportResult, ImportResult
 from sers.cache.writer import CacheWriter
 from sers.atomic import atomic_path
 from sers.errors import SersError
+from sers.fields import assign_split, normalise_languages, unknown_languages_note
 
-TEXT_COLUMNS = ("label", "split", "speaker", "language")
+TEXT_COLUMNS = ("label", "split", "speaker", "language", "language_original")
 LAYOUTS = ("nld", "lnd")  # (utterances, layers, dim) as EmoBox/s3prl stack them; (layers, utterances, dim) as stored
 FEATURE_SUFFIXES = (".npy", ".pt")
 
@@ -47,11 +48,12 @@ def check_features(values, name: str, ids, where) -> np.ndarray:
 
 # -- .npz ---------------------------------------------------------------------------------------
 
-def import_npz(npz_path, out_path, *, layout: str | None = None, overwrite: bool = False,
-               **attrs) -> ImportResult:
+def import_npz(npz_path, out_path, *, layout: str | None = None, split: str | None = None, log=None,
+               overwrite: bool = False, **attrs) -> ImportResult:
     """An .npz with ``pooled`` (or ``pooled_mean`` [+ ``pooled_std``]) of shape (N, L, D) or
     (L, N, D) and 1-D ``id`` [label, split, speaker, language, duration] becomes a cache.
-    The layout is told by which axis has len(id) rows; ``layout`` ("nld"/"lnd") when both do."""
+    The layout is told by which axis has len(id) rows; ``layout`` ("nld"/"lnd") when both do.
+    ``split`` and languages as :func:`settle_text` says (``log`` gets its note)."""
     from sers.cache import from_arrays
 
     _refuse_existing(out_path, overwrite)
@@ -75,6 +77,7 @@ def import_npz(npz_path, out_path, *, layout: str | None = None, overwrite: bool
     for name in TEXT_COLUMNS + ("duration",):
         if name in arrays:
             columns[name] = _column(arrays[name], name, len(ids), npz_path)
+    columns = settle_text(columns, split, npz_path, log)
     from_arrays(out_path, pooled, columns, overwrite=True, **attrs)
     return _imported(out_path)
 
@@ -186,13 +189,14 @@ def _to_lnd(values, name, n, layout, where) -> np.ndarray:
 
 # -- a folder of per-utterance arrays -----------------------------------------------------------
 
-def import_folder(folder, out_path, *, manifest_rows=None, pool_stats=("mean",), overwrite: bool = False,
-                  **attrs) -> ImportResult:
+def import_folder(folder, out_path, *, manifest_rows=None, manifest_name=None, split: str | None = None,
+                  log=None, pool_stats=("mean",), overwrite: bool = False, **attrs) -> ImportResult:
     """One .npy/.pt file per utterance (EmoBox, s3prl dumps): (L, D) pooled features, or (L, T, D)
     hidden states to pool over T. The id is the file name without suffix; ``manifest_rows`` (the rows
     of a manifest, ``sers.inputs.manifest.read_manifest(path, require_path=False)``: objects with ``id``,
     ``label``, ``split``, ``speaker``, ``language``; ids are the audio file names by default) adds those columns.
-    The caller reads the manifest: the cache format knows no input format."""
+    The caller reads the manifest: the cache format knows no input format. ``split`` and languages
+    as :func:`settle_text` says; ``manifest_name`` (the manifest's file) is what its errors name."""
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.suffix in FEATURE_SUFFIXES) if folder.is_dir() else []
     if not files:
@@ -200,7 +204,7 @@ def import_folder(folder, out_path, *, manifest_rows=None, pool_stats=("mean",),
     pool_stats = schema.check_pool_stats(pool_stats)
     _refuse_existing(out_path, overwrite)
     ids = [p.stem for p in files]
-    columns = {"id": ids, **_manifest_columns(manifest_rows, ids)}
+    columns = settle_text({"id": ids, **_manifest_columns(manifest_rows, ids)}, split, manifest_name or folder, log)
     first = _pooled_file(files[0], pool_stats)
     num_layers, hidden_size = first["mean"].shape
     writer = CacheWriter.create(out_path, columns, num_layers=num_layers, hidden_size=hidden_size,
@@ -269,7 +273,23 @@ def _manifest_columns(manifest_rows, ids) -> dict:
     if missing:
         raise SersError(f"the manifest has no row for {len(missing)} feature files ({', '.join(map(repr, missing[:5]))}); "
                         f"ids are the audio file names without suffix unless an 'id' column gives them")
-    return {name: [getattr(by_id[uid], name) for uid in ids] for name in TEXT_COLUMNS}
+    return {name: [getattr(by_id[uid], name, "") for uid in ids] for name in TEXT_COLUMNS}
+
+
+def settle_text(columns: dict, split: str | None, where, log=None) -> dict:
+    """The rules `sers extract` applies to its corpora (sers.fields), on imported columns: ``split``
+    (``--split``) where a row has none, another one refused; languages as ISO codes, what was
+    written kept as ``language_original`` (an export's own ``language_original`` is kept)."""
+    n = len(columns["id"])
+    columns = dict(columns)
+    columns["split"] = assign_split(columns.get("split", [""] * n), split, columns["id"], where)
+    if "language" in columns:
+        written = [original or language for language, original in
+                   zip(columns["language"], columns.get("language_original", [""] * n))]
+        columns["language"], columns["language_original"], unknown = normalise_languages(written)
+        if log is not None and unknown:
+            log(unknown_languages_note(unknown, where))
+    return columns
 
 
 def _refuse_existing(out_path, overwrite: bool) -> None:

@@ -92,6 +92,8 @@ def _complete_columns(utterances: dict) -> dict:
             columns[name] = np.asarray(values, dtype=dtype)
         if len(columns[name]) != n:
             raise SersError(f"utterance column {name!r} has {len(columns[name])} rows, 'id' has {n}")
+    for name, source in schema.FILLED_FROM.items():  # "" there means "as in the source column"
+        columns[name] = np.where(columns[name] == "", columns[source], columns[name]).astype(object)
     columns["done"][:] = False
     columns["failed"][:] = False
     return columns

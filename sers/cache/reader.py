@@ -79,6 +79,9 @@ class CacheReader:
         columns = {}
         for name, dtype in schema.UTTERANCE_COLUMNS.items():
             key = f"utterances/{name}"
+            if name in schema.FILLED_FROM and not self._backend.has(key):  # a cache of older sers
+                columns[name] = columns[schema.FILLED_FROM[name]].copy()
+                continue
             try:
                 values = integrity.read(self._backend, key, (slice(None),),
                                         integrity.column_chunks(self._backend.array(key)),

@@ -21,7 +21,11 @@ from sers.errors import SersError  # the one leaf module of sers that cache may 
 FORMAT = "sers-cache"
 FORMAT_VERSION = 1
 
-STRING_COLUMNS = ("id", "path", "label", "split", "speaker", "language")
+STRING_COLUMNS = ("id", "path", "label", "split", "speaker", "language", "language_original")
+# Columns added after format version 1 shipped, each with the column a cache without it reads in its place
+# (and a writer copies into its empty rows): caches of older sers stay readable, no version bump.
+# language_original: the language as the input wrote it ("English"), language its ISO code (sers.fields).
+FILLED_FROM = {"language_original": "language"}
 UTTERANCE_COLUMNS: dict[str, np.dtype] = {
     **{name: np.dtype(object) for name in STRING_COLUMNS},
     "start": np.dtype("float64"),       # seconds into the file; NaN = from the beginning

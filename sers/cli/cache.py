@@ -92,13 +92,17 @@ def cache_merge(shards, out, overwrite, quiet):
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False),
               help="Folder import: a manifest giving label, split, speaker, language by id (the feature file's "
                    "name); an 'id' column is enough, no 'path' needed.")
+@click.option("--split", "split", metavar="NAME",
+              help="The split of every utterance the .npz's split array or the --manifest gives none (every "
+                   "utterance of a folder without --manifest). Not a filter: an utterance in another split is refused.")
 @click.option("--pool", default="mean", show_default=True,
               help="Folder import of (layers, frames, dim) hidden states: mean or mean,std.")
 @click.option("--sample-rate", type=int, default=16000, show_default=True)
 @click.option("--frame-rate", type=float, default=50.0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--quiet", is_flag=True, help="Print nothing.")
-def cache_import(source, out, old_out, model_id, layout, manifest, pool, sample_rate, frame_rate, overwrite, quiet):
+def cache_import(source, out, old_out, model_id, layout, manifest, split, pool, sample_rate, frame_rate, overwrite,
+                 quiet):
     """Make a cache from features computed elsewhere (s3prl, EmoBox, your script).
 
     SOURCE is an .npz holding `pooled` (or `pooled_mean` [+ `pooled_std`]) of shape
@@ -114,13 +118,16 @@ def cache_import(source, out, old_out, model_id, layout, manifest, pool, sample_
     import sers.cache
 
     out = output(out, old_out)
-    attrs = dict(overwrite=overwrite, model_id=model_id, sample_rate=sample_rate, frame_rate=frame_rate)
+    # languages become ISO codes as in `sers extract`; the note on unknown ones is printed unless --quiet
+    attrs = dict(overwrite=overwrite, model_id=model_id, sample_rate=sample_rate, frame_rate=frame_rate,
+                 split=split, log=None if quiet else click.echo)
     if Path(source).is_dir():
         from sers.inputs.manifest import read_manifest
 
         # rows are matched by id: the audio the features came from need not be named, nor exist here
         rows = read_manifest(manifest, require_path=False) if manifest else None
-        result = sers.cache.import_folder(source, out, manifest_rows=rows, pool_stats=pool.split(","), **attrs)
+        result = sers.cache.import_folder(source, out, manifest_rows=rows, manifest_name=manifest,
+                                          pool_stats=pool.split(","), **attrs)
     else:
         result = sers.cache.import_npz(source, out, layout=layout, **attrs)
     if not quiet:

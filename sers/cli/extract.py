@@ -23,14 +23,18 @@ def _batch_seconds(text: str):
 @click.option("--model", required=True, help="Hugging Face hub id or local folder (transformers or CTranslate2 Whisper).")
 @click.option("--manifest", "manifest", required=True, type=click.Path(exists=True),
               help="CSV/TSV/JSONL manifest, or a corpus root with --format msp-podcast/biic-podcast, a lhotse "
-                   "CutSet file (--format lhotse), a datasets save_to_disk folder (--format hf-datasets).")
+                   "CutSet file or a folder of cuts_<split>.jsonl.gz (--format lhotse), a datasets save_to_disk folder (--format hf-datasets).")
 @click.option("-o", "--out", required=True, type=click.Path(), help="Cache to write: *.zarr (default choice) or *.h5.")
 @click.option("--format", "corpus_format",
               type=Choices(CORPUS_READERS), default="manifest", show_default=True, cls=ListedHelp,
               listed={"{formats}": corpus_formats}, help="How to read --manifest; {formats}.")
 @click.option("--audio-root", type=click.Path(exists=True, file_okay=False),
               help="Folder that relative manifest paths resolve against (default: the manifest's folder).")
-@click.option("--language", help="Language to record where the manifest has none (e.g. en, zh).")
+@click.option("--language", help="Language to record where the manifest has none (e.g. en, zh; names such as "
+                                 "English become ISO codes, as the manifest's own languages do).")
+@click.option("--split", "split", metavar="NAME",
+              help="The split of every utterance the manifest gives none, e.g. train for lhotse's "
+                   "cuts_train.jsonl.gz. Not a filter: an utterance the manifest puts in another split is refused.")
 @click.option("--revision", help="Model revision (branch, tag or commit) to pin.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--dtype", type=Choices(DTYPES), default="float32",
@@ -65,7 +69,7 @@ def _batch_seconds(text: str):
                    "before compression); a disk that does fill up stops the run with every finished utterance kept.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @alignment_options(required=False)
-def extract(model, manifest, out, corpus_format, audio_root, language, revision, device, dtype, whisper_input,
+def extract(model, manifest, out, corpus_format, audio_root, language, split, revision, device, dtype, whisper_input,
             batch_seconds, frame_layers, frame_stride, pool, shard, workers, max_seconds, strict, overwrite,
             no_space_check, quiet, alignments, alignment_format, phone_tier, vowel_map):
     """Run a pretrained speech model once and cache every layer's features.
@@ -89,7 +93,7 @@ def extract(model, manifest, out, corpus_format, audio_root, language, revision,
     from sers.pipeline.extract import extract as run_extract
 
     utterances = read_corpus(manifest, format=corpus_format, audio_root=audio_root, language=language,
-                             log=log)
+                             split=split, log=log)
     layers = frame_layers if frame_layers in ("all", "none") else parse_layers(frame_layers)
     summary = run_extract(utterances, model, out, revision=revision, device=device, dtype=dtype,
                           batch_seconds=batch_seconds, frame_layers=layers, frame_stride=frame_stride,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from sers.errors import SersError
+from sers.fields import assign_split, normalise_languages, unknown_languages_note
 from sers.jsonfile import read_json
 from sers.inputs.manifest import Utterance, read_manifest
 
@@ -178,23 +179,49 @@ READERS = {reader.name: reader for reader in (
 
 
 def read_corpus(source, format: str = "manifest", *, audio_root=None, language: str | None = None,
-                label_map=None, splits=None, log=None) -> list[Utterance]:
+                label_map=None, splits=None, split: str | None = None, log=None) -> list[Utterance]:
     """Read a manifest file or a corpus root, by ``format``, a name in :data:`READERS`: manifest,
-    msp-podcast, biic-podcast, lhotse (a CutSet file), hf-datasets (a ``save_to_disk`` folder).
+    msp-podcast, biic-podcast, lhotse (a CutSet file or a folder of per-split ones), hf-datasets
+    (a ``save_to_disk`` folder).
 
     biic-podcast is the MSP-Podcast reader with Chinese ("zh") as the default language.
-    ``label_map`` (podcast layouts; default N/H/A/S) and ``splits`` select utterances;
-    the line about dropped classes goes to ``log`` (e.g. ``click.echo``) when given.
+    ``label_map`` (podcast layouts; default N/H/A/S) and ``splits`` (a filter: the splits to keep)
+    select utterances; ``split`` (``--split``) is not a filter but the split of every utterance the
+    input gives none, and an utterance with another split is refused. Languages become ISO codes
+    with what the input wrote kept in ``language_original`` (:mod:`sers.fields`, for every format).
+    The lines about dropped classes and unknown languages go to ``log`` (e.g. ``click.echo``).
     """
     if format not in READERS:
         raise SersError(f"unknown corpus format {format!r}; choose one of: {', '.join(READERS)}")
+    if split is not None and splits is not None:  # every utterance ends up in `split`, or is refused
+        if split not in set(splits):
+            raise SersError(f"--split {split} puts every utterance in split {split}, which the split filter "
+                            f"({', '.join(map(str, splits))}) leaves out")
+        splits = None
     utterances, summary = READERS[format].read(source, audio_root=audio_root, language=language,
                                                label_map=label_map, splits=splits)
+    utterances = settle_fields(utterances, split, source, log)
     if log is not None and summary.dropped:
         log(summary.dropped_line())
     if not utterances:
         raise SersError(f"{source}: no utterances left to extract (after the label map and split filter)")
     return utterances
+
+
+def settle_fields(utterances: list[Utterance], split: str | None, source, log=None) -> list[Utterance]:
+    """The rules of :mod:`sers.fields` on what a reader gave: ``split`` where none is given (another
+    one refused), languages as ISO codes (the one note naming unknown ones goes to ``log``)."""
+    ids = [u.id for u in utterances]
+    splits = assign_split([u.split for u in utterances], split, ids, source)
+    codes, originals, unknown = normalise_languages([u.language_original or u.language for u in utterances])
+    if log is not None and unknown:
+        log(unknown_languages_note(unknown, source))
+    settled = []
+    for utterance, split_name, code, original in zip(utterances, splits, codes, originals):
+        fields = dict(split=split_name, language=code, language_original="" if original == code else original)
+        same = all(getattr(utterance, name) == value for name, value in fields.items())
+        settled.append(utterance if same else replace(utterance, **fields))  # most rows change nothing
+    return settled
 
 
 def _split_name(value: str) -> str:

@@ -46,6 +46,7 @@ class Utterance:
     language: str = ""
     start: float | None = None  # seconds; None = from the beginning
     end: float | None = None    # seconds; None = to the end of the file
+    language_original: str = ""  # the language as the input wrote it, where that is not ``language``
 
 
 def read_manifest(path, audio_root=None, language: str | None = None, *,
@@ -86,7 +87,9 @@ def manifest_digest(utterances) -> str:
     Row order does not matter; any change to an id, path, segment, label, split, speaker
     or language does.
     """
-    rows = sorted(json.dumps([u.id, u.path, u.start, u.end, u.label, u.split, u.speaker, u.language],
+    # the language as written: caches made before languages were normalised (sers.fields) still resume
+    rows = sorted(json.dumps([u.id, u.path, u.start, u.end, u.label, u.split, u.speaker,
+                              u.language_original or u.language],
                              ensure_ascii=False) for u in utterances)
     # surrogateescape: a file name that is not valid UTF-8 still has a digest (extraction records it as an error)
     return hashlib.sha256("\n".join(rows).encode("utf-8", "surrogateescape")).hexdigest()

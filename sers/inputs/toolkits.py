@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import math
 import os
+import re
+from dataclasses import replace
+from pathlib import Path
 
 from sers.errors import SersError
+from sers.fields import assign_split
 from sers.inputs.manifest import Utterance
 
 TEXT_FIELDS = ("label", "split", "speaker", "language")
@@ -35,10 +39,37 @@ def unique(utterances: list[Utterance], source) -> list[Utterance]:
 
 # -- lhotse ---------------------------------------------------------------------------------------
 
+# lhotse keeps one CutSet per split: cuts_train.jsonl.gz, or as its recipes name them
+# iemocap_cuts_train.jsonl.gz; a plain cuts.jsonl.gz has no split in its name.
+CUTS_FILE = re.compile(r"^(?:.+_)?cuts(?:_(?P<split>[^.]+))?\.jsonl(?:\.gz)?$")
+
+
 def read_lhotse(path, language: str | None = None) -> list[Utterance]:
-    """A CutSet file (``cuts.jsonl.gz``): one utterance per cut, its [start, start + duration) of
-    the recording's file; label from the first supervision's ``emotion`` (or ``label``) custom
-    field, split from the cut's or supervision's ``split`` custom field."""
+    """A CutSet file (``cuts.jsonl.gz``), or a folder of them (``cuts_{split}.jsonl.gz`` or
+    ``{corpus}_cuts_{split}.jsonl.gz``, ``.jsonl`` too) read as one corpus, each file's split
+    from its name. One utterance per cut, its [start, start + duration) of the recording's file;
+    label from the first supervision's ``emotion`` (or ``label``) custom field, split from the
+    file name or else the cut's or supervision's ``split`` custom field (``--split`` fills the
+    rest), language as the supervision gives it (sers.fields makes it an ISO code)."""
+    path = Path(path)
+    if not path.is_dir():
+        return unique(_read_cutset(path, language), path)
+    files = sorted(p for p in path.iterdir() if CUTS_FILE.match(p.name))
+    if not files:
+        raise SersError(f"{path}: no lhotse CutSet files (cuts_<split>.jsonl.gz or <corpus>_cuts_<split>.jsonl.gz); "
+                        "from recordings and supervisions manifests make them with `lhotse cut simple`")
+    utterances, file_of_id = [], {}
+    for file in files:
+        for utterance in _read_cutset(file, language, CUTS_FILE.match(file.name)["split"]):
+            if utterance.id in file_of_id:
+                raise SersError(f"{path}: cut id {utterance.id!r} is in both {file_of_id[utterance.id]} and "
+                                f"{file.name}; one corpus needs unique ids")
+            file_of_id[utterance.id] = file.name
+            utterances.append(utterance)
+    return unique(utterances, path)
+
+
+def _read_cutset(path: Path, language: str | None, file_split: str | None = None) -> list[Utterance]:
     lhotse = need("lhotse", "lhotse")
     try:
         cuts = lhotse.CutSet.from_file(path)
@@ -60,4 +91,7 @@ def read_lhotse(path, language: str | None = None) -> list[Utterance]:
             speaker=str(getattr(supervision, "speaker", "") or ""),
             language=str(getattr(supervision, "language", "") or language or ""),
             start=None if whole else float(cut.start), end=None if whole else float(cut.start + cut.duration)))
-    return unique(utterances, path)
+    # the file's name says the split: a cut that says another one is refused, as --split refuses it
+    splits = assign_split([u.split for u in utterances], file_split, [u.id for u in utterances], path,
+                          f"the file name says split {file_split!r}")
+    return [replace(u, split=s) for u, s in zip(utterances, splits)]

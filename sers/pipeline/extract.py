@@ -357,6 +357,7 @@ def _columns(planned: list[_Planned], stored_frames: list[int], sample_rate: int
     return {
         "id": column("id"), "path": [str(p) for p in column("path")], "label": column("label"),
         "split": column("split"), "speaker": column("speaker"), "language": column("language"),
+        "language_original": column("language_original"),  # "": as language (the cache fills it in)
         "start": [np.nan if v is None else v for v in column("start")],
         "end": [np.nan if v is None else v for v in column("end")],
         "duration": [p.n_samples / sample_rate for p in planned],
