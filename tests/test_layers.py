@@ -13,8 +13,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sers"
 
-# Shared by every layer: the error type, atomic writes, JSON reading, helper processes, lazy imports.
-FOUNDATION = {"errors", "atomic", "jsonfile", "workers", "lazy", "__version__"}
+# Shared by every layer: the error type, atomic writes, JSON reading, helper processes, lazy imports,
+# the split and language rules every way into a cache applies (corpus readers and cache import).
+FOUNDATION = {"errors", "atomic", "jsonfile", "workers", "lazy", "fields", "__version__"}
 ALLOWED = {
     "foundation": set(),
     "cache": set(),                      # the format knows no stage, model or input
