@@ -16,6 +16,7 @@ EXPECTED = {
     ("extract", "alignment_format"): "sers.inputs.alignments:FORMATS",
     ("segments", "alignment_format"): "sers.inputs.alignments:FORMATS",
     ("cache import", "layout"): "sers.cache.interop:LAYOUTS",
+    ("cache export", "export_format"): "sers.cache.interop:EXPORT_FORMATS",
     ("synth", "engine"): "sers.synth:ENGINES",
     ("similarity", "level"): "sers.pipeline.similarity:LEVELS",
     ("anchor", "level"): "sers.pipeline.similarity:LEVELS",

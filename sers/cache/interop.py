@@ -22,6 +22,8 @@ from sers.errors import SersError
 from sers.fields import assign_split, normalise_languages, unknown_languages_note
 
 TEXT_COLUMNS = ("label", "split", "speaker", "language", "language_original")
+# `sers cache export --format`; without it, OUT's suffix tells npz or parquet
+EXPORT_FORMATS = ("npz", "parquet", "hf-datasets")
 LAYOUTS = ("nld", "lnd")  # (utterances, layers, dim) as EmoBox/s3prl stack them; (layers, utterances, dim) as stored
 FEATURE_SUFFIXES = (".npy", ".pt")
 
@@ -299,21 +301,27 @@ def _refuse_existing(out_path, overwrite: bool) -> None:
 
 # -- out ----------------------------------------------------------------------------------------
 
-def export(cache, out_path, *, split=None, layers=None, overwrite: bool = False) -> ExportResult:
+def export(cache, out_path, *, split=None, layers=None, overwrite: bool = False, format=None) -> ExportResult:
     """The good rows of a cache as ``out.npz`` (``pooled_<stat>`` (L, N, D), the utterance
     columns, ``layers`` and ``layout``: what :func:`import_npz` reads) or ``out.parquet`` (one row per utterance, one
-    list column ``<stat>_layer_<l>`` per layer). An existing file is kept unless ``overwrite``; the
-    file appears only once written whole."""
+    list column ``<stat>_layer_<l>`` per layer), or with ``format="hf-datasets"`` a folder that
+    ``datasets.load_from_disk`` opens (the Parquet file's columns, as one Dataset). ``format`` (one of
+    EXPORT_FORMATS) is told by the suffix when None. An existing output is kept unless ``overwrite``;
+    it appears only once written whole."""
     out_path = Path(out_path)
-    if out_path.suffix not in (".npz", ".parquet"):
-        raise SersError(f"{out_path}: export to a .npz or .parquet file")
+    if format is not None and format not in EXPORT_FORMATS:
+        raise SersError(f"unknown export format {format!r}; choose one of: {', '.join(EXPORT_FORMATS)}")
+    format = format or {".npz": "npz", ".parquet": "parquet"}.get(out_path.suffix)
+    if format is None:
+        raise SersError(f"{out_path}: export to a .npz or .parquet file, or a datasets folder with --format "
+                        "hf-datasets")
     _refuse_existing(out_path, overwrite)
     rows = cache.rows(split)
     layers = list(range(cache.num_layers)) if layers is None else [int(layer) for layer in layers]
     columns = {name: cache.utterances[name][rows] for name in ("id",) + TEXT_COLUMNS + ("duration",)}
     columns = {name: values.astype(str) if values.dtype == object else values for name, values in columns.items()}
     pooled = {stat: cache.pooled_layers(layers, rows=rows, stat=stat) for stat in cache.pool_stats}
-    if out_path.suffix == ".npz":
+    if format == "npz":
         with atomic_path(out_path) as partial, open(partial, "wb") as handle:  # a file object: no suffix added
             np.savez(handle, **columns, **{f"pooled_{stat}": values for stat, values in pooled.items()},
                      layers=np.asarray(layers), layout=np.asarray("lnd"))
@@ -329,6 +337,26 @@ def export(cache, out_path, *, split=None, layers=None, overwrite: bool = False)
         for i, layer in enumerate(layers):
             table[f"{stat}_layer_{layer}"] = pa.FixedSizeListArray.from_arrays(
                 pa.array(values[i].ravel()), cache.hidden_size)
+    if format == "hf-datasets":
+        _save_dataset(pa.table(table), out_path)
+        return ExportResult(out_path, len(rows))
     with atomic_path(out_path) as partial:
         pq.write_table(pa.table(table), partial, compression="zstd")
     return ExportResult(out_path, len(rows))
+
+
+def _save_dataset(table, out_path: Path) -> None:
+    """``table`` as a ``save_to_disk`` folder: fixed-size float32 lists become List(float32, length=D)."""
+    try:
+        import datasets
+    except ImportError:
+        raise SersError("--format hf-datasets needs the datasets package: pip install 'sers-lam[hf-datasets]'") \
+            from None
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # the export's one line is the CLI's (and none with --quiet)
+    try:
+        with atomic_path(out_path) as partial:
+            datasets.Dataset(table).save_to_disk(str(partial))
+    finally:
+        if shown:
+            datasets.enable_progress_bars()

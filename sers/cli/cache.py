@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from sers.cli import alignment_options, main, output, output_options, parse_layers
-from sers.cli.choices import IMPORT_LAYOUTS, Choices
+from sers.cli.choices import EXPORT_FORMATS, IMPORT_LAYOUTS, Choices
 
 
 @main.command()
@@ -136,27 +136,33 @@ def cache_import(source, out, old_out, model_id, layout, manifest, split, pool, 
 
 @cache_group.command("export")
 @click.argument("cache", type=click.Path(exists=True))
-@output_options(dir_okay=False, help="The file to write: *.npz or *.parquet.")
+@output_options(help="The file to write: *.npz or *.parquet; a folder with --format hf-datasets.")
+@click.option("--format", "export_format", type=Choices(EXPORT_FORMATS),
+              help="What to write (default: told by OUT's suffix); hf-datasets: a folder that "
+                   "datasets.load_from_disk opens.")
 @click.option("--split", help="Only this split (default: every good utterance).")
 @click.option("--layers", help="Only these layers, e.g. 0,12,24 or 3-5 (default: all).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 @click.option("--quiet", is_flag=True, help="Print nothing.")
-def cache_export(cache, out, old_out, split, layers, overwrite, quiet):
-    """Write a cache's pooled features and utterance columns to .npz or Parquet.
+def cache_export(cache, out, old_out, export_format, split, layers, overwrite, quiet):
+    """Write a cache's pooled features and utterance columns to .npz, Parquet or a datasets folder.
 
     OUT.npz holds `pooled_<stat>` (layers, utterances, dim), `layers` and the columns, as
     `sers cache import` reads it; OUT.parquet one row per utterance with a list column
-    `<stat>_layer_<l>` per layer (needs pyarrow).
+    `<stat>_layer_<l>` per layer (needs pyarrow); --format hf-datasets the same columns as a
+    Hugging Face dataset folder (`datasets.load_from_disk(OUT)`; needs datasets).
 
     \b
     Example:
       sers cache export en.zarr -o en.parquet --split train --layers 0,6,12
+      sers cache export en.zarr -o en_features --format hf-datasets --layers 12
     """
     import sers.cache
 
     out = output(out, old_out)
     with sers.cache.open(cache) as reader:
         reader.require_complete()
-        result = sers.cache.export(reader, out, split=split, layers=parse_layers(layers), overwrite=overwrite)
+        result = sers.cache.export(reader, out, split=split, layers=parse_layers(layers), overwrite=overwrite,
+                                   format=export_format)
     if not quiet:
         click.echo(result.summary())

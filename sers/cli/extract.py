@@ -23,7 +23,8 @@ def _batch_seconds(text: str):
 @click.option("--model", required=True, help="Hugging Face hub id or local folder (transformers or CTranslate2 Whisper).")
 @click.option("--manifest", "manifest", required=True, type=click.Path(exists=True),
               help="CSV/TSV/JSONL manifest, or a corpus root with --format msp-podcast/biic-podcast, a lhotse "
-                   "CutSet file or a folder of cuts_<split>.jsonl.gz (--format lhotse), a datasets save_to_disk folder (--format hf-datasets).")
+                   "CutSet file or a folder of cuts_<split>.jsonl.gz (--format lhotse), a datasets save_to_disk folder "
+                   "or Parquet file/folder (--format hf-datasets).")
 @click.option("-o", "--out", required=True, type=click.Path(), help="Cache to write: *.zarr (default choice) or *.h5.")
 @click.option("--format", "corpus_format",
               type=Choices(CORPUS_READERS), default="manifest", show_default=True, cls=ListedHelp,

@@ -13,6 +13,7 @@ Three promises the extraction stage relies on:
 
 from __future__ import annotations
 
+import io
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +23,7 @@ import soundfile
 import soxr
 
 from sers.errors import SersError
+from sers.inputs.embedded import audio_bytes, is_reference
 
 # Manifests often round segment times (to ms, or to the file length); a segment that ends
 # this little past the end of the file is cut at the end instead of rejected.
@@ -51,7 +53,7 @@ def _check_wav_length(path, frames: int, rate: int) -> None:
     is refused naming both durations: libsndfile reads what is there without a word, so the
     utterance's label would be trained on the part of the recording that happens to be left."""
     try:
-        with open(path, "rb") as handle:
+        with io.BytesIO(audio_bytes(path)) if is_reference(path) else open(path, "rb") as handle:
             if handle.read(12)[8:12] != b"WAVE":
                 return
             block_align = None
@@ -126,14 +128,20 @@ def num_samples_after_resampling(num_samples: int, rate_in, rate_out) -> int:
 
 def _open(path, opener):
     """Call soundfile's ``opener`` on ``path``, turning its failures into one-line SersErrors."""
+    if is_reference(path):  # a dataset row's embedded bytes (sers.inputs.embedded), read here: in the worker
+        return _decoder(path, opener, io.BytesIO(audio_bytes(path)))
     if not Path(path).exists():
         raise SersError(f"{path}: audio file not found")
     if Path(path).is_dir():
         raise SersError(f"{path}: is a folder, not an audio file")
     if not Path(path).is_file():  # a FIFO or device would block the decoder forever
         raise SersError(f"{path}: not a regular file (a pipe, socket or device), not an audio file")
+    return _decoder(path, opener, str(path))
+
+
+def _decoder(path, opener, source):
     try:
-        return opener(str(path))
+        return opener(source)
     except (soundfile.SoundFileError, RuntimeError) as exc:
         raise SersError(f"{path}: cannot read audio ({_reason(exc)})") from None
 

@@ -174,7 +174,8 @@ READERS = {reader.name: reader for reader in (
     CorpusReader("biic-podcast", _podcast_layout("biic-podcast", "zh"),
                  "a BIIC-Podcast corpus root, the MSP-Podcast layout in language zh"),
     CorpusReader("lhotse", _listing(_toolkit("sers.inputs.toolkits", "read_lhotse")), "a lhotse CutSet file"),
-    CorpusReader("hf-datasets", _listing(_toolkit("sers.inputs.hf_datasets", "read_hf_dataset")), "a datasets save_to_disk folder"),
+    CorpusReader("hf-datasets", _listing(_toolkit("sers.inputs.hf_datasets", "read_hf_dataset")),
+                 "a datasets save_to_disk folder, or a Parquet file or folder of them"),
 )}
 
 
@@ -182,7 +183,7 @@ def read_corpus(source, format: str = "manifest", *, audio_root=None, language: 
                 label_map=None, splits=None, split: str | None = None, log=None) -> list[Utterance]:
     """Read a manifest file or a corpus root, by ``format``, a name in :data:`READERS`: manifest,
     msp-podcast, biic-podcast, lhotse (a CutSet file or a folder of per-split ones), hf-datasets
-    (a ``save_to_disk`` folder).
+    (a ``save_to_disk`` folder, a Parquet file or a folder of them).
 
     biic-podcast is the MSP-Podcast reader with Chinese ("zh") as the default language.
     ``label_map`` (podcast layouts; default N/H/A/S) and ``splits`` (a filter: the splits to keep)
