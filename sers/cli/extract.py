@@ -5,6 +5,7 @@ import click
 
 from sers.cli import alignment_options, echo_result, log, main, parse_layers
 from sers.cli.choices import CORPUS_READERS, DTYPES, WHISPER_INPUTS, Choices, ListedHelp, corpus_formats
+from sers.cli.config import config_option
 
 
 def _batch_seconds(text: str):
@@ -20,6 +21,7 @@ def _batch_seconds(text: str):
 
 
 @main.command()
+@config_option("extract", example='dtype = "bfloat16"')
 @click.option("--model", required=True, help="Hugging Face hub id or local folder (transformers or CTranslate2 Whisper).")
 @click.option("--manifest", "manifest", required=True, type=click.Path(exists=True),
               help="CSV/TSV/JSONL manifest, or a corpus root with --format msp-podcast/biic-podcast, a lhotse "
