@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sers.cache import readable
 from sers.cache.schema import dimension_names
 from sers.errors import SersError
 
@@ -99,6 +100,15 @@ class Backend(abc.ABC):
     def close(self) -> None:
         """Release the store (closing twice is allowed)."""
 
+    def seal(self) -> list[str]:
+        """Write what plain readers need to open the complete store without sers (zarr: consolidated
+        metadata; HDF5: dimension scales; :mod:`sers.cache.readable`); returns what it wrote, in words."""
+        return []
+
+    def sealed(self) -> bool:
+        """Whether what :meth:`seal` writes is there and up to date."""
+        return True
+
     @staticmethod
     def remove(path) -> None:
         """Delete the store at ``path`` (a folder or a file), if there is one."""
@@ -119,7 +129,11 @@ class ZarrBackend(Backend):
         self.path = Path(path)
         self._writable = mode != "r"
         self._listing: dict[str, set[str]] = {}
-        self._root = zarr.open_group(str(path), mode={"r": "r", "a": "r+", "w": "w"}[mode])
+        # sers reads each array's own metadata: the consolidated copy is for other readers, and stale
+        # if anything changed the store after it was written.
+        self._root = zarr.open_group(str(path), mode={"r": "r", "a": "r+", "w": "w"}[mode], use_consolidated=False)
+        if mode == "a":  # about to change: no reader may see the old copy (sealing writes it again)
+            readable.drop_consolidated(self._root)
 
     def create(self, name, shape, dtype, chunks):
         from zarr.codecs import ZstdCodec
@@ -196,6 +210,15 @@ class ZarrBackend(Backend):
 
     def close(self) -> None:
         pass
+
+    def seal(self) -> list[str]:
+        named = readable.name_zarr_dimensions(self._root, self.path, self.arrays())  # caches of older sers lack them
+        readable.consolidate(self._root.store)
+        return ["axis names"] * bool(named) + ["consolidated metadata"]
+
+    def sealed(self) -> bool:
+        return readable.zarr_dimensions_stored(self._root, self.arrays()) and \
+            readable.consolidated_is_current(self._root.store)
 
 
 class HDF5Backend(Backend):
@@ -286,6 +309,13 @@ class HDF5Backend(Backend):
     def close(self) -> None:
         if self._file.id.valid:
             self._file.close()
+
+    def seal(self) -> list[str]:
+        readable.name_hdf5_dimensions(self._file, self.arrays())
+        return ["dimension scales"]
+
+    def sealed(self) -> bool:
+        return readable.hdf5_dimensions_named(self._file, self.arrays())
 
 
 _WRITE_EVERY_CHUNK = {"write_empty_chunks": True}

@@ -202,18 +202,24 @@ def convert(journal: Path, path: Path) -> None:
                         f"({_size(free)} free, about {_size(need)} needed); {keep}")
     partial = partial_path(path)
     remove_store(partial)
-    root = str(Path(__file__).resolve().parents[2])  # where the sers package is, for the helper's import
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     try:
-        done = subprocess.run([sys.executable, "-c", HELPER, str(journal), str(partial)], env=env,
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SersError(f"{path}: {_helper_failure(done)} while writing the HDF5 file from its finished "
-                            f"journal; {keep}")
+        failure = copy_in_helper(journal, partial)
+        if failure:
+            raise SersError(f"{path}: {failure} while writing the HDF5 file from its finished journal; {keep}")
         os.replace(partial, path)  # replaces an older file at the path (--overwrite)
     finally:
         remove_store(partial)
     remove_store(journal)
+
+
+def copy_in_helper(source: Path, target: Path) -> str | None:
+    """Copy the store ``source`` into a new HDF5 file ``target`` (with its dimension scales) in a helper
+    process, where a crash of libhdf5 harms nothing but ``target``; what went wrong, in words, or None."""
+    root = str(Path(__file__).resolve().parents[2])  # where the sers package is, for the helper's import
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", HELPER, str(source), str(target)], env=env,
+                          capture_output=True, text=True)
+    return _helper_failure(done) if done.returncode != 0 else None
 
 
 def _free_bytes(folder: Path) -> int:
@@ -255,6 +261,7 @@ def _helper(journal: str, partial: str) -> None:
         source = open_backend(journal, "r")
         target = open_backend(partial, "w")
         copy_store(source, target)
+        target.seal()  # dimension scales: h5netcdf/xarray name the axes as zarr does
         target.close()
         with open(partial, "rb+") as handle:  # on disk before the rename makes it the cache
             os.fsync(handle.fileno())

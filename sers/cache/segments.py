@@ -179,6 +179,8 @@ class SegmentsWriter:
                     remove_store(self._backend.path)  # the file is as it was
                 else:
                     remove(self._backend)
+            if self._backend.path == self.path and self._backend.attrs.get("complete"):
+                self._backend.seal()  # zarr: opening it to write dropped its consolidated metadata
             self._backend.close()
         finally:
             self._lock.release()

@@ -335,7 +335,8 @@ class CacheWriter:
     # -- finishing ----------------------------------------------------------------------
 
     def finish(self, **summary) -> None:
-        """Flush, check that every row is done, and mark the cache complete."""
+        """Flush, check that every row is done, and mark the cache complete (an HDF5 cache is converted;
+        :meth:`close` gives a zarr cache its consolidated metadata, :mod:`sers.cache.readable`)."""
         self.flush()
         missing = self.pending_rows()
         if len(missing):
@@ -353,6 +354,10 @@ class CacheWriter:
 
     def close(self) -> None:
         try:
+            # A complete zarr cache gets its consolidated metadata (again: opening it to write dropped it);
+            # an HDF5 file got its dimension scales when it was converted, and is open read-only now.
+            if self.store == self.path and not self._backend.journaled and self.complete:
+                self._backend.seal()
             self._backend.close()
         finally:
             if self._lock is not None:
