@@ -15,7 +15,7 @@ import numpy as np
 from sers.cache import journal
 from sers.cache.backends import backend_class
 from sers.cache.reader import CacheReader, UtteranceTable
-from sers.cache.results import ExportResult, ImportResult, MergeResult
+from sers.cache.results import ExportResult, ImportResult, MergeResult, UpgradeResult
 from sers.cache.schema import FORMAT, FORMAT_VERSION, model_difference
 from sers.cache.segments import COLUMNS as SEGMENT_COLUMNS, SegmentsWriter
 from sers.cache.writer import CacheWriter
@@ -24,10 +24,11 @@ from sers.errors import SersError
 __all__ = ["open", "from_arrays", "import_npz", "import_folder", "export", "CacheReader", "CacheWriter",
            "SegmentsWriter", "SEGMENT_COLUMNS", "UtteranceTable", "FORMAT", "FORMAT_VERSION", "size_on_disk",
            "merge", "remove", "exists", "backend_name", "survives_failed_write", "model_difference",
-           "MergeResult", "ImportResult", "ExportResult"]
+           "MergeResult", "ImportResult", "ExportResult", "upgrade", "UpgradeResult"]
 
 from sers.cache.merge import merge  # noqa: E402  (merge uses the reader and writer above)
 from sers.cache.interop import check_features, export, import_folder, import_npz  # noqa: E402
+from sers.cache.upgrade import upgrade  # noqa: E402
 
 
 def size_on_disk(path) -> int:
@@ -76,11 +77,13 @@ def from_arrays(path, pooled, utterances: dict, frames: dict | None = None, *,
     """Write a complete cache from features computed anywhere.
 
     ``pooled``: (L, N, D) array (the mean) or ``{"mean": ..., "std": ...}``.
-    ``utterances``: columns with N rows; ``id`` required, then label, split, speaker,
-    language, duration. ``frames``: ``{layer: [array (T_i, D) per utterance]}``.
+    ``utterances``: columns with N rows (a dict, or a pandas DataFrame such as
+    ``cache.utterances.to_pandas()``, with ``id`` as its index or a column); ``id`` required, then
+    label, split, speaker, language, duration. ``frames``: ``{layer: [array (T_i, D) per utterance]}``.
     ``attrs``: model_id, sample_rate, frame_rate, ... stored as root attributes.
     """
     pooled = {"mean": pooled} if not isinstance(pooled, dict) else dict(pooled)
+    utterances = _columns(utterances)
     ids = list(utterances.get("id", []))
     pooled = {stat: check_features(values, f"pooled {stat}", ids, path) for stat, values in pooled.items()}
     num_layers, n_rows, hidden_size = next(iter(pooled.values())).shape
@@ -109,3 +112,13 @@ def from_arrays(path, pooled, utterances: dict, frames: dict | None = None, *,
                        {layer: np.asarray(per_utt[row]) for layer, per_utt in frames.items()})
         writer.finish()
     return Path(path)
+
+
+def _columns(utterances) -> dict:
+    """The columns of a dict or of a pandas DataFrame: to_pandas() gives the ids as the index, and
+    after reset_index() as a column."""
+    if not (hasattr(utterances, "columns") and hasattr(utterances, "reset_index")):
+        return dict(utterances)
+    if "id" not in utterances.columns and utterances.index.name == "id":
+        utterances = utterances.reset_index()
+    return {str(name): utterances[name].to_numpy(copy=True) for name in utterances.columns}  # copies: laid out in place

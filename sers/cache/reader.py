@@ -41,10 +41,11 @@ class UtteranceTable:
         return keep
 
     def to_pandas(self):
-        """A pandas DataFrame, one row per utterance, indexed by id."""
+        """A pandas DataFrame, one row per utterance, indexed by id (the index is the only ``id``, so that
+        ``reset_index()`` works; :func:`sers.cache.from_arrays` takes the table back either way)."""
         import pandas as pd
 
-        return pd.DataFrame({name: values for name, values in self.columns.items()}).set_index("id", drop=False)
+        return pd.DataFrame({name: values for name, values in self.columns.items()}).set_index("id")
 
     def select(self, rows) -> "UtteranceTable":
         return UtteranceTable({name: values[rows] for name, values in self.columns.items()})

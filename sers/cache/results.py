@@ -1,4 +1,4 @@
-"""What `sers cache merge`, `import` and `export` did: one object each, whose ``summary()``
+"""What `sers cache merge`, `import`, `export` and `upgrade` did: one object each, whose ``summary()``
 is the line the CLI prints. Each also stands for the path it wrote (``os.fspath(result)``),
 so code that passed the returned path on keeps working."""
 from __future__ import annotations
@@ -43,3 +43,11 @@ class ExportResult(_Written):
 
     def summary(self) -> str:
         return f"exported {self.n_utterances} utterances -> {self.path}"
+
+
+@dataclass(frozen=True)
+class UpgradeResult(_Written):
+    added: str | None  # what was written, in words; None when the cache already had everything
+
+    def summary(self) -> str:
+        return f"{self.path}: {self.added}" if self.added else f"{self.path}: up to date, nothing to do"

@@ -1,4 +1,4 @@
-"""Commands on caches: `sers inspect`, `sers segments`, `sers cache merge | import | export`
+"""Commands on caches: `sers inspect`, `sers segments`, `sers cache merge | import | export | upgrade`
 (:mod:`sers.pipeline.inspect`, :mod:`sers.pipeline.segments`, :mod:`sers.cache`)."""
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def segments_command(cache, alignments, alignment_format, phone_tier, vowel_map,
 
 @main.group("cache")
 def cache_group():
-    """Merge shards; import features computed elsewhere; export them."""
+    """Merge shards; import features computed elsewhere; export them; upgrade old caches."""
 
 
 @cache_group.command("merge")
@@ -80,6 +80,26 @@ def cache_merge(shards, out, overwrite, quiet):
     result = sers.cache.merge(out, shards, overwrite=overwrite)
     if not quiet:
         click.echo(result.summary())
+
+
+@cache_group.command("upgrade")
+@click.argument("cache", type=click.Path(exists=True))
+def cache_upgrade(cache):
+    """Add what a finished cache of an older sers lacks for readers without sers.
+
+    zarr: the axis names and consolidated metadata (xr.open_zarr opens it without a
+    warning); HDF5: dimension scales (xarray's h5netcdf engine names the axes as in
+    zarr, not phony_dim_*). A cache that has them is left as it is; one being written,
+    or not finished, is refused. Prints one line saying what it did.
+
+    \b
+    Example:
+      sers cache upgrade en.zarr
+      sers cache upgrade en.h5
+    """
+    import sers.cache
+
+    click.echo(sers.cache.upgrade(cache).summary())
 
 
 @cache_group.command("import")
