@@ -13,7 +13,8 @@ mark. Point tiers (TextTier) are read as intervals of zero length.
 
 `write_textgrid` writes the long format, which Praat, MFA tools and textgrid
 libraries all read; numbers are written with every digit a float needs, so a
-write -> read round trip gives back the same times exactly.
+write -> read round trip gives back the same times exactly (but for praatio's one
+rounding: a time within 1e-14 relative of a whole second is written as that second).
 
 The parsing and the writing are praatio's (`praatio.utilities.textgrid_io`, the
 functions under `openTextgrid` and `Textgrid.save`). sers calls them on text rather
