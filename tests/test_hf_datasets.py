@@ -132,6 +132,11 @@ def test_parquet_file_and_folder_of_splits(tmp_path, wavs, hf_cache, tiny_model)
         (f"rec{i}", f"{tmp_path / 'corpus.parquet'}#row={i}", "NHA"[i], "", f"s{i}") for i in range(3)]
     for utterance, wav in zip(one, wavs):  # the bytes decode as the file does
         np.testing.assert_array_equal(load_audio(utterance.path, 8000), load_audio(wav, 8000))
+    # an Audio() column holding paths (as datasets before 4 wrote them): the files themselves
+    paths = datasets.Dataset.from_dict({"audio": [str(wav) for wav in wavs]}).cast_column("audio", datasets.Audio())
+    pytest.importorskip("pyarrow.parquet").write_table(paths.data.table, tmp_path / "paths.parquet")
+    assert [(u.id, u.path) for u in read_corpus(tmp_path / "paths.parquet", format="hf-datasets")] == [
+        (f"rec{i}", str(wav)) for i, wav in enumerate(wavs)]
     # the Hub's layout: data/{split}-00000-of-00001.parquet, the split told by the file name
     (tmp_path / "hub" / "data").mkdir(parents=True)
     (tmp_path / "hub" / "README.md").write_text("---\nlicense: cc-by-4.0\n---\n")
