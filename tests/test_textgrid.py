@@ -180,6 +180,7 @@ def test_multi_speaker_tier_names_and_missing_tier_message():
     (MFA_TEXTGRID.replace("xmin = 0.36", "xmin = 0.30"), "overlaps or runs backwards"),
     (MFA_TEXTGRID.replace('"IntervalTier" \n        name = "words"', '"Tier" \n        name = "words"'),
      "unknown class 'Tier'"),
+    (MFA_TEXTGRID.replace("xmin = 0.21", "xmin = -0.21", 1), r"bad.TextGrid:20: a negative time"),
 ])
 def test_malformed_textgrids_name_the_file_and_problem(tmp_path, text, message):
     path = tmp_path / "bad.TextGrid"

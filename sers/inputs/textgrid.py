@@ -112,7 +112,9 @@ _HEADER = re.compile(r'\A\s*File type\s*=\s*"ooTextFile(?: short)?"\s*Object cla
 _TIER_HEAD = re.compile(r'^[ \t]*(?:class\s*=\s*"(\w*)"|"(IntervalTier|TextTier)")[ \t]*\n'
                         r'[ \t]*(?:name\s*=\s*)?"(?:[^"\n]|"")*"[ \t]*\n[^\n]*\n[^\n]*\n'
                         r'[ \t]*(?:(?:intervals|points):\s*size\s*=\s*)?(\d+)[ \t]*$', re.M)
-# praatio reads numbers as [\d.]+, but Praat writes very small ones as 6.25e-05.
+# praatio reads numbers as [\d.]+, but Praat writes very small ones as 6.25e-05 (and a minus
+# sign praatio would drop: sers refuses a negative time rather than read it positive).
+_NEGATIVE = re.compile(r'^[ \t]*(?:\w+\s*=\s*)?-(?!0*\.?0*(?:[eE][-+]?\d+)?[ \t]*$)[\d.]', re.M)
 _EXPONENT = re.compile(r'^([ \t]*(?:\w+\s*=\s*)?)([-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+)([ \t]*)$', re.M)
 
 
@@ -141,6 +143,9 @@ def parse_textgrid(text: str, source: str = "<TextGrid>") -> TextGrid:
     for kind, _ in heads:
         if kind not in (constants.INTERVAL_TIER, constants.POINT_TIER):
             raise SersError(f"{source}: a tier has unknown class {kind!r}")
+    if negative := _NEGATIVE.search(text):
+        line = text.count("\n", 0, negative.start()) + 1
+        raise SersError(f"{source}:{line}: a negative time, which sers does not read")
     text = _EXPONENT.sub(lambda m: m[1] + format(Decimal(repr(float(m[2]))), "f") + m[3], text)
     # praatio un-doubles the quotes of every label but the long format's point marks.
     long_format = "item [" in text and "ooTextFile short" not in text
