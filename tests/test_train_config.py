@@ -1,6 +1,7 @@
 """`--config FILE.toml` (sers.cli.config): a TOML table per command gives its defaults, the command line
 overrides them, mistakes are one usage error naming the file and key, and sweep.json records where each
 value came from without letting that change the sweep's digest."""
+import hashlib
 import json
 import re
 import shlex
@@ -66,7 +67,7 @@ def test_the_file_gives_the_defaults_and_sweep_json_records_them(caches, tmp_pat
 
     recorded = _invocation(tmp_path / "runs")
     assert recorded["config_file"]["path"] == str(Path(config).resolve())
-    assert recorded["config_file"]["sha256"] == __import__("hashlib").sha256(Path(config).read_bytes()).hexdigest()
+    assert recorded["config_file"]["sha256"] == hashlib.sha256(Path(config).read_bytes()).hexdigest()
     options = recorded["options"]
     assert set(options) == set(options_of(main.commands["train"]))  # every option, resolved
     assert options["epochs"] == {"value": 2, "source": "config file"}
