@@ -1,5 +1,5 @@
 """Features in and out: `sers cache import` (an .npz, a folder of per-utterance arrays) and
-`sers cache export` (.npz, Parquet).
+`sers cache export` (.npz, Parquet, a Hugging Face datasets folder).
 
 Imported features pass the same checks as extracted ones: numbers, three axes, finite. Every
 problem is one SersError naming the file (and the utterances and layers affected), because a
