@@ -147,6 +147,22 @@ def test_a_stale_copy_written_by_another_tool_is_not_what_sers_reads_and_upgrade
     assert zarr.open_group(str(path), mode="r")["errors/id"].shape == (2,)
 
 
+def test_a_full_disk_while_consolidating_is_a_note_and_upgrade_adds_it_later(tmp_path, monkeypatch, capsys):
+    from sers.cache import readable
+
+    def full(store):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(readable, "consolidate", full)
+    path = _cache(tmp_path / "c.zarr")  # finishes: the cache is complete, only the copy is missing
+    assert "could not write its consolidated metadata (No space left on device)" in capsys.readouterr().err
+    with sers.cache.open(path) as cache:
+        assert cache.complete and len(cache.utterances) == 6
+    monkeypatch.undo()
+    assert sers.cache.upgrade(path).summary().startswith(f"{path}: wrote zarr consolidated metadata;")
+    assert _open_zarr_strictly(path, "pooled").sizes["utterance"] == 6
+
+
 # -- HDF5: dimension scales ------------------------------------------------------------------------
 
 def test_hdf5_opens_in_xarray_with_the_dimension_names_of_zarr(tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,17 @@ from sers.cache.schema import dimension_names
 
 # How netCDF-4 (and h5netcdf) marks a dimension scale that holds no coordinate values.
 _NOT_A_VARIABLE = b"This is a netCDF dimension but not a netCDF variable."
+
+
+def seal_or_note(backend, path) -> None:
+    """``backend.seal()`` for the complete cache at ``path``. Failing to write (a full disk) is a note on
+    stderr, not an error: the cache is complete and sers reads it the same, and the write is atomic (the
+    old zarr.json stays); `sers cache upgrade` adds what is missing later."""
+    try:
+        backend.seal()
+    except OSError as exc:
+        print(f"note: {path}: could not write its consolidated metadata ({exc.strerror or exc}); the cache is "
+              f"complete; `sers cache upgrade {path}` adds it later", file=sys.stderr)
 
 
 # -- zarr: consolidated metadata -------------------------------------------------------------------

@@ -21,7 +21,7 @@ import numpy as np
 
 from pathlib import Path
 
-from sers.cache import journal, schema
+from sers.cache import journal, readable, schema
 from sers.cache.backends import open_backend, remove_store
 from sers.cache.lock import WriterLock
 
@@ -180,7 +180,7 @@ class SegmentsWriter:
                 else:
                     remove(self._backend)
             if self._backend.path == self.path and self._backend.attrs.get("complete"):
-                self._backend.seal()  # zarr: opening it to write dropped its consolidated metadata
+                readable.seal_or_note(self._backend, self.path)  # zarr: opening it to write dropped it
             self._backend.close()
         finally:
             self._lock.release()

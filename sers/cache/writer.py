@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sers.cache import integrity, journal, schema
+from sers.cache import integrity, journal, readable, schema
 from sers.cache import segments as segment_store
 from sers.cache.backends import backend_class, open_backend, remove_store
 from sers.cache.layout import append_errors, lay_out
@@ -357,7 +357,7 @@ class CacheWriter:
             # A complete zarr cache gets its consolidated metadata (again: opening it to write dropped it);
             # an HDF5 file got its dimension scales when it was converted, and is open read-only now.
             if self.store == self.path and not self._backend.journaled and self.complete:
-                self._backend.seal()
+                readable.seal_or_note(self._backend, self.path)
             self._backend.close()
         finally:
             if self._lock is not None:
