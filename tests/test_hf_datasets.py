@@ -196,3 +196,24 @@ def test_export_as_a_datasets_folder_has_a_column_per_layer(tmp_path):
     assert replaced.exit_code == 0 and replaced.output == ""
     assert datasets.load_from_disk(str(out))["id"] == ["u4", "u5"]
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name or ".old-" in p.name] == []
+
+
+def test_a_reference_reads_the_dataset_as_it_is_now_and_says_what_is_wrong(tmp_path, wavs):
+    folder = tmp_path / "ds"
+    _embedded(wavs, [0]).save_to_disk(str(folder))
+    (utterance,) = read_corpus(folder, format="hf-datasets")
+    np.testing.assert_array_equal(load_audio(utterance.path, 16000), load_audio(wavs[0], 16000))
+    # saved again over the same folder in the same process (a notebook): the new rows, not the old memory map
+    datasets.Dataset.from_dict({"audio": [{"bytes": wavs[1].read_bytes(), "path": "rec0.wav"}]}).cast_column(
+        "audio", datasets.Audio()).save_to_disk(str(folder))
+    np.testing.assert_array_equal(load_audio(utterance.path, 16000), load_audio(wavs[1], 16000))
+    with pytest.raises(SersError, match=r"ds#row=5: no such row \(the dataset has 1 rows"):
+        load_audio(f"{folder}#row=5", 16000)
+    with pytest.raises(SersError, match=r"gone#row=0: .*gone is not there"):
+        load_audio(f"{tmp_path / 'gone'}#row=0", 16000)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SersError, match="empty: not a dataset folder written by save_to_disk"):
+        read_corpus(tmp_path / "empty", format="hf-datasets")
+    (tmp_path / "list.txt").write_text("rec0.wav\n")
+    with pytest.raises(SersError, match="list.txt: not a Parquet file or a dataset folder written by save_to_disk"):
+        read_corpus(tmp_path / "list.txt", format="hf-datasets")

@@ -28,8 +28,9 @@ from sers.errors import SersError
 from sers.inputs.manifest import ALIASES
 
 _REFERENCE = re.compile(r"(?P<source>.+)#(?:split=(?P<split>[^&#]*)&)?row=(?P<row>\d+)")
-# audio_info reads a row twice (its header, then the WAV length check): the last row read is kept.
-_LAST: dict[str, bytes] = {}
+# audio_info reads a row twice (its header, then the WAV length check): the last row read is kept,
+# under its reference and the dataset's signature.
+_LAST: dict[tuple, bytes] = {}
 
 
 def reference(source, row: int, split: str | None = None) -> str:
@@ -74,13 +75,15 @@ def load(source):
 def audio_bytes(path) -> bytes:
     """The encoded audio (WAV, FLAC, ...) of the row ``path`` names, or a SersError naming it."""
     text = str(path)
-    if text in _LAST:
-        return _LAST[text]
     match = _REFERENCE.fullmatch(text)
     source, row = match["source"], int(match["row"])
     if not os.path.exists(source):
         raise SersError(f"{text}: {source} is not there (moved or deleted since the utterances were listed?)")
-    rows = _audio_rows(source, None if match["split"] is None else unquote(match["split"]))
+    split = None if match["split"] is None else unquote(match["split"])
+    signature = _signature(source, split)
+    if (text, signature) in _LAST:
+        return _LAST[text, signature]
+    rows = _audio_rows(source, split, signature)
     if row >= len(rows):
         raise SersError(f"{text}: no such row (the dataset has {len(rows)} rows; changed since it was listed?)")
     value = rows[row].column(0)[0].as_py()
@@ -88,14 +91,24 @@ def audio_bytes(path) -> bytes:
     if data is None:
         raise SersError(f"{text}: the row holds no audio bytes")
     _LAST.clear()
-    _LAST[text] = data
+    _LAST[text, signature] = data
     return data
 
 
+def _signature(source: str, split: str | None) -> tuple:
+    """What changes when ``source`` is written again (save_to_disk rewrites state.json): a dataset
+    saved anew over the same folder in a long-lived process (a notebook) is opened anew, not read
+    through the memory map of the files it replaced."""
+    files = [source] if os.path.isfile(source) else [
+        os.path.join(source, *parts) for parts in (("state.json",), ("dataset_dict.json",), (split or "", "state.json"))]
+    stats = [(file, os.stat(file)) for file in files if os.path.isfile(file)]
+    return tuple((file, stat.st_mtime_ns, stat.st_size, stat.st_ino) for file, stat in stats)
+
+
 @functools.lru_cache(maxsize=8)
-def _audio_rows(source: str, split: str | None):
+def _audio_rows(source: str, split: str | None, signature: tuple):
     """The audio column of ``source`` (its ``split``) as one-row Arrow tables, memory-mapped: opened
-    once per process, not once per row."""
+    once per process (per ``signature``), not once per row."""
     import datasets
 
     loaded = load(source)
