@@ -105,7 +105,9 @@ def _signature(source: str, split: str | None) -> tuple:
     return tuple((file, stat.st_mtime_ns, stat.st_size, stat.st_ino) for file, stat in stats)
 
 
-@functools.lru_cache(maxsize=8)
+# Rows reach a worker in length order, so every batch may touch every Parquet shard of a corpus (the
+# Hub's layout has hundreds): each stays open, a memory map and no audio in memory, not reopened per row.
+@functools.lru_cache(maxsize=1024)
 def _audio_rows(source: str, split: str | None, signature: tuple):
     """The audio column of ``source`` (its ``split``) as one-row Arrow tables, memory-mapped: opened
     once per process (per ``signature``), not once per row."""
