@@ -50,6 +50,8 @@ def language_code(value: str) -> str | None:
             return tag.language  # a region or script ("en-US", "zh-Hant-TW") is not the language
     except (ValueError, LookupError):  # not a tag: maybe a name
         pass
+    if len(text) < 3:  # "A" is the name of a language of New Guinea (auq): one or two letters were meant as a code
+        return None
     try:
         found = langcodes.find(text)
     except LookupError:
@@ -71,7 +73,7 @@ def _exact_name(text: str) -> bool:
 def normalise_languages(values) -> tuple[list[str], list[str], Counter]:
     """(codes, originals, unknown): each value's ISO code, or the value itself when it is no
     language langcodes knows; the values as written; and how many rows each unknown value has."""
-    originals = ["" if v is None else str(v).strip() for v in values]
+    originals = ["" if v is None else str(v) for v in values]  # as written, spaces too
     codes, unknown = [], Counter()
     for original in originals:
         code = language_code(original)

@@ -23,7 +23,7 @@ def test_language_codes(written, code):
     assert language_code(written) == code
 
 
-@pytest.mark.parametrize("written", ["Klingonish", "Taiwanese Mandarin", "xx", "und"])
+@pytest.mark.parametrize("written", ["Klingonish", "Taiwanese Mandarin", "xx", "und", "A", "0"])
 def test_names_langcodes_would_only_guess_are_unknown(written):
     # langcodes' prefix matching reads "Taiwanese Mandarin" as Taiwanese Hokkien (nan): not taken
     assert language_code(written) is None
@@ -31,8 +31,8 @@ def test_names_langcodes_would_only_guess_are_unknown(written):
 
 def test_unknown_languages_are_kept_and_counted():
     codes, originals, unknown = normalise_languages(["English", "xx", " xx ", "zh"])
-    assert codes == ["en", "xx", "xx", "zh"] and originals == ["English", "xx", "xx", "zh"]
-    assert dict(unknown) == {"xx": 2}
+    assert codes == ["en", "xx", " xx ", "zh"] and originals == ["English", "xx", " xx ", "zh"]
+    assert dict(unknown) == {"xx": 1, " xx ": 1}
 
 
 def test_assign_split_fills_empty_and_refuses_another():
