@@ -129,7 +129,9 @@ def test_every_command_that_writes_takes_o_overwrite_and_quiet():
         if name in NOT_WRITING:
             continue
         options = {opt for param in command.params if isinstance(param, click.Option) for opt in param.opts}
-        wanted = {"--overwrite", "--quiet"} | (set() if name == "segments" else {"-o"})  # segments adds to its input
+        # segments adds to its input; cache upgrade adds metadata to its input and never replaces it
+        in_place = name in ("segments", "cache upgrade")
+        wanted = {"--quiet"} | (set() if name == "cache upgrade" else {"--overwrite"}) | (set() if in_place else {"-o"})
         missing = wanted - options
         assert not missing, f"sers {name} lacks {sorted(missing)}"
 

@@ -84,7 +84,8 @@ def cache_merge(shards, out, overwrite, quiet):
 
 @cache_group.command("upgrade")
 @click.argument("cache", type=click.Path(exists=True))
-def cache_upgrade(cache):
+@click.option("--quiet", is_flag=True, help="Print nothing.")
+def cache_upgrade(cache, quiet):
     """Add what a finished cache of an older sers lacks for readers without sers.
 
     zarr: the axis names and consolidated metadata (xr.open_zarr opens it without a
@@ -99,7 +100,9 @@ def cache_upgrade(cache):
     """
     import sers.cache
 
-    click.echo(sers.cache.upgrade(cache).summary())
+    summary = sers.cache.upgrade(cache).summary()
+    if not quiet:
+        click.echo(summary)
 
 
 @cache_group.command("import")
