@@ -23,3 +23,16 @@ def whisper_base_models_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     whisper_base(root)
     return root
+
+
+@pytest.fixture()
+def wavs(tmp_path):
+    """Three WAV files of noise, 1, 2 and 3 s at 16 kHz: what the toolkit readers' corpora point at."""
+    import numpy as np
+    import soundfile as sf
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"rec{i}.wav")
+        sf.write(paths[-1], np.random.default_rng(i).normal(0, 0.1, 16000 * (i + 1)).astype(np.float32), 16000)
+    return paths

@@ -2,7 +2,6 @@
 audio embedded as bytes), and a cache exported as a folder datasets.load_from_disk opens."""
 import numpy as np
 import pytest
-import soundfile as sf
 from click.testing import CliRunner
 
 import sers.cache
@@ -17,15 +16,6 @@ from sers.pipeline.extract import extract
 from tiny_models import tiny_model  # noqa: F401  (pytest fixture)
 
 datasets = pytest.importorskip("datasets")
-
-
-@pytest.fixture()
-def wavs(tmp_path):
-    paths = []
-    for i in range(3):
-        paths.append(tmp_path / f"rec{i}.wav")
-        sf.write(paths[-1], np.random.default_rng(i).normal(0, 0.1, 16000 * (i + 1)).astype(np.float32), 16000)
-    return paths
 
 
 @pytest.fixture()

@@ -1,7 +1,6 @@
 """A lhotse CutSet read as a manifest."""
 import numpy as np
 import pytest
-import soundfile as sf
 from click.testing import CliRunner
 
 import sers.cache
@@ -11,15 +10,6 @@ from sers.inputs.corpora import read_corpus
 from sers.inputs.manifest import Utterance
 
 from tiny_models import tiny_model  # noqa: F401  (pytest fixture)
-
-
-@pytest.fixture()
-def wavs(tmp_path):
-    paths = []
-    for i in range(3):
-        paths.append(tmp_path / f"rec{i}.wav")
-        sf.write(paths[-1], np.random.default_rng(i).normal(0, 0.1, 16000 * (i + 1)).astype(np.float32), 16000)
-    return paths
 
 
 def test_lhotse_cutset_gives_segments_labels_and_splits(tmp_path, wavs, tiny_model):
