@@ -374,7 +374,10 @@ def test_an_unexpected_error_is_one_line_unless_debugging(tmp_path, monkeypatch)
 
     monkeypatch.setattr(anchor_module, "anchor", lambda *a, **k: {}[0])
     argv = ["anchor", str(tmp_path / "s.json"), "-o", str(tmp_path / "a.json")]
-    monkeypatch.delenv("SERS_DEBUG", raising=False)
+    # "0" rather than delenv: monkeypatch records a variable it deletes only if it was set, and
+    # `--debug` below sets it in os.environ, which would then outlive this test and make every
+    # later test's usage errors click's three lines
+    monkeypatch.setenv("SERS_DEBUG", "0")
     result = CliRunner().invoke(main, argv)
     assert result.exit_code == 1 and (result.exception is None or isinstance(result.exception, SystemExit))
     assert result.stderr.startswith("error: unexpected KeyError") and "SERS_DEBUG=1" in result.stderr
