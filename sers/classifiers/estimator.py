@@ -205,6 +205,42 @@ class LayerAnchoringClassifier(ClassifierMixin, ModelInspection, BaseEstimator):
         ``source_segments``/``target_segments`` (``align="vowel"`` only): ``(features, vowel
         classes)`` of the vowel segments of the source and target training utterances.
         """
+        prepared = self._prepare_fit(X, y, X_target, X_dev, y_dev, dev_domain, source_segments, target_segments,
+                                     speakers=speakers, target_speakers=target_speakers, dev_speakers=dev_speakers)
+        branches, aligned, source, label_index, target, dev, y_dev, segments = prepared
+        # The CPU kernels used here are deterministic already; asking torch for deterministic
+        # algorithms matters on GPUs (and costs a second-long import, so only there).
+        on_gpu = torch.device(self.device).type != "cpu"
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
+            try:
+                if on_gpu:
+                    torch.use_deterministic_algorithms(True, warn_only=True)
+                torch.manual_seed(self.seed)
+                self._build(branches)
+                dev_uar = (None if dev is None else  # dev is standardised already: predicted as it is
+                           lambda: uar(y_dev, self._predict_values(dev, dev_domain), self.classes_))
+                outcome = train_head(self.module_, self, self._method().aligned_by, self._batches(), branches,
+                                     aligned, source, label_index, len(self.classes_),
+                                     target=target if self.uses_target() else None, segments=segments,
+                                     dev_uar=dev_uar)
+            finally:
+                if on_gpu:
+                    torch.use_deterministic_algorithms(deterministic)
+        self._fitted(outcome, None if dev is None else dev_domain)
+        return self
+
+    def _fitted(self, outcome, dev_domain) -> None:
+        """What training leaves on the estimator (the stacked trainer sets the same)."""
+        self.history_, self.best_epoch_, self.best_dev_uar_ = outcome.history, outcome.best_epoch, outcome.best_dev_uar
+        self.selection_ = None if dev_domain is None else f"{dev_domain}-dev"
+
+    def _prepare_fit(self, X, y, X_target, X_dev, y_dev, dev_domain, source_segments, target_segments, *,
+                     speakers=None, target_speakers=None, dev_speakers=None, stats=None):
+        """Every check of ``fit`` and the standardisation statistics (``stats``: reuse these, computed
+        already by an estimator of the same layers and normalisation on the same rows); sets
+        ``classes_``, ``layers_``, ``n_features_in_``, ``stats_``. Returns (branches, aligned, source,
+        label_index, target, dev, y_dev, segments): what training reads."""
         self._validate_params()
         source = self._as_input(X, "X")
         branches, aligned = self._branches(source)
@@ -240,30 +276,10 @@ class LayerAnchoringClassifier(ClassifierMixin, ModelInspection, BaseEstimator):
                                  f"for each of the {data.n_rows(dev)} rows of X_dev (unknown: {unknown[:5]})")
         segments = self._checked_segments(source_segments, target_segments, branches, aligned, source)
 
-        self.stats_ = fit_statistics(self.normalize, source, target, self.layers_, self.features)
+        self.stats_ = (dict(stats) if stats is not None else
+                       fit_statistics(self.normalize, source, target, self.layers_, self.features))
         self.speaker_standardised_ = by_speaker
-        # The CPU kernels used here are deterministic already; asking torch for deterministic
-        # algorithms matters on GPUs (and costs a second-long import, so only there).
-        on_gpu = torch.device(self.device).type != "cpu"
-        deterministic = torch.are_deterministic_algorithms_enabled()
-        with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
-            try:
-                if on_gpu:
-                    torch.use_deterministic_algorithms(True, warn_only=True)
-                torch.manual_seed(self.seed)
-                self._build(branches)
-                dev_uar = (None if dev is None else  # dev is standardised already: predicted as it is
-                           lambda: uar(y_dev, self._predict_values(dev, dev_domain), self.classes_))
-                outcome = train_head(self.module_, self, self._method().aligned_by, self._batches(), branches,
-                                     aligned, source, label_index, len(self.classes_),
-                                     target=target if self.uses_target() else None, segments=segments,
-                                     dev_uar=dev_uar)
-            finally:
-                if on_gpu:
-                    torch.use_deterministic_algorithms(deterministic)
-        self.history_, self.best_epoch_, self.best_dev_uar_ = outcome.history, outcome.best_epoch, outcome.best_dev_uar
-        self.selection_ = None if dev is None else f"{dev_domain}-dev"
-        return self
+        return branches, aligned, source, label_index, target, dev, y_dev, segments
 
     def _as_input(self, X, name):
         """A layer dict of pooled features, or FrameFeatures, as ``features`` says."""

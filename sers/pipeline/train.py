@@ -38,6 +38,7 @@ from sers.classifiers.estimator import LayerAnchoringClassifier
 from sers.classifiers.methods import METHODS, base_method, with_ablations
 from sers.analysis.metrics import classification_metrics
 from sers.classifiers.selection import score_candidate
+from sers.classifiers.stacked import architecture, fit_stack, why_not_stacked
 from sers.errors import SersError
 from sers.pipeline.candidates import candidates_for, check_criterion, check_lambdas, check_sweep_size, keep_selected
 from sers.pipeline.evaluate import write_json, write_predictions
@@ -60,7 +61,8 @@ def _layers(part, layers):
 
 
 def _run_one(spec: dict, data: dict) -> dict:
-    """Fit one method x seed, write its folder (everything but metrics.json), return predictions.
+    """Fit one method x seed (or take ``spec["fitted"]``, fitted in a stack), write its folder
+    (everything but metrics.json), return predictions.
 
     The folder is written under a temporary name and renamed when whole (config.json, weights,
     predictions, curves): a folder at its final name is a finished run, which a resumed sweep reads
@@ -78,20 +80,53 @@ def _run_one(spec: dict, data: dict) -> dict:
             raise failed from None
 
 
-def _fit_and_write(spec: dict, data: dict, run_dir: Path) -> dict:
+def _set_threads(spec: dict) -> None:
     if spec["threads"]:
         import torch
         torch.set_num_threads(spec["threads"])
+
+
+def _dev(data: dict):
+    """(dev rows, labels, domain): the target dev split when one is given, else the source dev split."""
+    return ((data["target_dev"], data["y_target_dev"], "target") if "target_dev" in data
+            else (data["source_dev"], data["y_source_dev"], "source"))
+
+
+def _fit(spec: dict, data: dict) -> LayerAnchoringClassifier:
+    _set_threads(spec)
     model = LayerAnchoringClassifier(**spec["params"])
     uses_target = spec["uses_target"]
-    dev, y_dev, dev_domain = ((data["target_dev"], data["y_target_dev"], "target") if "target_dev" in data
-                              else (data["source_dev"], data["y_source_dev"], "source"))
+    dev, y_dev, dev_domain = _dev(data)
     segments = {f"{side}_segments": data["segments"][side].of_layers(spec["segment_layers"])
                 for side in ("source", "target")} if spec["segment_layers"] else {}
     model.fit(_layers(data["source_train"], spec["layers"]), data["y_source_train"],
               _layers(data["target_train"], spec["layers"]) if uses_target else None,
               X_dev=_layers(dev, spec["layers"]), y_dev=y_dev, dev_domain=dev_domain, **segments)
-    config = {**spec["config"], "layers": model.layers_, "branches": model.branches_, "best_epoch": model.best_epoch_}
+    return model
+
+
+def _run_stack(job: dict, data: dict) -> dict:
+    """Fit the specs of ``job["members"]`` as one stacked model (:mod:`sers.classifiers.stacked`), then
+    write each member's folder as :func:`_run_one` writes a run's."""
+    specs = job["members"]
+    _set_threads(specs[0])
+    layers = specs[0]["layers"]
+    dev, y_dev, dev_domain = _dev(data)
+    models = fit_stack([LayerAnchoringClassifier(**spec["params"]) for spec in specs],
+                       _layers(data["source_train"], layers), data["y_source_train"],
+                       _layers(data["target_train"], layers) if any(s["uses_target"] for s in specs) else None,
+                       X_dev=_layers(dev, layers), y_dev=y_dev, dev_domain=dev_domain)
+    # in this process: the fitted model rides in the spec, which no worker receives
+    results = [_run_one({**spec, "fitted": model, "config": {**spec["config"], "trained_by": "stacked"}}, data)
+               for spec, model in zip(specs, models)]
+    return {**{key: job[key] for key in ("method", "seed", "candidate")}, "results": results}
+
+
+def _fit_and_write(spec: dict, data: dict, run_dir: Path) -> dict:
+    model = spec["fitted"] if spec.get("fitted") is not None else _fit(spec, data)
+    dev, y_dev, dev_domain = _dev(data)
+    config = {"trained_by": "per-run", **spec["config"], "layers": model.layers_, "branches": model.branches_,
+              "best_epoch": model.best_epoch_}
     model.save(run_dir / run_schema.WEIGHTS)
     _write_curves(run_dir, model.history_, spec["plots"])
     proba = {"source_dev": model.predict_proba(data["source_dev"], domain="source"),
@@ -177,7 +212,7 @@ def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2,
           lambda_=DEFAULT_LAMBDAS, settings: TrainSettings | None = None, splits: Splits | None = None,
           stat="mean", align="utterance", speaker_norm="auto", select=DEFAULT_SELECT, ablations=True, jobs=1,
           backend="loky", plots=True, progress=True, log=None, overwrite=False, command=None, record=None,
-          **options) -> TrainResult:
+          stacked=True, **options) -> TrainResult:
     """Train every method x seed from two caches; write run folders and results.{csv,md}; return the table.
 
     ``source``/``target``: cache paths (or open readers) of the same model. ``anchors``: an
@@ -205,6 +240,10 @@ def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2,
     ``ablations``: also train each aligning method's ablation (the same layers and heads without the
     alignment term: lam -> anchors-only, lam-gl -> groups-only, coral/dann -> last) where ``methods``
     lacks it, so the table shows what the alignment itself adds.
+    ``stacked`` (default): the runs that share an architecture (every seed of last; every seed and λ of
+    lam with anchors-only) train together as one stacked model, with the results each would have alone
+    (:mod:`sers.classifiers.stacked`); the others, and all with ``stacked=False``, one run at a time.
+    Each run's config.json says which (``trained_by``).
     Returns a :class:`~sers.pipeline.train_results.TrainResult`: the rows of results.csv, and ``summary()``.
     """
     settings, splits = _grouped(settings, splits, options)
@@ -258,7 +297,11 @@ def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2,
         sweep.start()
         todo, finished = sweep.split(specs, data, log)
         try:
-            results = run_all(_run_one, todo, data, min(jobs, len(todo)), backend, progress) if todo else []
+            stacks, alone = _stacks(todo, jobs) if stacked else ([], todo)
+            results = run_all(_run_one, alone, data, min(jobs, len(alone)), backend, progress) if alone else []
+            if stacks:
+                results += [r for job in run_all(_run_stack, stacks, data, min(jobs, len(stacks)), backend, progress)
+                            for r in job["results"]]
         finally:
             del data
             if spill:
@@ -336,6 +379,26 @@ def _specs(plan: _Plan, data, parts: Parts, seeds, out_dir: Path, common: dict, 
                           "run_dir": str(run_dir / run_schema.CANDIDATES / candidate.tag if several else run_dir),
                           "splits": parts.splits, "threads": threads, "plots": plots})
     return specs
+
+
+def _stacks(specs: list[dict], jobs: int) -> tuple[list[dict], list[dict]]:
+    """(stack jobs, specs trained one at a time): the specs of one architecture form a stack; with
+    ``jobs`` > 1 each architecture is cut into ``jobs`` stacks, so that every worker has a share."""
+    groups, alone = {}, []
+    for spec in specs:
+        model = LayerAnchoringClassifier(**spec["params"])
+        if spec["segment_layers"] or why_not_stacked(model):
+            alone.append(spec)
+        else:
+            groups.setdefault(architecture(model, spec["layers"]), []).append(spec)
+    stacks = []
+    for members in groups.values():
+        size = -(-len(members) // jobs)
+        for start in range(0, len(members), size):
+            part = members[start:start + size]
+            stacks.append({"method": part[0]["method"], "seed": part[0]["seed"], "candidate": part[0]["candidate"],
+                           "members": part})
+    return stacks, alone
 
 
 def _score(results: list[dict], parts: Parts, selection: str, log) -> np.ndarray:
