@@ -139,3 +139,16 @@ def test_sers_train_stacked_writes_the_runs_of_one_at_a_time_and_says_which_trai
     for method in config:
         alone_config = json.loads((tmp_path / "alone" / method / "seed1" / "config.json").read_text())
         assert config[method]["best_epoch"] == alone_config["best_epoch"]
+
+
+def test_sers_train_per_run_trains_every_run_alone(caches, tmp_path):  # noqa: F811
+    from click.testing import CliRunner
+
+    from sers.cli import main
+
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["train", "--source", str(caches["source"]), "--target", str(caches["target"]),
+                                       "--method", "last", "--seeds", "0", "--epochs", "2", "--hidden", "16",
+                                       "--no-plots", "--quiet", "--per-run", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "last" / "seed0" / "config.json").read_text())["trained_by"] == "per-run"
