@@ -152,3 +152,15 @@ def test_sers_train_per_run_trains_every_run_alone(caches, tmp_path):  # noqa: F
                                        "--no-plots", "--quiet", "--per-run", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "last" / "seed0" / "config.json").read_text())["trained_by"] == "per-run"
+
+
+def test_with_jobs_each_architecture_is_cut_into_stacks_one_per_worker(caches, tmp_path):  # noqa: F811
+    options = dict(FAST, methods=["lam"], anchors=[2, 3], seeds=[0, 1, 2], epochs=3, ablations=False)
+    train(caches["source"], caches["target"], out_dir=tmp_path / "jobs", jobs=2, **options)
+    train(caches["source"], caches["target"], out_dir=tmp_path / "alone", stacked=False, **options)
+    together, alone = _predictions(tmp_path / "jobs"), _predictions(tmp_path / "alone")
+    assert sorted(together) == sorted(alone) and len(together) == 3
+    for name in together:
+        np.testing.assert_allclose(np.array([r[4:] for r in together[name][1:]], float),
+                                   np.array([r[4:] for r in alone[name][1:]], float), atol=1e-5)
+    assert json.loads((tmp_path / "jobs" / "lam" / "seed2" / "config.json").read_text())["trained_by"] == "stacked"
