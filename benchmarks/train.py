@@ -3,6 +3,14 @@ next to what recomputing the features with the upstream model every epoch would 
 
     python benchmarks/train.py                    # 100 000 + 100 000 utterances, 25 layers x 1024, 4 anchors
     python benchmarks/train.py --n 20000          # a quicker look (the table says which N ran)
+    python benchmarks/train.py --sweep --n 6000 --layers 13 --dim 256 --epochs 8   # the default sweep
+
+``--sweep`` times instead the default-style sweep (last, lam, lam-gl and their ablations, every
+seed of ``--seeds``, the default λ candidates 0, 0.3, 1, 3) trained as stacked models and one run
+at a time (``stacked=False``), against one run of lam (λ = 1, seed 0), each in a fresh interpreter,
+and the compute limit of the same work: the FLOPs of every member's epochs (read from the run
+folders) over the GFLOP/s this machine reaches on batched matmuls of the same shapes. It writes its
+own section of docs/benchmarks/train.md.
 
 Generates a source and a target cache (4 emotion classes, unit noise; the content does
 not matter for speed), runs `sers.pipeline.train.train` for `lam` with 4 anchor layers in
@@ -18,6 +26,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine  # noqa: E402
+from _common import machine, write_section  # noqa: E402
 
 from sers.cache import CacheWriter  # noqa: E402
 from sers.display.tables import format_markdown_table, format_table  # noqa: E402
@@ -75,6 +84,94 @@ def run_training(source: Path, target: Path, out: Path, anchors: list[int], epoc
     return result
 
 
+def timed_train(source: Path, target: Path, out: Path, threads: int, **options) -> float:
+    """Wall seconds of one `train` call in a fresh interpreter (imports excluded: both paths pay them)."""
+    code = (f"import json, time, torch\ntorch.set_num_threads({threads})\n"
+            "from sers.pipeline.train import train\nt = time.perf_counter()\n"
+            f"train({str(source)!r}, {str(target)!r}, out_dir={str(out)!r}, plots=False, progress=False, "
+            f"overwrite=True, **{options!r})\n"
+            "print(json.dumps(time.perf_counter() - t))\n")
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def matmul_rates(batch: int, dim: int, hidden: int, threads: int) -> dict[str, float]:
+    """GFLOP/s of the two matmul shapes training spends its time in, over 8 members: the projections
+    ((batch x dim) @ (dim x hidden)) and CORAL's covariances ((hidden x batch) @ (batch x hidden))."""
+    import torch
+
+    torch.set_num_threads(threads)
+    rates = {}
+    for name, (a, b) in {"projection": ((8, batch, dim), (8, dim, hidden)),
+                         "covariance": ((8, hidden, batch), (8, batch, hidden))}.items():
+        x, y = torch.randn(*a), torch.randn(*b)
+        torch.bmm(x, y)
+        repeats = 20
+        started = time.perf_counter()
+        for _ in range(repeats):
+            torch.bmm(x, y)
+        rates[name] = 2 * a[0] * a[1] * a[2] * b[2] * repeats / (time.perf_counter() - started) / 1e9
+    return rates
+
+
+def sweep_flops(out: Path, dim: int, n_train: int, n_dev: int, batch: int) -> dict[str, float]:
+    """FLOPs of every trained member of the sweep in ``out`` (candidates included), from each run's
+    config.json (branches, λ) and curves.csv (epochs run): forward x 3 for training (the backward is about
+    twice the forward), plus the dev pass each epoch. Split into projection/classifier and CORAL FLOPs."""
+    from sers.classifiers.methods import get_method
+
+    totals = {"projection": 0.0, "covariance": 0.0}
+    for config_path in out.glob("*/seed*/**/config.json"):
+        if (config_path.parent / "candidates").is_dir():
+            continue  # a seed folder with candidates holds a copy of the chosen one: counted there
+        config = json.loads(config_path.read_text())
+        estimator = config["estimator"]
+        with open(config_path.parent / "curves.csv") as handle:
+            epochs = sum(1 for _ in csv.DictReader(handle))
+        method = get_method(estimator["method"])
+        branches, aligned = method.branch_layers(estimator["anchors"], config["layers"])
+        hidden, classes = estimator["hidden"], 4
+        per_row = sum(2 * dim * len(b) * hidden for b in branches) + 2 * (hidden * hidden + hidden * classes)
+        projection, covariance = 3 * n_train * per_row + n_dev * per_row, 0.0
+        if method.reads_target and estimator["lambda_"] > 0:
+            projection += 3 * n_train * sum(2 * dim * len(branches[b]) * hidden for b in aligned)
+            covariance = 3 * (n_train // batch) * len(aligned) * 2 * (2 * batch * hidden * hidden)
+        totals["projection"] += epochs * projection
+        totals["covariance"] += epochs * covariance
+    return totals
+
+
+def run_sweep(args, source: Path, target: Path, workdir: Path, source_splits: dict) -> list[list[str]]:
+    seeds = list(range(args.seeds))
+    anchors = [int(a) for a in args.anchors.split(",")]
+    sweep = dict(methods=["last", "lam", "lam-gl"], anchors=anchors, seeds=seeds, epochs=args.epochs)
+    one = timed_train(source, target, workdir / "one", args.threads, methods=["lam"], anchors=anchors, seeds=[0],
+                      lambda_=1.0, epochs=args.epochs, ablations=False)
+    print(f"one run: {one:.1f} s", flush=True)
+    stacked = timed_train(source, target, workdir / "stacked", args.threads, **sweep)
+    print(f"stacked sweep: {stacked:.1f} s", flush=True)
+    per_run = (timed_train(source, target, workdir / "per-run", args.threads, stacked=False, **sweep)
+               if not args.skip_per_run else None)
+    if per_run:
+        print(f"per-run sweep: {per_run:.1f} s", flush=True)
+    runs = sum(1 for p in (workdir / "stacked").glob("*/seed*/**/config.json")
+               if not (p.parent / "candidates").is_dir())
+    flops = sweep_flops(workdir / "stacked", args.dim, source_splits["train"], source_splits["dev"], 128)
+    rates = matmul_rates(128, args.dim, 512, args.threads)
+    limit = sum(flops[k] / (rates[k] * 1e9) for k in flops)
+    rows = [["one run: lam, λ = 1, seed 0", f"{one:.1f} s", "1 x", ""],
+            [f"default sweep, stacked ({runs} trainings)", f"{stacked:.1f} s", f"{stacked / one:.1f} x",
+             f"{stacked / limit:.2f} x the limit"]]
+    if per_run:
+        rows.append([f"default sweep, one run at a time (--per-run)", f"{per_run:.1f} s", f"{per_run / one:.1f} x",
+                     f"{per_run / limit:.2f} x the limit; stacked is {per_run / stacked:.2f} x faster"])
+    rows.append(["compute limit of the sweep's training",
+                 f"{limit:.1f} s", f"{limit / one:.1f} x",
+                 f"{flops['projection'] / 1e12:.2f} TFLOP at {rates['projection']:.0f} GFLOP/s (projections) + "
+                 f"{flops['covariance'] / 1e12:.2f} TFLOP at {rates['covariance']:.0f} GFLOP/s (CORAL covariances)"])
+    return rows
+
+
 def upstream_seconds_per_utterance(seconds: float, repeats: int, threads: int) -> float:
     """One forward pass (all hidden states) of WavLM base built from its config, batch 1."""
     import torch
@@ -104,6 +201,9 @@ def main() -> None:
                         help="torch threads for both timings (1: fair on a shared machine; more on your own)")
     parser.add_argument("--workdir", type=Path, help="keep the generated caches here (default: a temporary folder)")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks" / "train.md")
+    parser.add_argument("--sweep", action="store_true", help="time the default sweep, stacked and one run at a time")
+    parser.add_argument("--seeds", type=int, default=5, help="--sweep: seeds 0..N-1")
+    parser.add_argument("--skip-per-run", action="store_true", help="--sweep: time the stacked sweep only")
     args = parser.parse_args()
     anchors = [int(a) for a in args.anchors.split(",")]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sers-bench-train-"))
@@ -116,11 +216,17 @@ def main() -> None:
         source = generate_cache(workdir / "en.zarr", args.n, args.dim, args.layers, source_splits, seed=1)
         target = generate_cache(workdir / "zh.zarr", args.n, args.dim, args.layers, target_splits, seed=2)
         generate_seconds = time.perf_counter() - started
-        run = run_training(source, target, workdir / "runs", anchors, args.epochs, args.threads)
-        per_utterance = upstream_seconds_per_utterance(args.seconds, args.repeats, args.threads)
+        if args.sweep:
+            rows = run_sweep(args, source, target, workdir, source_splits)
+        else:
+            run = run_training(source, target, workdir / "runs", anchors, args.epochs, args.threads)
+            per_utterance = upstream_seconds_per_utterance(args.seconds, args.repeats, args.threads)
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+    if args.sweep:
+        write_sweep(args, rows, source_splits, target_splits)
+        return
 
     layers_read = len(set(anchors) | {args.layers - 1})
     cache_gb = 2 * args.n * args.layers * args.dim * 4 / 1e9
@@ -156,7 +262,29 @@ def main() -> None:
            "recomputing the 25 x 1024 (large-size) features the cache holds; a GPU would shrink the upstream time, "
            "but not to the cost of reading pooled vectors from memory.\n")
     args.doc.parent.mkdir(parents=True, exist_ok=True)
-    args.doc.write_text(doc)
+    # the sections --sweep wrote stay (each run of it replaces only its own)
+    earlier = args.doc.read_text() if args.doc.exists() else ""
+    kept = [m.group(0) for m in re.finditer(r"<!-- (sweep-[^:]+):start -->.*?<!-- \1:end -->", earlier, flags=re.S)]
+    args.doc.write_text(doc + "".join(f"\n{block}\n" for block in kept))
+    print(f"wrote {args.doc}")
+
+
+def write_sweep(args, rows, source_splits, target_splits) -> None:
+    header = ["what", "seconds", "vs one run", "vs the compute limit"]
+    print(format_table(header, rows))
+    markdown = (f"## Sweep: {args.n:,} + {args.n:,} utterances, {args.layers} layers x {args.dim}\n\n"
+                f"Machine: {machine()}; {args.threads} torch thread(s); load average at the end "
+                f"{os.getloadavg()[0]:.1f} (a shared machine: another process may have run beside it).\n"
+                f"Command: `python benchmarks/train.py {' '.join(sys.argv[1:])}`\n\n"
+                f"The sweep: `--method last,lam,lam-gl --anchors {args.anchors} --seeds 0-{args.seeds - 1} "
+                f"--epochs {args.epochs}` with the default λ candidates (0, 0.3, 1, 3), ablations (anchors-only, "
+                f"groups-only), patience 5, hidden 512, batch 128, no plots; source train {source_splits['train']:,}, "
+                f"dev {source_splits['dev']:,}; target train {target_splits['train']:,}, test "
+                f"{target_splits['test']:,}. Seconds are `train()` calls in a fresh interpreter, after its imports.\n\n"
+                + format_markdown_table(header, rows) + "\n")
+    args.doc.parent.mkdir(parents=True, exist_ok=True)
+    write_section(f"sweep-{args.n}x{args.layers}x{args.dim}", markdown, args.doc,
+                  "# Benchmark: training on the cache (`benchmarks/train.py`)\n")
     print(f"wrote {args.doc}")
 
 

@@ -15,8 +15,17 @@ Data discipline (what the run folders' config.json records):
 
 Features are read once per corpus for the union of the layers the methods need, and
 shared by all runs (joblib memory-maps them for worker processes): pooled features by
-default, the stored frames with ``features="frames"`` (attentive pooling per branch; see
-:mod:`sers.pipeline.frame_features`).
+default, as stored (float32), the stored frames with ``features="frames"`` (float16 as stored;
+attentive pooling per branch; see :mod:`sers.pipeline.frame_features`). Each batch is gathered
+from them and converted to float32 on its own, never the whole block.
+
+The runs that share an architecture (every seed of last; every seed and λ of lam with its
+ablation anchors-only; of lam-gl with groups-only) train as one stacked model
+(:mod:`sers.classifiers.stacked`): the same results as one at a time, one pass over each batch for
+all of them. With ``jobs`` > 1 each architecture's stack is cut into ``jobs`` stacks, one per
+worker (each worker with its share of the cores), so that every worker has work; with one job
+each architecture is one stack (cut only where it would exceed ``stacked.STACK_MEMORY``). Frames,
+DANN, vowel-level alignment, wsum and lam-gl groups other than "concat" train one run at a time.
 """
 from __future__ import annotations
 
