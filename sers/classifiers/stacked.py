@@ -37,6 +37,7 @@ from torch.nn import functional as F
 
 from sers.analysis.metrics import uar
 from sers.classifiers import data
+from sers.classifiers.losses import coral_loss
 from sers.classifiers.training import Outcome, class_weights
 from sers.errors import SersError
 
@@ -138,7 +139,14 @@ class _Member:
 
 
 class _Stack:
-    """The stacked parameters of the active members and the forward pass over all of them."""
+    """The stacked parameters of the active members and the forward pass over all of them.
+
+    The forward and backward passes read the stacked tensors; Adam steps each member's own views of
+    them (their gradients are views of the stacked gradients), as ``fit``'s Adam steps that member's
+    parameters: the same elementwise kernels on tensors of the same shapes, so the same rounding, and
+    each member's tensors small enough to stay in cache (one Adam over the stacked tensors streamed
+    every step's moments through memory: 1.1x slower than one run at a time on the sweep of
+    docs/benchmarks/train.md)."""
 
     def __init__(self, members, first_model):
         head = first_model.module_
@@ -147,23 +155,38 @@ class _Stack:
         self.p = first_model.dropout
         self.sizes = (torch.tensor([float(len(s)) for s in self.branch_slots]) if len(self.branch_slots) > 1
                       else None)
+        self.settings = dict(lr=first_model.lr, weight_decay=first_model.weight_decay)
         self.params = {name: torch.stack([dict(m.model.module_.named_parameters())[name].detach()
                                           for m in members]).requires_grad_() for name in self.names}
-        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=first_model.lr,
-                                          weight_decay=first_model.weight_decay)
+        self.views = self._views()
+        self.optimizer = torch.optim.Adam([v for views in self.views for v in views.values()], **self.settings)
+
+    def _views(self) -> list[dict]:
+        """Per member, {name: its slice of the stacked tensor} (sharing its storage)."""
+        n = len(next(iter(self.params.values())))
+        return [{name: p.detach()[i] for name, p in self.params.items()} for i in range(n)]
+
+    def step(self, loss: torch.Tensor) -> None:
+        """Backward through the stack, then Adam on every member's views."""
+        for p in self.params.values():
+            p.grad = None
+        loss.backward()
+        for i, views in enumerate(self.views):
+            for name, view in views.items():
+                view.grad = self.params[name].grad[i]
+        self.optimizer.step()
 
     def keep(self, positions: list[int]) -> None:
-        """Only the members at ``positions`` stay: parameters and Adam's state sliced to them."""
+        """Only the members at ``positions`` stay: their parameters restacked, their Adam state kept."""
         index = torch.tensor(positions)
-        old = self.params
-        self.params = {name: p.detach()[index].clone().requires_grad_() for name, p in old.items()}
-        optimizer = torch.optim.Adam(list(self.params.values()), **{k: v for k, v in self.optimizer.defaults.items()})
-        for name, p in old.items():
-            state = self.optimizer.state.get(p)
-            if state:
-                optimizer.state[self.params[name]] = {key: (value.clone() if key == "step" else value[index].clone())
-                                                      for key, value in state.items()}
-        self.optimizer = optimizer
+        kept_state = [{name: self.optimizer.state.get(self.views[i][name]) for name in self.names} for i in positions]
+        self.params = {name: p.detach()[index].clone().requires_grad_() for name, p in self.params.items()}
+        self.views = self._views()
+        self.optimizer = torch.optim.Adam([v for views in self.views for v in views.values()], **self.settings)
+        for views, states in zip(self.views, kept_state):
+            for name, view in views.items():
+                if states[name]:
+                    self.optimizer.state[view] = states[name]
 
     def project(self, branch: int, x: torch.Tensor, index=None) -> torch.Tensor:
         """ReLU of the branch's projection; ``x`` is (members, rows, slots, D) (or (rows, slots, D), the
@@ -199,20 +222,7 @@ class _Stack:
         return torch.baddbmm(P["classifier.4.bias"].unsqueeze(1), h, P["classifier.4.weight"].transpose(1, 2))
 
     def member_state(self, position: int) -> dict:
-        return {name: p.detach()[position].clone() for name, p in self.params.items()}
-
-
-def _coral(source: torch.Tensor, target: torch.Tensor, scale: str) -> torch.Tensor:
-    """sers.classifiers.losses.coral_loss for each member of (members, rows, H) batches."""
-    def covariance(features):
-        centred = features - features.mean(dim=1, keepdim=True)
-        return centred.transpose(1, 2) @ centred / (features.shape[1] - 1)
-
-    cov_s, cov_t = covariance(source), covariance(target)
-    difference = ((cov_s - cov_t) ** 2).sum((1, 2))
-    if scale == "4d2":
-        return difference / (4 * source.shape[2] ** 2)
-    return difference / ((cov_s ** 2).sum((1, 2)) + (cov_t ** 2).sum((1, 2)) + 1e-12)
+        return {name: view.clone() for name, view in self.views[position].items()}
 
 
 def _train(models, prepared, dev_domain) -> None:
@@ -251,19 +261,21 @@ def _train(models, prepared, dev_domain) -> None:
                 masks = [to_device(torch.stack([m.mask(shape, stack.p) for m in active]), device) for _ in range(2)]
             logits = stack.classify(stack.mix(embeddings), masks)
             labels = to_device(torch.from_numpy(label_index[rows]), device)
-            ce = torch.stack([F.cross_entropy(logits[i], labels[i], weight=weights) for i in range(len(active))])
+            # unbind, not logits[i]: one backward node for all members instead of a zero-filled copy per member
+            ce = torch.stack([F.cross_entropy(member_logits, member_labels, weight=weights)
+                              for member_logits, member_labels in zip(logits.unbind(0), labels.unbind(0))])
             align = torch.zeros(len(active), device=device)
             if aligning:
                 target_rows = np.stack([active[i].target_rows.take(rows.shape[1]) for i in aligning])
                 t = to_device(_gather(first, target, target_rows, "target"), device)
-                # as coral_alignment: the sum over the aligned branches of each member's CORAL
-                terms = sum(_coral(embeddings[b][aligning_index], stack.project(b, t, aligning_index), first.coral_scale)
-                            for b in aligned)
+                sources = {b: embeddings[b].unbind(0) for b in aligned}
+                targets = {b: stack.project(b, t, aligning_index).unbind(0) for b in aligned}
+                # as coral_alignment, member by member: covariances of one member stay in cache
+                terms = torch.stack([sum(coral_loss(sources[b][i], targets[b][k], first.coral_scale)
+                                         for b in aligned) for k, i in enumerate(aligning)])
                 align = align.index_copy(0, aligning_index, terms)
             loss = ce + lambdas * align
-            stack.optimizer.zero_grad()
-            loss.sum().backward()
-            stack.optimizer.step()
+            stack.step(loss.sum())
             sums += torch.stack([ce, align, loss], 1).detach().double()  # as fit's float64 sums of .item()
         means = (sums / n_batches).tolist()
         dev_uars = _dev_uars(stack, dev_x, y_dev, first, len(active)) if dev_x is not None else None
