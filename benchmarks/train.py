@@ -269,6 +269,30 @@ def main() -> None:
     print(f"wrote {args.doc}")
 
 
+SWEEP_NOTES = """\
+How to read it. *Stacked* trains the runs of one architecture together (every seed of last; every
+seed and λ of lam with anchors-only; of lam-gl with groups-only): one forward and backward per step
+for all members, batched matmuls over a member axis, each member with its own initialisation, rows,
+dropout masks and early stopping, and the same predictions as the runs trained alone
+(tests/test_stacked.py; `sers train --per-run` trains them alone). The *compute limit* is the
+arithmetic alone: the FLOPs of the projections, classifier and CORAL covariances of every member's
+epochs, with the backward counted as twice the forward, over the GFLOP/s a batched matmul of the
+same shapes reaches here; it leaves out every elementwise operation (ReLU, dropout, Adam, the
+covariance differences) and each run's outputs, which here cost about twice the matmuls again.
+
+On CPU the sweep is bound by that arithmetic, not by Python: the CORAL covariances of a 512-wide
+head on 128-row batches (2 x 128 x 512^2 FLOPs per branch and side, every step) and the
+projections are the same work whether the members run one after another or side by side, so
+stacking saves the per-run overhead only (a CPU core runs one member's 128 x 512 matmuls at nearly
+the rate of a batch of them). The ratio to one run cannot reach the issue's 5x here: the 15 aligning
+lam members alone (λ 0.3, 1, 3 x 5 seeds) do up to 15 times one run's arithmetic, and lam-gl's
+aligning members add theirs. What would: fewer FLOPs per CORAL term
+(with 128-row batches and width 512, ||C_s - C_t||^2 can be computed from 128 x 128 Gram matrices
+at about a third of the FLOPs; a change of the loss's rounding, so of every run's results) or a
+GPU, where the per-run loop is bound by kernel launches and the stacked one by arithmetic.
+"""
+
+
 def write_sweep(args, rows, source_splits, target_splits) -> None:
     header = ["what", "seconds", "vs one run", "vs the compute limit"]
     print(format_table(header, rows))
@@ -281,7 +305,7 @@ def write_sweep(args, rows, source_splits, target_splits) -> None:
                 f"groups-only), patience 5, hidden 512, batch 128, no plots; source train {source_splits['train']:,}, "
                 f"dev {source_splits['dev']:,}; target train {target_splits['train']:,}, test "
                 f"{target_splits['test']:,}. Seconds are `train()` calls in a fresh interpreter, after its imports.\n\n"
-                + format_markdown_table(header, rows) + "\n")
+                + format_markdown_table(header, rows) + "\n\n" + SWEEP_NOTES)
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     write_section(f"sweep-{args.n}x{args.layers}x{args.dim}", markdown, args.doc,
                   "# Benchmark: training on the cache (`benchmarks/train.py`)\n")
