@@ -163,7 +163,7 @@ def run_sweep(args, source: Path, target: Path, workdir: Path, source_splits: di
             [f"default sweep, stacked ({runs} trainings)", f"{stacked:.1f} s", f"{stacked / one:.1f} x",
              f"{stacked / limit:.2f} x the limit"]]
     if per_run:
-        rows.append([f"default sweep, one run at a time (--per-run)", f"{per_run:.1f} s", f"{per_run / one:.1f} x",
+        rows.append(["default sweep, one run at a time (--per-run)", f"{per_run:.1f} s", f"{per_run / one:.1f} x",
                      f"{per_run / limit:.2f} x the limit; stacked is {per_run / stacked:.2f} x faster"])
     rows.append(["compute limit of the sweep's training",
                  f"{limit:.1f} s", f"{limit / one:.1f} x",

@@ -111,10 +111,11 @@ def test_what_cannot_stack_says_why_and_mixed_architectures_are_refused(sets):
 
 
 def _predictions(folder):
-    return {path.relative_to(folder): list(csv.reader(open(path))) for path in sorted(folder.glob("**/predictions.csv"))}
+    return {path.relative_to(folder): list(csv.reader(open(path)))
+            for path in sorted(folder.glob("**/predictions.csv"))}
 
 
-def test_sers_train_stacked_writes_the_runs_of_one_at_a_time_and_says_which_trained_them(caches, tmp_path, monkeypatch):  # noqa: F811
+def test_sers_train_stacked_writes_the_runs_one_at_a_time_would(caches, tmp_path, monkeypatch):  # noqa: F811
     options = dict(FAST, methods=["last", "lam", "dann"], anchors=[2, 3], seeds=[0, 1], lambda_=[0.0, 1.0],
                    patience=2, epochs=5, device="cpu")
     moved = []
