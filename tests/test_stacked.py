@@ -121,7 +121,7 @@ def test_sers_train_stacked_writes_the_runs_one_at_a_time_would(caches, tmp_path
     moved = []
     real = stacked.to_device
     monkeypatch.setattr(stacked, "to_device", lambda x, device: moved.append(device) or real(x, device))
-    train(caches["source"], caches["target"], out_dir=tmp_path / "stacked", **options)
+    train(caches["source"], caches["target"], out_dir=tmp_path / "stacked", stacked=True, **options)
     # --device cpu goes through the same device-moving code a GPU would (only pinning is skipped)
     assert moved and set(moved) == {torch.device("cpu")}
     train(caches["source"], caches["target"], out_dir=tmp_path / "alone", stacked=False, **options)
@@ -142,7 +142,7 @@ def test_sers_train_stacked_writes_the_runs_one_at_a_time_would(caches, tmp_path
         assert config[method]["best_epoch"] == alone_config["best_epoch"]
 
 
-def test_sers_train_per_run_trains_every_run_alone(caches, tmp_path):  # noqa: F811
+def test_sers_train_trains_every_run_alone_by_default(caches, tmp_path):  # noqa: F811
     from click.testing import CliRunner
 
     from sers.cli import main
@@ -150,14 +150,14 @@ def test_sers_train_per_run_trains_every_run_alone(caches, tmp_path):  # noqa: F
     out = tmp_path / "runs"
     result = CliRunner().invoke(main, ["train", "--source", str(caches["source"]), "--target", str(caches["target"]),
                                        "--method", "last", "--seeds", "0", "--epochs", "2", "--hidden", "16",
-                                       "--no-plots", "--quiet", "--per-run", "-o", str(out)])
+                                       "--no-plots", "--quiet", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "last" / "seed0" / "config.json").read_text())["trained_by"] == "per-run"
 
 
 def test_with_jobs_each_architecture_is_cut_into_stacks_one_per_worker(caches, tmp_path):  # noqa: F811
     options = dict(FAST, methods=["lam"], anchors=[2, 3], seeds=[0, 1, 2], epochs=3, ablations=False)
-    train(caches["source"], caches["target"], out_dir=tmp_path / "jobs", jobs=2, **options)
+    train(caches["source"], caches["target"], out_dir=tmp_path / "jobs", jobs=2, stacked=True, **options)
     train(caches["source"], caches["target"], out_dir=tmp_path / "alone", stacked=False, **options)
     together, alone = _predictions(tmp_path / "jobs"), _predictions(tmp_path / "alone")
     assert sorted(together) == sorted(alone) and len(together) == 3

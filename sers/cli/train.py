@@ -123,16 +123,17 @@ def _command_line(ctx) -> str:
               help="joblib backend for --jobs (dask/ray: pip install 'sers-lam[dask]' / 'sers-lam[ray]').")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--no-plots", is_flag=True, help="Skip each run's curves.png (curves.csv is always written).")
-@click.option("--per-run", is_flag=True,
-              help="Train every run alone, not the runs of one architecture (seeds, λ, ablation) as one "
-                   "stacked model; the results are the same (config.json: trained_by).")
+@click.option("--stacked/--per-run", default=False, show_default=True,
+              help="--stacked: train the runs of one architecture (seeds, λ, ablation) as one stacked model, "
+                   "with the results each has alone (config.json: trained_by); on 2 CPU cores it was no faster "
+                   "(docs/benchmarks/train.md), so one run at a time is the default.")
 @click.option("--overwrite", is_flag=True, help="Replace the runs already in -o (otherwise such a folder is refused).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(source, target, methods, no_ablations, anchors, out_dir, seeds, lambda_, select, coral_scale, epochs, batch_size, lr,
           weight_decay,
           hidden, dropout, patience, normalize, group_weights, align, vowel_lambda, source_train, source_dev,
           target_train, target_test, target_dev, stat, speaker_norm, features, jobs, backend, device, no_plots,
-          per_run, overwrite, quiet):
+          stacked, overwrite, quiet):
     """Train emotion heads on cached features: methods x seeds, one run folder each.
 
     Source labels train the head; target train data is used unlabelled; target test
@@ -165,7 +166,7 @@ def train(source, target, methods, no_ablations, anchors, out_dir, seeds, lambda
                       source_train=source_train,
                       source_dev=source_dev, target_train=target_train, target_test=target_test,
                       target_dev=target_dev, stat=stat, speaker_norm=speaker_norm, features=features, jobs=jobs, backend=backend, plots=not no_plots,
-                      stacked=not per_run, overwrite=overwrite,
+                      stacked=stacked, overwrite=overwrite,
                       progress=not quiet,
                       log=log,
                       command=_command_line(click.get_current_context()),

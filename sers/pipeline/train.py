@@ -19,8 +19,8 @@ default, as stored (float32), the stored frames with ``features="frames"`` (floa
 attentive pooling per branch; see :mod:`sers.pipeline.frame_features`). Each batch is gathered
 from them and converted to float32 on its own, never the whole block.
 
-The runs that share an architecture (every seed of last; every seed and λ of lam with its
-ablation anchors-only; of lam-gl with groups-only) train as one stacked model
+With ``stacked=True`` the runs that share an architecture (every seed of last; every seed and λ of
+lam with its ablation anchors-only; of lam-gl with groups-only) train as one stacked model
 (:mod:`sers.classifiers.stacked`): the same results as one at a time, one pass over each batch for
 all of them. With ``jobs`` > 1 each architecture's stack is cut into ``jobs`` stacks, one per
 worker (each worker with its share of the cores), so that every worker has work; with one job
@@ -221,7 +221,7 @@ def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2,
           lambda_=DEFAULT_LAMBDAS, settings: TrainSettings | None = None, splits: Splits | None = None,
           stat="mean", align="utterance", speaker_norm="auto", select=DEFAULT_SELECT, ablations=True, jobs=1,
           backend="loky", plots=True, progress=True, log=None, overwrite=False, command=None, record=None,
-          stacked=True, **options) -> TrainResult:
+          stacked=False, **options) -> TrainResult:
     """Train every method x seed from two caches; write run folders and results.{csv,md}; return the table.
 
     ``source``/``target``: cache paths (or open readers) of the same model. ``anchors``: an
@@ -249,9 +249,10 @@ def train(source, target, methods=DEFAULT_METHODS, anchors=None, seeds=(0, 1, 2,
     ``ablations``: also train each aligning method's ablation (the same layers and heads without the
     alignment term: lam -> anchors-only, lam-gl -> groups-only, coral/dann -> last) where ``methods``
     lacks it, so the table shows what the alignment itself adds.
-    ``stacked`` (default): the runs that share an architecture (every seed of last; every seed and λ of
-    lam with anchors-only) train together as one stacked model, with the results each would have alone
-    (:mod:`sers.classifiers.stacked`); the others, and all with ``stacked=False``, one run at a time.
+    ``stacked``: the runs that share an architecture (every seed of last; every seed and λ of lam with
+    anchors-only) train together as one stacked model, with the results each would have alone
+    (:mod:`sers.classifiers.stacked`); the others, and all by default, one run at a time (on 2 CPU
+    cores the stacked sweep took 460 s against 456 s: docs/benchmarks/train.md).
     Each run's config.json says which (``trained_by``).
     Returns a :class:`~sers.pipeline.train_results.TrainResult`: the rows of results.csv, and ``summary()``.
     """
