@@ -4,8 +4,8 @@ The members of a stack share their layers, branches and training settings (lam a
 with the same anchors; every seed of last); they differ in seed, λ and whether they align. Each
 parameter of :class:`~sers.classifiers.heads.LayerHead` is stacked on a leading member axis, and
 one forward/backward per step serves every member with batched matmuls: the members' losses are
-summed, and since their parameters are disjoint each member's gradient is its own. One Adam steps
-the stacked tensors; Adam is elementwise, so this is each member's own Adam.
+summed, and since their parameters are disjoint each member's gradient is its own. Adam steps each
+member's views of the stacked tensors, as ``fit``'s Adam steps that member's parameters.
 
 Each member keeps what :func:`~sers.classifiers.training.train_head` gives a run of its own:
 
