@@ -137,5 +137,8 @@ def test_read_corpus_errors(corpus, tmp_path):
         read_corpus(corpus, format="iemocap")
     with pytest.raises(SersError, match="--audio-root does not apply to msp-podcast"):
         read_corpus(corpus, format="msp-podcast", audio_root=tmp_path)
+    for toolkit in ("lhotse", "hf-datasets"):  # refused before the package is even imported
+        with pytest.raises(SersError, match=f"--audio-root does not apply to {toolkit}: its cuts or rows name"):
+            read_corpus(tmp_path / "cuts.jsonl.gz", format=toolkit, audio_root=tmp_path)
     with pytest.raises(SersError, match="no utterances left to extract"):
         read_corpus(corpus, format="msp-podcast", splits=["test2"])   # only a surprise utterance there

@@ -32,7 +32,8 @@ def _batch_seconds(text: str):
               type=Choices(CORPUS_READERS), default="manifest", show_default=True, cls=ListedHelp,
               listed={"{formats}": corpus_formats}, help="How to read --manifest; {formats}.")
 @click.option("--audio-root", type=click.Path(exists=True, file_okay=False),
-              help="Folder that relative manifest paths resolve against (default: the manifest's folder).")
+              help="Folder that relative manifest paths resolve against (default: the manifest's folder); "
+                   "manifests only (podcast layouts, lhotse and hf-datasets name their audio themselves).")
 @click.option("--language", help="Language to record where the manifest has none (e.g. en, zh; names such as "
                                  "English become ISO codes, as the manifest's own languages do).")
 @click.option("--split", "split", metavar="NAME",

@@ -156,10 +156,14 @@ def _podcast_layout(name: str, default_language: str):
     return read
 
 
-def _toolkit(module_name: str, function_name: str):
+def _toolkit(name: str, module_name: str, function_name: str):
     """A reader of another toolkit's corpus, imported when used (lhotse, datasets are optional)."""
     def read_list(source, *, audio_root, language):
         import importlib
+
+        if audio_root is not None:  # refused, not ignored: the audio would silently come from elsewhere
+            raise SersError(f"--audio-root does not apply to {name}: its cuts or rows name their audio "
+                            "(relative paths are read from the current folder)")
 
         return getattr(importlib.import_module(module_name), function_name)(source, language=language)
     return read_list
@@ -173,8 +177,8 @@ READERS = {reader.name: reader for reader in (
                  "an MSP-Podcast corpus root, with Labels/labels_consensus.csv and Audios/"),
     CorpusReader("biic-podcast", _podcast_layout("biic-podcast", "zh"),
                  "a BIIC-Podcast corpus root, the MSP-Podcast layout in language zh"),
-    CorpusReader("lhotse", _listing(_toolkit("sers.inputs.toolkits", "read_lhotse")), "a lhotse CutSet file"),
-    CorpusReader("hf-datasets", _listing(_toolkit("sers.inputs.hf_datasets", "read_hf_dataset")),
+    CorpusReader("lhotse", _listing(_toolkit("lhotse", "sers.inputs.toolkits", "read_lhotse")), "a lhotse CutSet file"),
+    CorpusReader("hf-datasets", _listing(_toolkit("hf-datasets", "sers.inputs.hf_datasets", "read_hf_dataset")),
                  "a datasets save_to_disk folder, or a Parquet file or folder of them"),
 )}
 
