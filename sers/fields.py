@@ -83,6 +83,18 @@ def normalise_languages(values) -> tuple[list[str], list[str], Counter]:
     return codes, originals, unknown
 
 
+def settle(ids, splits, languages, split: str | None, where, log=None) -> tuple[list[str], list[str], list[str]]:
+    """(splits, codes, originals) of one corpus: ``split`` (``--split``) where a row has none, another
+    refused (:func:`assign_split`); each language as its ISO code and as written
+    (:func:`normalise_languages`); the one note naming unknown languages goes to ``log``. What
+    `sers extract`'s readers and `sers cache import` both apply."""
+    splits = assign_split(splits, split, ids, where)
+    codes, originals, unknown = normalise_languages(languages)
+    if log is not None and unknown:
+        log(unknown_languages_note(unknown, where))
+    return splits, codes, originals
+
+
 def unknown_languages_note(unknown: Counter, where) -> str:
     """The one line that names the languages kept as written, or "" when there are none."""
     if not unknown:

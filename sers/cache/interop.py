@@ -19,7 +19,7 @@ from sers.cache.results import ExportResult, ImportResult
 from sers.cache.writer import CacheWriter
 from sers.atomic import atomic_path
 from sers.errors import SersError
-from sers.fields import assign_split, normalise_languages, unknown_languages_note
+from sers.fields import settle
 
 TEXT_COLUMNS = ("label", "split", "speaker", "language", "language_original")
 # `sers cache export --format`; without it, OUT's suffix tells npz or parquet
@@ -284,13 +284,12 @@ def settle_text(columns: dict, split: str | None, where, log=None) -> dict:
     written kept as ``language_original`` (an export's own ``language_original`` is kept)."""
     n = len(columns["id"])
     columns = dict(columns)
-    columns["split"] = assign_split(columns.get("split", [""] * n), split, columns["id"], where)
+    written = [original or language for language, original in
+               zip(columns.get("language", [""] * n), columns.get("language_original", [""] * n))]
+    splits, codes, originals = settle(columns["id"], columns.get("split", [""] * n), written, split, where, log)
+    columns["split"] = splits
     if "language" in columns:
-        written = [original or language for language, original in
-                   zip(columns["language"], columns.get("language_original", [""] * n))]
-        columns["language"], columns["language_original"], unknown = normalise_languages(written)
-        if log is not None and unknown:
-            log(unknown_languages_note(unknown, where))
+        columns["language"], columns["language_original"] = codes, originals
     return columns
 
 

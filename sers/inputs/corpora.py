@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from sers.errors import SersError
-from sers.fields import assign_split, normalise_languages, unknown_languages_note
+from sers.fields import settle
 from sers.jsonfile import read_json
 from sers.inputs.manifest import Utterance, read_manifest
 
@@ -216,11 +216,8 @@ def read_corpus(source, format: str = "manifest", *, audio_root=None, language: 
 def settle_fields(utterances: list[Utterance], split: str | None, source, log=None) -> list[Utterance]:
     """The rules of :mod:`sers.fields` on what a reader gave: ``split`` where none is given (another
     one refused), languages as ISO codes (the one note naming unknown ones goes to ``log``)."""
-    ids = [u.id for u in utterances]
-    splits = assign_split([u.split for u in utterances], split, ids, source)
-    codes, originals, unknown = normalise_languages([u.language_original or u.language for u in utterances])
-    if log is not None and unknown:
-        log(unknown_languages_note(unknown, source))
+    splits, codes, originals = settle([u.id for u in utterances], [u.split for u in utterances],
+                                      [u.language_original or u.language for u in utterances], split, source, log)
     settled = []
     for utterance, split_name, code, original in zip(utterances, splits, codes, originals):
         fields = dict(split=split_name, language=code, language_original="" if original == code else original)
